@@ -1,0 +1,169 @@
+"""Column names and ``datasets.Features`` of every ImageNet-Think config.
+
+This module is the single source of truth for the record layout; everything else imports
+it.  The six published columns keep the names and meaning of the Hub copy
+(``krishnateja95/ImageNet-Think``): ``image, question, think_1, answer_1, think_2, answer_2``
+where pair 1 is GLM-4.1V-9B-Thinking and pair 2 Kimi-VL-A3B-Thinking-2506.  Provenance
+columns are added around them.
+
+>>> sorted(FEATURES["default"])[:4]
+['answer_1', 'answer_2', 'finish_reason_1', 'finish_reason_2']
+>>> FEATURES["pairs"]["teacher"].dtype
+'int8'
+"""
+
+from __future__ import annotations
+
+from typing import Optional, TypedDict
+
+import datasets
+import pyarrow as pa
+
+from imagenet_think import PROMPT  # noqa: F401  (the paper's prompt; re-exported here)
+
+HUB_REPO = "krishnateja95/ImageNet-Think"
+
+TEACHERS = {
+    1: "zai-org/GLM-4.1V-9B-Thinking",
+    2: "moonshotai/Kimi-VL-A3B-Thinking-2506",
+}
+"""Teacher model id of each published pair."""
+
+TEACHER_NAMES = {1: "glm", 2: "kimi"}
+
+PUBLISHED_COLUMNS = ("image", "question", "think_1", "answer_1", "think_2", "answer_2")
+"""Columns of the published Hub copy, in its order."""
+
+STATUSES = ("ok", "no_think", "unclosed_think", "empty_answer", "malformed", "missing")
+"""Values of ``status_*``; ``missing`` marks a pair the teacher never produced."""
+
+CONFIGS = ("default", "glm", "kimi", "pairs")
+
+SPLITS = ("train", "validation")
+
+_string = datasets.Value("string")
+
+GENERATION_FEATURE = [
+    {
+        "pair": datasets.Value("int8"),
+        "engine": _string,
+        "revision": _string,
+        "sampling": _string,
+        "raw": _string,
+    }
+]
+"""Per-pair generation record (list of structs, spelled ``[{...}]`` so 3.6 and 5.x agree):
+engine name and version, model revision, sampling parameters as JSON, raw model output."""
+
+
+def _pair_columns(suffix: str) -> dict:
+    return {
+        f"model{suffix}": _string,
+        f"think{suffix}": _string,
+        f"answer{suffix}": _string,
+        f"status{suffix}": _string,
+        f"finish_reason{suffix}": _string,
+        f"num_tokens{suffix}": datasets.Value("int32"),
+    }
+
+
+_IDENTITY = {
+    "id": _string,
+    "wnid": _string,
+    "label": _string,
+    "image": datasets.Image(),
+    "question": _string,
+}
+
+FEATURES: dict[str, datasets.Features] = {
+    "default": datasets.Features(
+        {**_IDENTITY, **_pair_columns("_1"), **_pair_columns("_2"), "generation": GENERATION_FEATURE}
+    ),
+    "pairs": datasets.Features({**_IDENTITY, "teacher": datasets.Value("int8"), **_pair_columns("")}),
+}
+FEATURES["glm"] = FEATURES["pairs"]
+FEATURES["kimi"] = FEATURES["pairs"]
+
+CONFIG_TEACHER = {"glm": 1, "kimi": 2}
+"""Which published pair the single-teacher configs keep."""
+
+
+def arrow_schema(config: str = "default") -> pa.Schema:
+    """Arrow schema of ``config``, with the ``huggingface`` features metadata attached.
+
+    >>> arrow_schema("pairs").field("teacher").type
+    DataType(int8)
+    """
+    features = FEATURES[config]
+    return features.arrow_schema
+
+
+class Pair(TypedDict):
+    """One teacher's answer to the prompt (a row of the ``pairs`` config, minus the image)."""
+
+    teacher: int
+    model: str
+    think: str
+    answer: str
+    status: str
+    finish_reason: Optional[str]
+    num_tokens: Optional[int]
+
+
+class Record(TypedDict, total=False):
+    """One row of the ``default`` config.
+
+    ``image`` is whatever ``datasets.Image`` yields: a ``PIL.Image.Image`` when decoded,
+    ``{"bytes": ..., "path": ...}`` with ``decode=False``.
+    """
+
+    id: str
+    wnid: str
+    label: str
+    image: object
+    question: str
+    model_1: str
+    think_1: str
+    answer_1: str
+    status_1: str
+    finish_reason_1: Optional[str]
+    num_tokens_1: Optional[int]
+    model_2: str
+    think_2: str
+    answer_2: str
+    status_2: str
+    finish_reason_2: Optional[str]
+    num_tokens_2: Optional[int]
+    generation: list
+
+
+def record_id(wnid: str, file_name: str) -> str:
+    """Stable row id ``<wnid>_<file stem>``.
+
+    The published file names already start with the wnid (``n04004000_n04004000_1000.JPEG``
+    holds the original ``n04004000_1000.JPEG``); the prefix is not doubled.
+
+    >>> record_id("n04004000", "n04004000_n04004000_1000.JPEG")
+    'n04004000_n04004000_1000'
+    >>> record_id("n04004000", "n04004000_1000.JPEG")
+    'n04004000_n04004000_1000'
+    """
+    stem = file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if stem.startswith(wnid + "_" + wnid + "_"):
+        return stem
+    return f"{wnid}_{stem}"
+
+
+def wnid_from_name(file_name: str) -> Optional[str]:
+    """The WordNet id an ImageNet file name starts with, or ``None``.
+
+    >>> wnid_from_name("n00005787_n00005787_11054.JPEG")
+    'n00005787'
+    >>> wnid_from_name("cat.png") is None
+    True
+    """
+    stem = file_name.rsplit("/", 1)[-1]
+    head = stem.split("_", 1)[0].split(".", 1)[0]
+    if len(head) == 9 and head[0] == "n" and head[1:].isdigit():
+        return head
+    return None
