@@ -1,0 +1,320 @@
+"""Split a teacher's raw output into reasoning and answer, and join them back.
+
+This is the only module that knows the teachers' markers:
+
+* ``glm`` (GLM-4.1V-Thinking): ``<think>…</think><answer>…</answer>``; the answer may wrap its
+  final part in ``<|begin_of_box|>…<|end_of_box|>``.  The opening ``<think>`` may be missing
+  (it can sit in the prompt) and ``</answer>`` may be missing (vLLM drops the stop string).
+* ``kimi`` (Kimi-VL-Thinking-2506): ``◁think▷…◁/think▷`` then the answer, no answer tag.
+* ``think_tags`` (DeepSeek-R1 / Qwen3): ``<think>…</think>`` then the answer.
+* ``none``: no reasoning markers at all.
+
+``glm`` and ``think_tags`` share one grammar (answer and box tags are accepted in both); they
+differ in what :func:`detect_style` reports and in how :func:`join_reasoning` writes text.
+
+Statuses (from :data:`imagenet_think.schema.STATUSES`):
+
+``ok``
+    One well-formed think block, then a non-empty answer.
+``no_think``
+    No reasoning marker: the whole text is the answer (it may still be reasoning whose special
+    tokens were stripped by the engine; nothing in the text can tell).
+``unclosed_think``
+    The think block never closes (cut at max tokens): the text is reasoning, the answer is empty.
+``empty_answer``
+    Nothing left as answer (think closed with nothing after it, or an empty / blank text).
+``malformed``
+    Anything else: several or nested think blocks, a stray or early closing marker, text before
+    the opening marker, markers of another style (with ``style="auto"``: of two styles), more
+    than one box or unbalanced box / answer tags, answer or box tags inside the reasoning,
+    text outside ``<answer>…</answer>``, or an answer cut by the token limit (see below).
+``missing``
+    The text is ``None`` (the teacher never produced this pair).
+
+Rules that decide what goes where:
+
+* Whitespace: ``think`` and ``answer`` are stripped (``str.strip``) at both ends; inner
+  whitespace is kept.  ``raw_answer`` (``keep_raw=True``) is the answer region verbatim:
+  not stripped, with answer and box tags still in it.
+* Answer tags (``<answer>``, ``</answer>``) and box markers are removed from ``answer``;
+  ``\\boxed{…}`` is plain text and is left as is.
+* Truncation: with ``finish_reason="length"``, an ``ok`` answer that no closing ``</answer>``
+  proves complete (every ``kimi`` and ``think_tags`` answer; a ``glm`` answer whose
+  ``</answer>`` is missing) becomes ``malformed``: the answer was cut.  The partial answer is
+  kept, so it can be inspected, but a filter on ``ok`` drops it.  Any other finish reason
+  (``"stop"``, ``None``) leaves an unclosed ``<answer>`` ``ok``: vLLM drops the stop string.
+  ``no_think`` text stays ``no_think`` whatever the finish reason.
+* ``malformed`` never puts reasoning in the answer: the answer is the text after the *last*
+  closing think marker (of any style), and only when no opening think marker follows it; with
+  no think marker at all it is the whole text; otherwise it is empty.  ``think`` is the text
+  before that answer region (the whole text when the answer is empty), inner markers kept,
+  one leading opening marker dropped.
+
+>>> split_reasoning("<think>A tabby cat.</think><answer>A <|begin_of_box|>cat<|end_of_box|>")
+Split(think='A tabby cat.', answer='A cat', status='ok', markers=('<think>', '</think>', '<answer>', '<|begin_of_box|>', '<|end_of_box|>'), style='glm', raw_answer=None)
+>>> split_reasoning("◁think▷Fur, whiskers.◁/think▷A cat.").answer
+'A cat.'
+>>> split_reasoning("<think>Fur, whiskers, and then", finish_reason="length").status
+'unclosed_think'
+>>> join_reasoning("Fur.", "A cat.", "kimi")
+'◁think▷Fur.◁/think▷A cat.'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+ANSWER_OPEN = "<answer>"
+ANSWER_CLOSE = "</answer>"
+BOX_OPEN = "<|begin_of_box|>"
+BOX_CLOSE = "<|end_of_box|>"
+KIMI_OPEN = "\u25c1think\u25b7"
+KIMI_CLOSE = "\u25c1/think\u25b7"
+
+STYLES = ("glm", "kimi", "think_tags", "none")
+"""Output formats :func:`split_reasoning` parses and :func:`join_reasoning` writes."""
+
+_OPENERS = frozenset((THINK_OPEN, KIMI_OPEN))
+_CLOSERS = frozenset((THINK_CLOSE, KIMI_CLOSE))
+_ANSWER_MARKERS = (ANSWER_OPEN, ANSWER_CLOSE, BOX_OPEN, BOX_CLOSE)
+_TAG_MARKERS = frozenset((THINK_OPEN, THINK_CLOSE, *_ANSWER_MARKERS))
+_STYLE_MARKERS = {
+    "glm": _TAG_MARKERS,
+    "think_tags": _TAG_MARKERS,
+    "kimi": frozenset((KIMI_OPEN, KIMI_CLOSE)),
+    "none": frozenset(),
+}
+_STYLE_THINK = {"glm": (THINK_OPEN, THINK_CLOSE), "think_tags": (THINK_OPEN, THINK_CLOSE), "kimi": (KIMI_OPEN, KIMI_CLOSE)}
+
+_MARKER_RE = re.compile("|".join(re.escape(m) for m in (*_TAG_MARKERS, KIMI_OPEN, KIMI_CLOSE)))
+_ANSWER_MARKER_RE = re.compile("|".join(re.escape(m) for m in _ANSWER_MARKERS))
+
+_JOIN_FORMATS = {
+    "glm": THINK_OPEN + "\n{think}" + THINK_CLOSE + ANSWER_OPEN + "{answer}" + ANSWER_CLOSE,
+    "kimi": KIMI_OPEN + "{think}" + KIMI_CLOSE + "{answer}",
+    "think_tags": THINK_OPEN + "\n{think}\n" + THINK_CLOSE + "\n\n{answer}",
+    "none": "{answer}",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """One output split into reasoning and answer.
+
+    ``markers`` lists every marker found in the text, in order; ``style`` is the style the text
+    was parsed as (the one asked for, or the detected one with ``style="auto"``);
+    ``raw_answer`` is the verbatim answer region, kept only with ``keep_raw=True``.
+
+    >>> Split("", "A cat.", "no_think", (), "none").answer
+    'A cat.'
+    """
+
+    think: str
+    answer: str
+    status: str
+    markers: tuple[str, ...]
+    style: str
+    raw_answer: Optional[str] = None
+
+
+_Token = tuple[str, int, int]
+"""A marker occurrence: (marker, start, end)."""
+
+
+def _tokens(text: str) -> list[_Token]:
+    return [(m.group(), m.start(), m.end()) for m in _MARKER_RE.finditer(text)]
+
+
+def _style_of(tokens: Sequence[_Token]) -> str:
+    if not tokens:
+        return "none"
+    if tokens[0][0] in _STYLE_MARKERS["kimi"]:
+        return "kimi"
+    if any(marker in _ANSWER_MARKERS for marker, _, _ in tokens):
+        return "glm"
+    return "think_tags"
+
+
+def detect_style(text: str) -> str:
+    """The style whose markers the text carries: ``glm``, ``kimi``, ``think_tags`` or ``none``.
+
+    Tag-style text is ``glm`` when it has an answer or box tag, else ``think_tags``; text that
+    mixes both families gets the family of its first marker.
+
+    >>> detect_style("◁think▷hm◁/think▷A cat.")
+    'kimi'
+    >>> detect_style("hm</think><answer>A cat.")
+    'glm'
+    >>> detect_style("<think>hm</think>A cat.")
+    'think_tags'
+    >>> detect_style("A cat.")
+    'none'
+    """
+    return _style_of(_tokens(text))
+
+
+def _clean(region: str) -> str:
+    if "<" in region:
+        region = _ANSWER_MARKER_RE.sub("", region)
+    return region.strip()
+
+
+def _malformed(text: str, tokens: Sequence[_Token], markers: tuple, style: str, keep_raw: bool) -> Split:
+    """The conservative split of a text that breaks its format (see the module docstring)."""
+    closes = [index for index, (marker, _, _) in enumerate(tokens) if marker in _CLOSERS]
+    last_close = closes[-1] if closes else None
+    if last_close is not None and any(marker in _OPENERS for marker, _, _ in tokens[last_close:]):
+        last_close = None
+    has_think = any(marker in _OPENERS or marker in _CLOSERS for marker, _, _ in tokens)
+    if last_close is not None:
+        think_region, region = text[: tokens[last_close][1]], text[tokens[last_close][2] :]
+    elif not has_think:
+        think_region, region = "", text
+    else:
+        think_region, region = text, ""
+    think = think_region.strip()
+    for opener in _OPENERS:
+        if think.startswith(opener):
+            think = think[len(opener) :].strip()
+    return Split(think, _clean(region), "malformed", markers, style, region if keep_raw else None)
+
+
+def _answer_status(answer_tokens: Sequence[_Token], region: str, offset: int, finish_reason: Optional[str]) -> str:
+    """``ok`` or ``malformed`` for the answer region ``region`` (starting at ``offset`` in the text)."""
+    names = [marker for marker, _, _ in answer_tokens]
+    if names.count(ANSWER_OPEN) > 1 or names.count(ANSWER_CLOSE) > 1 or names.count(BOX_OPEN) > 1:
+        return "malformed"
+    box = [(marker, start) for marker, start, _ in answer_tokens if marker in (BOX_OPEN, BOX_CLOSE)]
+    if box and [marker for marker, _ in box] != [BOX_OPEN, BOX_CLOSE]:
+        return "malformed"
+    closed = False
+    if ANSWER_OPEN in names or ANSWER_CLOSE in names:
+        if names[0] != ANSWER_OPEN or region[: answer_tokens[0][1] - offset].strip():
+            return "malformed"
+        if ANSWER_CLOSE in names:
+            if names[-1] != ANSWER_CLOSE or region[answer_tokens[-1][2] - offset :].strip():
+                return "malformed"
+            closed = True
+    if finish_reason == "length" and not closed:
+        return "malformed"
+    return "ok"
+
+
+def split_reasoning(
+    text: Optional[str],
+    style: str = "auto",
+    *,
+    finish_reason: Optional[str] = None,
+    keep_raw: bool = False,
+) -> Split:
+    """Split ``text`` into reasoning and answer; never raises on any string.
+
+    ``style`` is ``"auto"`` (detect it) or one of :data:`STYLES`; with an explicit style,
+    markers of another style make the text ``malformed``.  ``finish_reason`` is the engine's
+    (``"stop"``, ``"length"``, ``None``); see the module docstring for every rule.
+
+    >>> split_reasoning("The cat sleeps.<|end_of_box|></think>A cat.", "glm").status
+    'malformed'
+    >>> split_reasoning("hm</think><answer>A cat.</answer>", "glm", keep_raw=True).raw_answer
+    '<answer>A cat.</answer>'
+    >>> split_reasoning(None).status
+    'missing'
+    """
+    if style != "auto" and style not in STYLES:
+        raise ValueError(f"unknown reasoning style {style!r}; expected 'auto' or one of {STYLES}")
+    if text is None:
+        return Split("", "", "missing", (), "none" if style == "auto" else style, "" if keep_raw else None)
+    tokens = _tokens(text)
+    markers = tuple(marker for marker, _, _ in tokens)
+    if style == "auto":
+        style = _style_of(tokens)
+    if not tokens:
+        answer = text.strip()
+        return Split("", answer, "no_think" if answer else "empty_answer", markers, style, text if keep_raw else None)
+    allowed = _STYLE_MARKERS[style]
+    if style == "none" or any(marker not in allowed for marker in markers):
+        return _malformed(text, tokens, markers, style, keep_raw)
+    opener, closer = _STYLE_THINK[style]
+    think_tokens = [token for token in tokens if token[0] in (opener, closer)]
+    think_names = [marker for marker, _, _ in think_tokens]
+    if not think_tokens:
+        region, offset, think_region, answer_tokens = text, 0, "", tokens
+    elif think_names == [opener]:
+        start, end = think_tokens[0][1], think_tokens[0][2]
+        if len(tokens) > 1 or text[:start].strip():
+            return _malformed(text, tokens, markers, style, keep_raw)
+        return Split(text[end:].strip(), "", "unclosed_think", markers, style, "" if keep_raw else None)
+    elif think_names in ([closer], [opener, closer]):
+        close_start, offset = think_tokens[-1][1], think_tokens[-1][2]
+        think_start = think_tokens[0][2] if len(think_tokens) == 2 else 0
+        if think_start and text[: think_tokens[0][1]].strip():
+            return _malformed(text, tokens, markers, style, keep_raw)
+        if any(start < close_start for marker, start, _ in tokens if marker not in (opener, closer)):
+            return _malformed(text, tokens, markers, style, keep_raw)
+        region, think_region = text[offset:], text[think_start:close_start]
+        answer_tokens = [token for token in tokens if token[1] >= offset]
+    else:
+        return _malformed(text, tokens, markers, style, keep_raw)
+    status = _answer_status(answer_tokens, region, offset, finish_reason if think_tokens else None)
+    answer = _clean(region)
+    if status == "ok":
+        if not think_tokens:
+            status = "no_think"
+        if not answer:
+            status = "empty_answer"
+    return Split(think_region.strip(), answer, status, markers, style, region if keep_raw else None)
+
+
+def join_reasoning(think: str, answer: str, style: str) -> str:
+    """Write ``think`` and ``answer`` in ``style``'s canonical form (inverse of :func:`split_reasoning`).
+
+    Canonical forms: ``glm`` ``<think>\\n{think}</think><answer>{answer}</answer>``; ``kimi``
+    ``◁think▷{think}◁/think▷{answer}``; ``think_tags`` ``<think>\\n{think}\\n</think>\\n\\n{answer}``;
+    ``none`` ``{answer}`` (``think`` must then be empty).  For stripped, marker-free, non-empty
+    ``think`` and ``answer``, ``split_reasoning(join_reasoning(t, a, s), s)`` gives back ``t``
+    and ``a`` with status ``ok``, and joining that split gives back the same text.
+
+    >>> join_reasoning("Fur.", "A cat.", "glm")
+    '<think>\\nFur.</think><answer>A cat.</answer>'
+    >>> split_reasoning(join_reasoning("Fur.", "A cat.", "think_tags")).answer
+    'A cat.'
+    """
+    if style not in STYLES:
+        raise ValueError(f"unknown reasoning style {style!r}; expected one of {STYLES}")
+    if style == "none" and think:
+        raise ValueError("style 'none' has no place for reasoning, but think is not empty")
+    for name, part in (("think", think), ("answer", answer)):
+        found = _MARKER_RE.search(part)
+        if found:
+            raise ValueError(f"{name} contains the marker {found.group()!r}; joining it would not split back")
+    return _JOIN_FORMATS[style].format(think=think, answer=answer)
+
+
+def split_batch(
+    texts: Sequence[Optional[str]],
+    style: str = "auto",
+    finish_reasons: Optional[Sequence[Optional[str]]] = None,
+) -> dict[str, list]:
+    """Split a column of texts into ``think``, ``answer`` and ``status`` columns.
+
+    Made for ``Dataset.map(batched=True)``: ``ds.map(lambda b: split_batch(b["raw"]), batched=True)``.
+    ``None`` texts get status ``missing``.
+
+    >>> split_batch(["◁think▷hm◁/think▷A cat.", None])
+    {'think': ['hm', ''], 'answer': ['A cat.', ''], 'status': ['ok', 'missing']}
+    """
+    if finish_reasons is None:
+        finish_reasons = [None] * len(texts)
+    elif len(finish_reasons) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(finish_reasons)} finish reasons")
+    thinks, answers, statuses = [], [], []
+    for text, finish_reason in zip(texts, finish_reasons):
+        split = split_reasoning(text, style, finish_reason=finish_reason)
+        thinks.append(split.think)
+        answers.append(split.answer)
+        statuses.append(split.status)
+    return {"think": thinks, "answer": answers, "status": statuses}
