@@ -1,0 +1,207 @@
+"""imagenet_think.regenerate.sources: layouts, safe tars, deterministic balanced selection."""
+
+import io
+import logging
+import os
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imagenet_think.regenerate import sources
+
+WNIDS = ("n01440764", "n02084071", "n04004000")
+
+
+def jpeg(size=(256, 240), color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def synset_files(per_synset=4, wnids=WNIDS):
+    """{wnid: {file name: bytes}} with distinct pixels per image."""
+    return {
+        w: {f"{w}_{k}.JPEG": jpeg(color=(i * 60, k * 40, 7)) for k in range(per_synset)} for i, w in enumerate(wnids)
+    }
+
+
+def write_folders(root: Path, files) -> Path:
+    for wnid, images in files.items():
+        (root / wnid).mkdir(parents=True)
+        for name, data in images.items():
+            (root / wnid / name).write_bytes(data)
+    return root
+
+
+def write_tars(root: Path, files) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for wnid, images in files.items():
+        with tarfile.open(root / f"{wnid}.tar", "w") as tar:
+            for name, data in images.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return root
+
+
+def test_synset_folders_items_carry_wnid_label_and_lazy_bytes(tmp_path):
+    files = synset_files(2)
+    source = sources.open_source(write_folders(tmp_path, files))
+    assert sources.detect_layout(tmp_path) == "synset-folders"
+    assert sorted(source.groups()) == list(WNIDS)
+    items = source.items("n01440764")
+    assert [i.id for i in items] == ["n01440764_n01440764_0", "n01440764_n01440764_1"]
+    assert items[0].label == "tench, Tinca tinca"
+    assert items[0].file_name == "n01440764_n01440764_0.JPEG"
+    assert items[1].read_bytes() == files["n01440764"]["n01440764_1.JPEG"]
+
+
+def test_tars_give_the_same_items_and_bytes_as_folders(tmp_path):
+    files = synset_files(3)
+    folders = sources.open_source(write_folders(tmp_path / "folders", files))
+    tars = sources.open_source(write_tars(tmp_path / "tars", files))
+    assert sources.detect_layout(tmp_path / "tars") == "synset-tars"
+    a = sources.select_items(folders, 7, seed=3).items
+    b = sources.select_items(tars, 7, seed=3).items
+    assert [i.id for i in a] == [i.id for i in b]
+    assert [i.read_bytes() for i in a] == [i.read_bytes() for i in b]
+    assert b[0].source.startswith(str(tmp_path / "tars")) and "::" in b[0].source
+
+
+def test_unsafe_tar_members_are_skipped_with_a_warning_and_never_written(tmp_path, caplog):
+    data = jpeg()
+    tar_path = tmp_path / "src" / "n01440764.tar"
+    tar_path.parent.mkdir()
+    with tarfile.open(tar_path, "w") as tar:
+        for name in ("n01440764_ok.JPEG", "../n01440764_up.JPEG", "/abs/n01440764_abs.JPEG", "a/../../n01440764_b.JPEG"):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("n01440764_link.JPEG")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tar.addfile(link)
+        hard = tarfile.TarInfo("n01440764_hard.JPEG")
+        hard.type = tarfile.LNKTYPE
+        hard.linkname = "n01440764_ok.JPEG"
+        tar.addfile(hard)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    with caplog.at_level(logging.WARNING, logger=sources.__name__):
+        items = sources.open_source(tar_path.parent).items("n01440764")
+        chosen = sources.select_items(sources.open_source(tar_path.parent), None).items
+    assert [i.id for i in items] == [i.id for i in chosen] == ["n01440764_n01440764_ok"]
+    assert items[0].read_bytes() == data
+    warned = caplog.text
+    for name in ("../n01440764_up.JPEG", "/abs/n01440764_abs.JPEG", "a/../../n01440764_b.JPEG", "link.JPEG", "hard.JPEG"):
+        assert name in warned
+    assert str(tar_path) in warned
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert not Path("/abs").exists()
+
+
+def test_compressed_tar_is_a_clear_error(tmp_path):
+    with tarfile.open(tmp_path / "n01440764.tar", "w:gz") as tar:
+        info = tarfile.TarInfo("n01440764_1.JPEG")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(ValueError, match=r"n01440764\.tar: not an uncompressed tar"):
+        sources.SynsetTars(tmp_path).items("n01440764")
+
+
+@pytest.mark.parametrize("inner", ["train", "imagenet21k_train"])
+@pytest.mark.parametrize("as_tars", [False, True])
+def test_winter21_layout_reads_the_train_folder(tmp_path, inner, as_tars):
+    files = synset_files(2)
+    (write_tars if as_tars else write_folders)(tmp_path / inner, files)
+    write_folders(tmp_path / "val_unused", {"n09999999": {"n09999999_1.JPEG": jpeg()}})
+    assert sources.detect_layout(tmp_path) == "winter21"
+    source = sources.open_source(tmp_path)
+    assert sorted(source.groups()) == list(WNIDS)
+    assert len(sources.select_items(source, None).items) == 6
+
+
+def test_winter21_without_synsets_is_a_clear_error(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(ValueError, match="no synset folders or tars under train or imagenet21k_train"):
+        sources.open_source(tmp_path, layout="winter21")
+
+
+def test_plain_folder_ids_come_from_relative_paths_and_wnid_names_are_kept(tmp_path):
+    (tmp_path / "cats" / "small").mkdir(parents=True)
+    (tmp_path / "cats" / "small" / "tom.png").write_bytes(jpeg())
+    (tmp_path / "dog.jpg").write_bytes(jpeg())
+    (tmp_path / "n02084071_77.JPEG").write_bytes(jpeg())
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert sources.detect_layout(tmp_path) == "folder"
+    chosen = sources.select_items(sources.open_source(tmp_path), None).items
+    by_id = {i.id: i for i in chosen}
+    assert set(by_id) == {"cats/small/tom", "dog", "n02084071_n02084071_77"}
+    assert by_id["cats/small/tom"].wnid == "" and by_id["cats/small/tom"].label == ""
+    assert by_id["cats/small/tom"].file_name == "cats_small_tom.png"
+    assert by_id["n02084071_n02084071_77"].label.startswith("dog")
+
+
+def test_two_files_with_one_id_is_an_error_naming_both(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg())
+    (tmp_path / "a.png").write_bytes(jpeg())
+    with pytest.raises(ValueError, match=r"same id 'a'.*a\.jpg and .*a\.png"):
+        sources.open_source(tmp_path).groups()
+
+
+def test_selection_is_deterministic_balanced_and_seeded(tmp_path):
+    files = synset_files(5, wnids=tuple(f"n0000000{k}" for k in range(1, 5)))
+    source = sources.open_source(write_folders(tmp_path, files))
+    first = [i.id for i in sources.select_items(source, 10, seed=0).items]
+    again = [i.id for i in sources.select_items(sources.open_source(tmp_path), 10, seed=0).items]
+    other = [i.id for i in sources.select_items(source, 10, seed=1).items]
+    assert first == again
+    assert first != other
+    assert len(set(first)) == 10
+    counts = Counter(i.split("_", 1)[0] for i in first)
+    assert sorted(counts.values()) == [2, 2, 3, 3]
+    # every round gives each synset one image before any gets another
+    assert len({i.split("_", 1)[0] for i in first[:4]}) == 4
+    # a smaller request is a prefix of a larger one with the same seed
+    assert [i.id for i in sources.select_items(source, 6, seed=0).items] == first[:6]
+
+
+def test_selection_fills_up_from_larger_synsets(tmp_path):
+    files = {"n00000001": {"n00000001_0.JPEG": jpeg()}, **synset_files(4, wnids=("n00000002",))}
+    chosen = sources.select_items(sources.open_source(write_folders(tmp_path, files)), 5).items
+    assert Counter(i.wnid for i in chosen) == {"n00000001": 1, "n00000002": 4}
+
+
+def test_small_and_corrupt_images_are_skipped_and_corrupt_ones_logged(tmp_path, caplog):
+    root = tmp_path / "n01440764"
+    root.mkdir()
+    (root / "n01440764_big.JPEG").write_bytes(jpeg((300, 224)))
+    (root / "n01440764_narrow.JPEG").write_bytes(jpeg((223, 500)))
+    (root / "n01440764_bad.JPEG").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    with caplog.at_level(logging.WARNING, logger=sources.__name__):
+        selection = sources.select_items(sources.open_source(tmp_path), 3)
+    assert [i.id for i in selection.items] == ["n01440764_n01440764_big"]
+    reasons = dict(selection.skipped)
+    assert reasons[str(root / "n01440764_narrow.JPEG")].startswith("too small: 223x500")
+    assert reasons[str(root / "n01440764_bad.JPEG")].startswith("corrupt")
+    assert str(root / "n01440764_bad.JPEG") in caplog.text
+    assert "only 1 usable images found, 3 requested" in caplog.text
+    # min_size=0 reads no header: everything is a candidate
+    assert len(sources.select_items(sources.open_source(tmp_path), 3, min_size=0).items) == 3
+
+
+def test_truncated_tar_member_is_reported_with_its_source(tmp_path):
+    files = synset_files(1, wnids=("n01440764",))
+    write_tars(tmp_path, files)
+    item = sources.open_source(tmp_path).items("n01440764")[0]
+    os.truncate(tmp_path / "n01440764.tar", item.offset + 10)
+    with pytest.raises(OSError, match=r"n01440764\.tar::n01440764_0\.JPEG: tar member truncated"):
+        item.read_bytes()
+
+
+def test_unknown_layout_and_missing_path_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown layout 'zip'"):
+        sources.open_source(tmp_path, layout="zip")
+    with pytest.raises(ValueError, match="nowhere is not a directory"):
+        sources.open_source(tmp_path / "nowhere")
