@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Optional, Sequence
 
 THINK_OPEN = "<think>"
@@ -80,18 +81,20 @@ STYLES = ("glm", "kimi", "think_tags", "none")
 
 _OPENERS = frozenset((THINK_OPEN, KIMI_OPEN))
 _CLOSERS = frozenset((THINK_CLOSE, KIMI_CLOSE))
-_ANSWER_MARKERS = (ANSWER_OPEN, ANSWER_CLOSE, BOX_OPEN, BOX_CLOSE)
+_ANSWER_MARKERS = frozenset((ANSWER_OPEN, ANSWER_CLOSE, BOX_OPEN, BOX_CLOSE))
 _TAG_MARKERS = frozenset((THINK_OPEN, THINK_CLOSE, *_ANSWER_MARKERS))
-_STYLE_MARKERS = {
-    "glm": _TAG_MARKERS,
-    "think_tags": _TAG_MARKERS,
-    "kimi": frozenset((KIMI_OPEN, KIMI_CLOSE)),
-    "none": frozenset(),
-}
+_KIMI_MARKERS = frozenset((KIMI_OPEN, KIMI_CLOSE))
+_STYLE_MARKERS = {"glm": _TAG_MARKERS, "think_tags": _TAG_MARKERS, "kimi": _KIMI_MARKERS, "none": frozenset()}
 _STYLE_THINK = {"glm": (THINK_OPEN, THINK_CLOSE), "think_tags": (THINK_OPEN, THINK_CLOSE), "kimi": (KIMI_OPEN, KIMI_CLOSE)}
 
-_MARKER_RE = re.compile("|".join(re.escape(m) for m in (*_TAG_MARKERS, KIMI_OPEN, KIMI_CLOSE)))
-_ANSWER_MARKER_RE = re.compile("|".join(re.escape(m) for m in _ANSWER_MARKERS))
+_LEADS = {
+    lead: {marker[:3]: marker for marker in family}
+    for lead, family in (("<", _TAG_MARKERS), ("\u25c1", _KIMI_MARKERS))
+}
+"""Markers by their first character, then by their first three (unique within a family)."""
+
+MARKER_PATTERN = "|".join(re.escape(marker) for marker in sorted((*_TAG_MARKERS, *_KIMI_MARKERS)))
+"""Regular expression (RE2- and ``re``-compatible) matching any marker of any style."""
 
 _JOIN_FORMATS = {
     "glm": THINK_OPEN + "\n{think}" + THINK_CLOSE + ANSWER_OPEN + "{answer}" + ANSWER_CLOSE,
@@ -126,17 +129,30 @@ _Token = tuple[str, int, int]
 
 
 def _tokens(text: str) -> list[_Token]:
-    return [(m.group(), m.start(), m.end()) for m in _MARKER_RE.finditer(text)]
+    """Every marker in ``text``, left to right, without overlaps (``str.find`` on lead characters)."""
+    tokens: list[_Token] = []
+    leads_found = 0
+    for lead, by_prefix in _LEADS.items():
+        position = text.find(lead)
+        leads_found += position >= 0
+        while position >= 0:
+            marker = by_prefix.get(text[position : position + 3])
+            if marker is not None and text.startswith(marker, position):
+                tokens.append((marker, position, position + len(marker)))
+                position = text.find(lead, position + len(marker))
+            else:
+                position = text.find(lead, position + 1)
+    if leads_found == 2:
+        tokens.sort(key=itemgetter(1))
+    return tokens
 
 
-def _style_of(tokens: Sequence[_Token]) -> str:
-    if not tokens:
+def _style_of(markers: tuple[str, ...]) -> str:
+    if not markers:
         return "none"
-    if tokens[0][0] in _STYLE_MARKERS["kimi"]:
+    if markers[0] in _KIMI_MARKERS:
         return "kimi"
-    if any(marker in _ANSWER_MARKERS for marker, _, _ in tokens):
-        return "glm"
-    return "think_tags"
+    return "think_tags" if _ANSWER_MARKERS.isdisjoint(markers) else "glm"
 
 
 def detect_style(text: str) -> str:
@@ -154,54 +170,69 @@ def detect_style(text: str) -> str:
     >>> detect_style("A cat.")
     'none'
     """
-    return _style_of(_tokens(text))
+    return _style_of(tuple(marker for marker, _, _ in _tokens(text)))
 
 
-def _clean(region: str) -> str:
-    if "<" in region:
-        region = _ANSWER_MARKER_RE.sub("", region)
-    return region.strip()
+def think_markers(style: str) -> tuple[str, str]:
+    """Opening and closing think markers of ``style`` (``glm``, ``kimi``, ``think_tags``).
+
+    >>> think_markers("kimi") == (KIMI_OPEN, KIMI_CLOSE)
+    True
+    """
+    if style not in _STYLE_THINK:
+        raise ValueError(f"style {style!r} has no think markers; expected one of {tuple(_STYLE_THINK)}")
+    return _STYLE_THINK[style]
+
+
+def _clean(text: str, start: int, answer_tokens: Sequence[_Token]) -> str:
+    """``text[start:]`` without the answer and box tags in ``answer_tokens``, stripped."""
+    if not answer_tokens:
+        return text[start:].strip()
+    pieces = []
+    for _, token_start, token_end in answer_tokens:
+        pieces.append(text[start:token_start])
+        start = token_end
+    pieces.append(text[start:])
+    return "".join(pieces).strip()
 
 
 def _malformed(text: str, tokens: Sequence[_Token], markers: tuple, style: str, keep_raw: bool) -> Split:
     """The conservative split of a text that breaks its format (see the module docstring)."""
-    closes = [index for index, (marker, _, _) in enumerate(tokens) if marker in _CLOSERS]
-    last_close = closes[-1] if closes else None
-    if last_close is not None and any(marker in _OPENERS for marker, _, _ in tokens[last_close:]):
-        last_close = None
-    has_think = any(marker in _OPENERS or marker in _CLOSERS for marker, _, _ in tokens)
-    if last_close is not None:
-        think_region, region = text[: tokens[last_close][1]], text[tokens[last_close][2] :]
+    closes = [index for index, marker in enumerate(markers) if marker in _CLOSERS]
+    has_think = bool(closes) or not _OPENERS.isdisjoint(markers)
+    if closes and _OPENERS.isdisjoint(markers[closes[-1] :]):
+        think_region, start = text[: tokens[closes[-1]][1]], tokens[closes[-1]][2]
+        answer_tokens = tokens[closes[-1] + 1 :]
     elif not has_think:
-        think_region, region = "", text
+        think_region, start, answer_tokens = "", 0, tokens
     else:
-        think_region, region = text, ""
+        think_region, start, answer_tokens = text, len(text), ()
     think = think_region.strip()
     for opener in _OPENERS:
         if think.startswith(opener):
             think = think[len(opener) :].strip()
-    return Split(think, _clean(region), "malformed", markers, style, region if keep_raw else None)
+    raw_answer = text[start:] if keep_raw else None
+    return Split(think, _clean(text, start, answer_tokens), "malformed", markers, style, raw_answer)
 
 
-def _answer_status(answer_tokens: Sequence[_Token], region: str, offset: int, finish_reason: Optional[str]) -> str:
-    """``ok`` or ``malformed`` for the answer region ``region`` (starting at ``offset`` in the text)."""
+def _answer_is_well_formed(text: str, start: int, answer_tokens: Sequence[_Token]) -> tuple[bool, bool]:
+    """Whether the answer tags after ``start`` follow the format, and whether ``</answer>`` closes it.
+
+    At most one ``<answer>`` (first, with only blanks before it) and one ``</answer>`` (last,
+    only blanks after it), and at most one box, opened then closed.
+    """
     names = [marker for marker, _, _ in answer_tokens]
-    if names.count(ANSWER_OPEN) > 1 or names.count(ANSWER_CLOSE) > 1 or names.count(BOX_OPEN) > 1:
-        return "malformed"
-    box = [(marker, start) for marker, start, _ in answer_tokens if marker in (BOX_OPEN, BOX_CLOSE)]
-    if box and [marker for marker, _ in box] != [BOX_OPEN, BOX_CLOSE]:
-        return "malformed"
-    closed = False
+    boxes = [marker for marker in names if marker == BOX_OPEN or marker == BOX_CLOSE]
+    if boxes and boxes != [BOX_OPEN, BOX_CLOSE]:
+        return False, False
+    if names.count(ANSWER_OPEN) > 1 or names.count(ANSWER_CLOSE) > 1:
+        return False, False
     if ANSWER_OPEN in names or ANSWER_CLOSE in names:
-        if names[0] != ANSWER_OPEN or region[: answer_tokens[0][1] - offset].strip():
-            return "malformed"
+        if names[0] != ANSWER_OPEN or text[start : answer_tokens[0][1]].strip():
+            return False, False
         if ANSWER_CLOSE in names:
-            if names[-1] != ANSWER_CLOSE or region[answer_tokens[-1][2] - offset :].strip():
-                return "malformed"
-            closed = True
-    if finish_reason == "length" and not closed:
-        return "malformed"
-    return "ok"
+            return names[-1] == ANSWER_CLOSE and not text[answer_tokens[-1][2] :].strip(), True
+    return True, False
 
 
 def split_reasoning(
@@ -231,42 +262,31 @@ def split_reasoning(
     tokens = _tokens(text)
     markers = tuple(marker for marker, _, _ in tokens)
     if style == "auto":
-        style = _style_of(tokens)
-    if not tokens:
-        answer = text.strip()
-        return Split("", answer, "no_think" if answer else "empty_answer", markers, style, text if keep_raw else None)
-    allowed = _STYLE_MARKERS[style]
-    if style == "none" or any(marker not in allowed for marker in markers):
+        style = _style_of(markers)
+    if not _STYLE_MARKERS[style].issuperset(markers) or style == "none" and markers:
         return _malformed(text, tokens, markers, style, keep_raw)
-    opener, closer = _STYLE_THINK[style]
-    think_tokens = [token for token in tokens if token[0] in (opener, closer)]
-    think_names = [marker for marker, _, _ in think_tokens]
-    if not think_tokens:
-        region, offset, think_region, answer_tokens = text, 0, "", tokens
-    elif think_names == [opener]:
-        start, end = think_tokens[0][1], think_tokens[0][2]
-        if len(tokens) > 1 or text[:start].strip():
-            return _malformed(text, tokens, markers, style, keep_raw)
-        return Split(text[end:].strip(), "", "unclosed_think", markers, style, "" if keep_raw else None)
-    elif think_names in ([closer], [opener, closer]):
-        close_start, offset = think_tokens[-1][1], think_tokens[-1][2]
-        think_start = think_tokens[0][2] if len(think_tokens) == 2 else 0
-        if think_start and text[: think_tokens[0][1]].strip():
-            return _malformed(text, tokens, markers, style, keep_raw)
-        if any(start < close_start for marker, start, _ in tokens if marker not in (opener, closer)):
-            return _malformed(text, tokens, markers, style, keep_raw)
-        region, think_region = text[offset:], text[think_start:close_start]
-        answer_tokens = [token for token in tokens if token[1] >= offset]
+    opener, closer = _STYLE_THINK.get(style, (None, None))
+    opens, closes = markers.count(opener), markers.count(closer)
+    if opens == closes == 0:
+        think, start = "", 0
+    elif closes == 0 and opens == 1 and len(tokens) == 1 and not text[: tokens[0][1]].strip():
+        return Split(text[tokens[0][2] :].strip(), "", "unclosed_think", markers, style, "" if keep_raw else None)
+    elif closes == 1 and opens <= 1 and markers[opens] == closer and (not opens or not text[: tokens[0][1]].strip()):
+        think, start = text[tokens[0][2] if opens else 0 : tokens[opens][1]].strip(), tokens[opens][2]
+        tokens = tokens[opens + 1 :]
     else:
         return _malformed(text, tokens, markers, style, keep_raw)
-    status = _answer_status(answer_tokens, region, offset, finish_reason if think_tokens else None)
-    answer = _clean(region)
-    if status == "ok":
-        if not think_tokens:
-            status = "no_think"
-        if not answer:
-            status = "empty_answer"
-    return Split(think_region.strip(), answer, status, markers, style, region if keep_raw else None)
+    well_formed, closed = _answer_is_well_formed(text, start, tokens)
+    answer = _clean(text, start, tokens)
+    if not well_formed:
+        status = "malformed"
+    elif not answer:
+        status = "empty_answer"
+    elif not (opens or closes):
+        status = "no_think"
+    else:
+        status = "malformed" if finish_reason == "length" and not closed else "ok"
+    return Split(think, answer, status, markers, style, text[start:] if keep_raw else None)
 
 
 def join_reasoning(think: str, answer: str, style: str) -> str:
@@ -288,9 +308,9 @@ def join_reasoning(think: str, answer: str, style: str) -> str:
     if style == "none" and think:
         raise ValueError("style 'none' has no place for reasoning, but think is not empty")
     for name, part in (("think", think), ("answer", answer)):
-        found = _MARKER_RE.search(part)
+        found = _tokens(part)
         if found:
-            raise ValueError(f"{name} contains the marker {found.group()!r}; joining it would not split back")
+            raise ValueError(f"{name} contains the marker {found[0][0]!r}; joining it would not split back")
     return _JOIN_FORMATS[style].format(think=think, answer=answer)
 
 
@@ -318,3 +338,4 @@ def split_batch(
         answers.append(split.answer)
         statuses.append(split.status)
     return {"think": thinks, "answer": answers, "status": statuses}
+

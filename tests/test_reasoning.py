@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from imagenet_think.reasoning import (
     BOX_OPEN,
     KIMI_CLOSE,
     KIMI_OPEN,
+    MARKER_PATTERN,
     STYLES,
     THINK_CLOSE,
     THINK_OPEN,
@@ -21,6 +24,7 @@ from imagenet_think.reasoning import (
     join_reasoning,
     split_batch,
     split_reasoning,
+    think_markers,
 )
 from imagenet_think.schema import STATUSES
 
@@ -166,6 +170,13 @@ def test_detect_style(text, style):
     assert detect_style(text) == style
 
 
+def test_think_markers():
+    assert think_markers("glm") == think_markers("think_tags") == (THINK_OPEN, THINK_CLOSE)
+    assert think_markers("kimi") == (KIMI_OPEN, KIMI_CLOSE)
+    with pytest.raises(ValueError, match="style 'none' has no think markers"):
+        think_markers("none")
+
+
 def test_split_batch_matches_split_reasoning():
     texts = [GLM_FULL, None, "<think>ρ</think><answer>A tiger", "◁think▷ρ"]
     finish_reasons = ["stop", None, "length", "length"]
@@ -255,6 +266,7 @@ def test_no_input_raises_and_results_are_well_formed(text, style, finish_reason,
         split.status == "malformed"
     )
     assert (split.raw_answer is not None) == keep_raw
+    assert split.markers == tuple(re.findall(MARKER_PATTERN, text or ""))
     if split.status == "unclosed_think":
         assert split.answer == ""
 
