@@ -1,0 +1,132 @@
+"""``datasets`` builder for ImageNet-Think Parquet shards (ours or the published copy).
+
+Kept small on purpose: ``datasets`` swaps ``open``/``glob`` inside a builder's module for
+fsspec-aware versions.  Reshaping lives in :mod:`imagenet_think.normalize`.
+
+Configs: ``default`` (one row per image, both pairs), ``glm`` and ``kimi`` (one teacher each),
+``pairs`` (one row per image and teacher).  Splits: ``train`` and ``validation`` by a hash
+of ``id`` (:mod:`imagenet_think.split`).  Files written by :mod:`imagenet_think.writer` record
+their split and fraction in the Parquet metadata, so they are read without re-filtering.
+
+>>> ImageNetThinkConfig(name="pairs", validation_fraction=0.05).validation_fraction
+0.05
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from imagenet_think import __version__, normalize, schema
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction
+
+try:  # datasets >= 4.4.2
+    from datasets.builder import Key
+except ImportError:  # pragma: no cover - older datasets take any hashable key
+
+    def Key(file_idx: int, batch_idx: int) -> tuple:  # noqa: N802
+        return (file_idx, batch_idx)
+
+
+METADATA_KEY = b"imagenet_think"
+"""Parquet schema-metadata key holding ``{"split": ..., "validation_fraction": ...}``."""
+
+DATA_REVISION = "1"
+"""Bump when the meaning of stored data changes; part of the cache key with the version."""
+
+CITATION = """@article{imagenet_think_2025,
+  title   = {ImageNet-Think-250K: A Large-Scale Synthetic Dataset for Multimodal Reasoning for Vision Language Models},
+  author  = {Krishna Teja Chitty-Venkata and Murali Emani},
+  journal = {arXiv preprint arXiv:2510.01582},
+  year    = {2025}
+}"""
+
+
+@dataclass
+class ImageNetThinkConfig(datasets.BuilderConfig):
+    """Config of one view of the corpus; ``validation_fraction`` sizes the hash split."""
+
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.name not in schema.CONFIGS:
+            raise ValueError(f"unknown config {self.name!r}; choose one of {', '.join(schema.CONFIGS)}")
+        check_fraction(self.validation_fraction)
+
+
+def builder_hash(data_fingerprint: str = "") -> str:
+    """Cache key part: package version, data revision and the caller's data fingerprint."""
+    return f"imagenet-think-{__version__}-r{DATA_REVISION}-{data_fingerprint}"
+
+
+def read_split_metadata(file) -> dict:
+    """The ``imagenet_think`` metadata of an open Parquet file, ``{}`` when absent."""
+    metadata = pq.read_schema(file).metadata or {}
+    return json.loads(metadata[METADATA_KEY]) if METADATA_KEY in metadata else {}
+
+
+class ImageNetThink(datasets.ArrowBasedBuilder):
+    """Arrow-based builder yielding one table per Parquet row group."""
+
+    BUILDER_CONFIG_CLASS = ImageNetThinkConfig
+    BUILDER_CONFIGS = [ImageNetThinkConfig(name=name) for name in schema.CONFIGS]
+    DEFAULT_CONFIG_NAME = "default"
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description="ImageNet-21k images with two (thinking, answer) pairs from two reasoning VLMs.",
+            features=schema.FEATURES[self.config.name],
+            homepage=f"https://huggingface.co/datasets/{schema.HUB_REPO}",
+            license="cc-by-4.0 (texts); ImageNet terms, non-commercial research only (images)",
+            citation=CITATION,
+        )
+
+    def _split_generators(self, dl_manager):
+        if not self.config.data_files:
+            raise FileNotFoundError("no Parquet files given: pass a directory holding *.parquet or data_files=")
+        files_by_split = {str(k): list(v) for k, v in dl_manager.download(self.config.data_files).items()}
+        fraction = self.config.validation_fraction
+        presplit = set(files_by_split) <= set(schema.SPLITS) and all(
+            self._split_metadata(f) == {"split": split, "validation_fraction": fraction}
+            for split, files in files_by_split.items()
+            for f in files
+        )
+        if presplit:
+            return [
+                datasets.SplitGenerator(name=split, gen_kwargs={"files": files, "keep_validation": None})
+                for split, files in files_by_split.items()
+            ]
+        every_file = [f for files in files_by_split.values() for f in files]
+        generators = [datasets.SplitGenerator(name="train", gen_kwargs={"files": every_file, "keep_validation": False})]
+        if fraction > 0:
+            generators.append(
+                datasets.SplitGenerator(name="validation", gen_kwargs={"files": every_file, "keep_validation": True})
+            )
+        return generators
+
+    def _split_metadata(self, file: str) -> dict:
+        try:
+            with open(file, "rb") as f:
+                return read_split_metadata(f)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise normalize.LayoutError(f"{file}: not a readable Parquet file ({err})") from err
+
+    def _generate_tables(self, files, keep_validation):
+        for file_idx, file in enumerate(files):
+            with open(file, "rb") as f:
+                try:
+                    parquet = pq.ParquetFile(f)
+                    normalize.layout_of(parquet.schema_arrow.names, file)
+                    first_row = 0
+                    for group in range(parquet.num_row_groups):
+                        table = normalize.to_default(parquet.read_row_group(group), file, first_row)
+                        first_row += table.num_rows
+                        table = normalize.validation_filter(table, keep_validation, self.config.validation_fraction)
+                        yield Key(file_idx, group), normalize.project(table, self.config.name)
+                except (pa.ArrowInvalid, OSError) as err:
+                    raise normalize.LayoutError(f"{file}: cannot read Parquet data ({err})") from err

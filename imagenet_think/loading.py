@@ -1,0 +1,213 @@
+"""``imagenet_think.load_dataset``: resolve a source, then build it with our builder.
+
+Sources: ``"imagenet-think"`` (the Hub copy, :data:`schema.HUB_REPO`, or ``hub_repo=``),
+``"sample"`` (the bundled sample), a local directory (ours or in the published layout), or
+any Hub dataset id.  Offline (``HF_HUB_OFFLINE=1`` or no route to the Hub) a Hub source is
+served from the local cache or fails at once with what to do, not after a retry storm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import datasets
+
+from imagenet_think import schema
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
+
+SOURCE_ALIASES = ("imagenet-think", "imagenet_think")
+
+
+class OfflineError(ConnectionError):
+    """The Hub cannot be reached and nothing usable is cached."""
+
+
+class IdentifiedImage(datasets.Image):
+    """``datasets.Image`` whose decode errors name the image file (its stem is the row id).
+
+    It serialises as a plain ``Image`` and compares equal to one with the same settings;
+    only datasets returned by :func:`load_dataset` use it.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, datasets.Image):
+            return NotImplemented
+        return (self.mode, self.decode, self.id) == (other.mode, other.decode, other.id)
+
+    __hash__ = None
+
+    def decode_example(self, value, token_per_repo_id=None):
+        try:
+            return super().decode_example(value, token_per_repo_id=token_per_repo_id)
+        except Exception as err:  # PIL raises many types; all mean "cannot decode"
+            name = value.get("path") if isinstance(value, dict) else value
+            row_id = str(name).rsplit("/", 1)[-1].rsplit(".", 1)[0] if name else "?"
+            raise ValueError(f"cannot decode the image of row {row_id!r} (file {name!r}): {err}") from err
+
+
+def sample_dir() -> Path:
+    """Directory of the bundled sample (Hub layout).
+
+    >>> (sample_dir() / "README.md").is_file()
+    True
+    """
+    return Path(str(resources.files("imagenet_think").joinpath("sample")))
+
+
+def local_data_files(directory: Union[str, os.PathLike]) -> dict[str, list[str]]:
+    """Parquet files of a local corpus directory, by split.
+
+    Split names come from the file names as ``datasets`` reads them
+    (``data/train-00000-of-00002.parquet``); files with no split name are ``train``.
+    """
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such directory")
+    try:
+        patterns = get_data_patterns(str(directory))
+        files = DataFilesDict.from_patterns(patterns, base_path=str(directory))
+    except datasets.exceptions.DataFilesNotFoundError:
+        files = {}
+    by_split = {str(k): [f for f in v if f.endswith(".parquet")] for k, v in files.items()}
+    by_split = {k: v for k, v in by_split.items() if v}
+    if not by_split:
+        raise FileNotFoundError(
+            f"{directory}: no Parquet files found (expected data/{{split}}-NNNNN-of-MMMMM.parquet or *.parquet); "
+            "export a corpus with `imagenet-think export` or point to a directory of ImageNet-Think Parquet shards"
+        )
+    return by_split
+
+
+def _fingerprint(files: dict[str, list[str]], extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode())
+    for split, names in sorted(files.items()):
+        for name in names:
+            stat = os.stat(name) if os.path.exists(name) else None
+            digest.update(f"{split}|{name}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}".encode())
+    return digest.hexdigest()[:16]
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint accepts a TCP connection (False when ``HF_HUB_OFFLINE`` is set)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE:
+        return False
+    host = constants.ENDPOINT.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        socket.create_connection((host.split(":")[0], 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _hub_listing_path(repo: str, revision: Optional[str]) -> Path:
+    safe = repo.replace("/", "--")
+    return Path(datasets.config.HF_DATASETS_CACHE) / "imagenet_think" / "hub_files" / f"{safe}@{revision or 'main'}.json"
+
+
+def hub_data_files(repo: str, revision: Optional[str] = None) -> tuple[dict[str, list[str]], str]:
+    """Parquet files of a Hub dataset by split, and the commit they come from.
+
+    The listing is cached next to the ``datasets`` cache so an offline run can reuse a
+    corpus prepared online.
+    """
+    listing = _hub_listing_path(repo, revision)
+    if not hub_reachable():
+        if listing.is_file():
+            cached = json.loads(listing.read_text())
+            return cached["files"], cached["commit"]
+        raise OfflineError(
+            f"cannot load {repo!r}: the Hugging Face Hub is unreachable (HF_HUB_OFFLINE=1 or no network) and it is "
+            "not in the local cache. Run once online (set HF_HUB_DISABLE_XET=1 if downloads stall), or load a local "
+            'copy with imagenet_think.load_dataset("/path/to/dir"), or try the bundled sample: load_dataset("sample").'
+        )
+    from datasets.data_files import DataFilesDict, get_data_patterns
+    from huggingface_hub import HfApi
+
+    commit = HfApi().dataset_info(repo, revision=revision).sha
+    base = f"hf://datasets/{repo}@{commit}"
+    found = DataFilesDict.from_patterns(get_data_patterns(base), base_path=base)
+    files = {str(k): [f for f in v if f.endswith(".parquet")] for k, v in found.items()}
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text(json.dumps({"files": files, "commit": commit}))
+    return files, commit
+
+
+def resolve_source(path: str, hub_repo: str = schema.HUB_REPO, revision: Optional[str] = None) -> tuple[dict, str]:
+    """``(data_files by split, fingerprint)`` for a source name, directory or Hub id."""
+    if path == "sample":
+        files = local_data_files(sample_dir())
+        return files, _fingerprint(files)
+    if os.path.isdir(path):
+        files = local_data_files(path)
+        return files, _fingerprint(files)
+    repo = hub_repo if path in SOURCE_ALIASES else path
+    if repo.count("/") != 1 or repo.startswith((".", "/")):
+        raise FileNotFoundError(f"{path!r} is neither a directory, 'sample', 'imagenet-think' nor a Hub id owner/name")
+    files, commit = hub_data_files(repo, revision)
+    return files, _fingerprint({}, f"{repo}@{commit}")
+
+
+def load_dataset(
+    path: str = "imagenet-think",
+    name: str = "default",
+    split: Optional[str] = None,
+    streaming: bool = False,
+    *,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    decode_images: bool = True,
+    hub_repo: str = schema.HUB_REPO,
+    revision: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    **kw: Any,
+):
+    """Load ImageNet-Think with typed features; returns what ``datasets.load_dataset`` would.
+
+    ``name`` is a config (``default``, ``glm``, ``kimi``, ``pairs``); ``validation_fraction``
+    sizes the hash split; ``decode_images=False`` yields ``{"bytes", "path"}`` dicts; other
+    keywords (``num_proc``, ``download_mode``...) go to ``download_and_prepare``.
+
+    >>> ds = load_dataset("sample", "pairs", split="train")
+    >>> ds.features["teacher"].dtype, ds[0]["teacher"]
+    ('int8', 1)
+    """
+    from imagenet_think.builder import ImageNetThink, builder_hash
+    from imagenet_think.normalize import LayoutError
+
+    if name not in schema.CONFIGS:
+        raise ValueError(f"unknown config {name!r}; choose one of {', '.join(schema.CONFIGS)}")
+    data_files, fingerprint = resolve_source(str(path), hub_repo=hub_repo, revision=revision)
+    builder = ImageNetThink(
+        cache_dir=cache_dir,
+        config_name=name,
+        data_files=data_files,
+        hash=builder_hash(fingerprint),
+        dataset_name="imagenet_think",
+        validation_fraction=validation_fraction,
+    )
+    image = IdentifiedImage() if decode_images else datasets.Image(decode=False)
+    if streaming:
+        result = builder.as_streaming_dataset(split=split)
+    else:
+        try:
+            builder.download_and_prepare(**kw)
+        except datasets.exceptions.DatasetGenerationError as err:
+            cause = err.__cause__ or err.__context__
+            if isinstance(cause, LayoutError):
+                raise LayoutError(str(cause)) from err
+            raise
+        result = builder.as_dataset(split=split)
+    if isinstance(result, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        for key in list(result):
+            result[key] = result[key].cast_column("image", image)
+        return result
+    return result.cast_column("image", image)
