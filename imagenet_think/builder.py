@@ -90,7 +90,7 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
         if not self.config.data_files:
             raise FileNotFoundError("no Parquet files given: pass a directory holding *.parquet or data_files=")
         files_by_split = {str(k): list(v) for k, v in dl_manager.download(self.config.data_files).items()}
-        fraction = self.config.validation_fraction
+        fraction = check_fraction(self.config.validation_fraction)
         presplit = set(files_by_split) <= set(schema.SPLITS) and all(
             self._split_metadata(f) == {"split": split, "validation_fraction": fraction}
             for split, files in files_by_split.items()

@@ -85,12 +85,31 @@ def _has_marker(column: pa.ChunkedArray) -> list[bool]:
     return pc.fill_null(pc.match_substring_regex(column, MARKER_PATTERN), False).to_pylist()
 
 
+def _rejoin(think: str, answer: str, opener: str, closer: str) -> str:
+    """Raw text of a split pair: think wrapped in the markers it lacks, then the answer.
+
+    The closing marker is added only before a non-empty answer, so reasoning cut at the
+    token limit (opener, no closer, no answer) stays unclosed.
+
+    >>> _rejoin("Round", "", "<think>", "</think>")
+    '<think>Round'
+    >>> _rejoin("A.</think><think>B.", "C", "<think>", "</think>")
+    '<think>A.</think><think>B.</think>C'
+    """
+    if think.strip():
+        if not think.lstrip().startswith(opener):
+            think = opener + think
+        if answer.strip() and not think.rstrip().endswith(closer):
+            think += closer
+    return think + answer
+
+
 def _statuses(think: pa.ChunkedArray, answer: pa.ChunkedArray, style: str) -> tuple[list, list, list]:
     """Clean think/answer and a status per row of an already split published pair.
 
-    Rows whose columns still hold teacher markers are rebuilt into raw text (the think column
-    wrapped in the teacher's think markers unless it carries its own) and re-split, so stray
-    tags never survive and reasoning never moves into the answer.
+    Rows whose columns still hold teacher markers are rebuilt into raw text with
+    :func:`_rejoin` and re-split, so stray tags never survive and reasoning never moves into
+    the answer.
     """
     thinks, answers, statuses = [], [], []
     rows = zip(think.to_pylist(), answer.to_pylist(), _has_marker(think), _has_marker(answer))
@@ -99,9 +118,7 @@ def _statuses(think: pa.ChunkedArray, answer: pa.ChunkedArray, style: str) -> tu
         if t_marked or a_marked:
             from imagenet_think.reasoning import split_reasoning, think_markers
 
-            opener, closer = think_markers(style)
-            raw = t + a if t_marked or not t.strip() else f"{opener}{t}{closer}{a}"
-            result = split_reasoning(raw, style=style)
+            result = split_reasoning(_rejoin(t, a, *think_markers(style)), style=style)
             t, a, status = result.think, result.answer, result.status
         else:
             t, a = t.strip(), a.strip()

@@ -1,0 +1,53 @@
+"""The top-level dataset script on datasets 3.6 (CI builds that venv; see .ci/run).
+
+Set IMAGENET_THINK_PY36 to the python of a venv with datasets==3.6.0 and this package
+installed; CI always sets it, so there the test runs and must pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON36 = os.environ.get("IMAGENET_THINK_PY36")
+
+pytestmark = pytest.mark.skipif(not PYTHON36, reason="IMAGENET_THINK_PY36 not set (CI sets it)")
+
+CODE = """
+import datasets, json, sys
+assert datasets.__version__ == "3.6.0", datasets.__version__
+script, export = sys.argv[1], sys.argv[2]
+pairs = datasets.load_dataset(script, "pairs", data_dir="sample", trust_remote_code=True)
+kimi = datasets.load_dataset(script, "kimi", data_dir="sample", split="train", trust_remote_code=True, streaming=True)
+plain = datasets.load_dataset(export, split="train")
+print(json.dumps({
+    "pairs": {k: len(v) for k, v in pairs.items()},
+    "teacher": str(pairs["train"].features["teacher"]),
+    "kimi_first": next(iter(kimi))["model"],
+    "plain_features": sorted(plain.features),
+    "generation": str(plain.features["generation"]),
+    "image": list(plain[0]["image"].size),
+}))
+"""
+
+
+def test_script_and_export_on_datasets_36(tmp_path):
+    from imagenet_think.writer import export_hub_layout
+
+    export = tmp_path / "imagenet-think"
+    export_hub_layout("sample", export)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [PYTHON36, "-c", CODE, str(ROOT / "imagenet_think.py"), str(export)],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["pairs"] == {"train": 48}
+    assert "int8" in out["teacher"] and out["kimi_first"] == "moonshotai/Kimi-VL-A3B-Thinking-2506"
+    assert "think_1" in out["plain_features"] and "pair" in out["generation"] and out["image"] == [256, 256]

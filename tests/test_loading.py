@@ -1,0 +1,218 @@
+"""imagenet_think.load_dataset over the sample, Hub-layout and published-layout directories."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import imagenet_think
+from imagenet_think import schema
+from imagenet_think.loading import OfflineError
+from imagenet_think.normalize import LayoutError
+from imagenet_think.writer import export_hub_layout
+
+
+def rows_by_id(ds) -> dict:
+    return {row["id"]: row for row in ds}
+
+
+@pytest.mark.parametrize("config", schema.CONFIGS)
+def test_sample_loads_typed_map_and_streaming(config):
+    ds = imagenet_think.load_dataset("sample", config, split="train")
+    assert ds.features == schema.FEATURES[config]
+    assert len(ds) == (48 - 0 if config == "pairs" else 24)
+    streamed = list(imagenet_think.load_dataset("sample", config, split="train", streaming=True))
+    assert [r["id"] for r in streamed] == ds["id"]
+    first = ds[0]
+    assert isinstance(first["image"], Image.Image) and first["image"].size == (256, 256)
+    assert first["question"] == imagenet_think.PROMPT
+
+
+def test_pairs_interleave_teachers_and_single_teacher_configs_agree():
+    pairs = imagenet_think.load_dataset("sample", "pairs", split="train")
+    assert pairs["teacher"][:4] == [1, 2, 1, 2]
+    assert pairs["id"][0] == pairs["id"][1]
+    glm = imagenet_think.load_dataset("sample", "glm", split="train")
+    default = imagenet_think.load_dataset("sample", split="train")
+    assert glm["answer"] == default["answer_1"]
+    assert set(glm["model"]) == {schema.TEACHERS[1]}
+
+
+def test_sample_carries_edge_case_statuses():
+    ds = imagenet_think.load_dataset("sample", split="train")
+    statuses = set(ds["status_1"]) | set(ds["status_2"])
+    assert {"ok", "unclosed_think", "malformed", "empty_answer", "no_think"} <= statuses
+    for row in ds:
+        for pair in (1, 2):
+            if row[f"status_{pair}"] == "unclosed_think":
+                assert row[f"answer_{pair}"] == "" and row[f"think_{pair}"]
+
+
+def test_hash_split_is_deterministic_and_disjoint():
+    dd = imagenet_think.load_dataset("sample", validation_fraction=0.3)
+    train, validation = set(dd["train"]["id"]), set(dd["validation"]["id"])
+    assert train and validation and not train & validation and len(train | validation) == 24
+    again = imagenet_think.load_dataset("sample", validation_fraction=0.3, split="validation")
+    assert set(again["id"]) == validation
+    stream = imagenet_think.load_dataset("sample", split="validation", validation_fraction=0.3, streaming=True)
+    assert {r["id"] for r in stream} == validation
+
+
+def test_export_roundtrip_loads_without_the_package(tmp_path):
+    out = tmp_path / "imagenet-think"
+    export_hub_layout("sample", out, validation_fraction=0.3, max_shard_bytes=30_000)
+    shards = sorted(p.name for p in (out / "data").glob("*.parquet"))
+    assert shards[0].startswith("train-00000-of-") and any(s.startswith("validation-") for s in shards)
+    assert len([s for s in shards if s.startswith("train")]) > 1
+    code = (
+        "import datasets, json, sys; d = datasets.load_dataset(sys.argv[1]);"
+        "g = datasets.load_dataset(sys.argv[1], 'glm', split='train');"
+        "print(json.dumps([d['train'].features.to_dict(), len(d['train']), len(d['validation']), g.column_names,"
+        " d['train'][0]['image'].size]))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    features, n_train, n_val, glm_columns, size = json.loads(result.stdout.strip().splitlines()[-1])
+    assert datasets.Features.from_dict(features) == schema.FEATURES["default"]
+    assert n_train + n_val == 24 and n_val > 0
+    assert glm_columns[-1] == "num_tokens_1" and size == [256, 256]
+    assert "imagenet_think" not in result.stdout
+    ours = imagenet_think.load_dataset(str(out), "pairs", validation_fraction=0.3)
+    assert len(ours["train"]) + len(ours["validation"]) == 48
+
+
+def test_rewritten_directory_is_not_served_from_stale_cache(tmp_path):
+    out = tmp_path / "imagenet-think"
+    export_hub_layout("sample", out, limit=5)
+    cache = str(tmp_path / "cache")
+    assert len(datasets.load_dataset(str(out), split="train", cache_dir=cache)) == 5
+    assert len(imagenet_think.load_dataset(str(out), split="train", cache_dir=cache)) == 5
+    export_hub_layout("sample", out, limit=7, overwrite=True)
+    assert len(datasets.load_dataset(str(out), split="train", cache_dir=cache)) == 7
+    assert len(imagenet_think.load_dataset(str(out), split="train", cache_dir=cache)) == 7
+
+
+def test_export_refuses_to_overwrite(sample_copy, tmp_path):
+    with pytest.raises(FileExistsError, match="already holds files"):
+        export_hub_layout("sample", sample_copy)
+    assert len(list((sample_copy / "data").glob("*.parquet"))) == 1
+
+
+@pytest.mark.parametrize("config", schema.CONFIGS)
+def test_published_layout_is_normalised(published_dir, config):
+    ds = imagenet_think.load_dataset(str(published_dir), config, split="train", validation_fraction=0.0)
+    assert ds.features == schema.FEATURES[config]
+    sample = rows_by_id(imagenet_think.load_dataset("sample", config, split="train"))
+    assert set(sample) == set(ds["id"])
+    streamed = imagenet_think.load_dataset(str(published_dir), config, split="train", streaming=True, validation_fraction=0.0)
+    assert [r["id"] for r in streamed] == ds["id"]
+
+
+def test_published_layout_derives_provenance(published_dir):
+    ds = imagenet_think.load_dataset(str(published_dir), split="train", validation_fraction=0.0)
+    sample = rows_by_id(imagenet_think.load_dataset("sample", split="train"))
+    for row in ds:
+        ref = sample[row["id"]]
+        assert row["wnid"] == ref["wnid"] and row["label"] == ref["label"] and row["label"]
+        assert row["model_1"] == schema.TEACHERS[1] and row["model_2"] == schema.TEACHERS[2]
+        for pair in (1, 2):
+            assert row[f"answer_{pair}"] == ref[f"answer_{pair}"]
+            if ref[f"status_{pair}"] in ("ok", "no_think", "empty_answer"):
+                assert row[f"status_{pair}"] == ref[f"status_{pair}"]
+        assert row["generation"] == []
+
+
+def test_published_columns_with_leftover_markers_are_resplit(tmp_path):
+    image = {"bytes": b"", "path": "n07753592_n07753592_1.JPEG"}
+    table = pa.table(
+        {
+            "image": [image, image | {"path": "n07753592_n07753592_2.JPEG"}],
+            "question": [imagenet_think.PROMPT] * 2,
+            "think_1": ["Yellow and curved.", "<think>\nRound"],
+            "answer_1": ["<answer>A <|begin_of_box|>banana<|end_of_box|></answer>", ""],
+            "think_2": ["◁think▷Curved◁/think▷", ""],
+            "answer_2": ["A banana.", "A banana."],
+        }
+    )
+    (tmp_path / "d").mkdir()
+    pq.write_table(table, tmp_path / "d" / "train.parquet")
+    ds = imagenet_think.load_dataset(str(tmp_path / "d"), split="train", validation_fraction=0.0, decode_images=False)
+    assert (ds[0]["answer_1"], ds[0]["status_1"]) == ("A banana", "ok")
+    assert (ds[0]["think_2"], ds[0]["answer_2"], ds[0]["status_2"]) == ("Curved", "A banana.", "ok")
+    assert (ds[1]["think_1"], ds[1]["answer_1"], ds[1]["status_1"]) == ("Round", "", "unclosed_think")
+    assert ds[1]["status_2"] == "no_think"
+
+
+def test_directory_without_parquet_names_the_directory(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("hi")
+    with pytest.raises(FileNotFoundError, match="empty: no Parquet files found"):
+        imagenet_think.load_dataset(str(tmp_path / "empty"))
+
+
+def test_missing_column_names_file_and_column(published_dir):
+    shard = next(published_dir.glob("data/*.parquet"))
+    pq.write_table(pq.read_table(shard).drop_columns(["think_2"]), shard)
+    with pytest.raises(LayoutError, match=r"train-00000-of-00001\.parquet: missing column\(s\) think_2"):
+        imagenet_think.load_dataset(str(published_dir), split="train")
+    with pytest.raises(LayoutError, match="missing column"):
+        next(iter(imagenet_think.load_dataset(str(published_dir), split="train", streaming=True)))
+
+
+def test_truncated_parquet_names_the_file(sample_copy):
+    shard = next(sample_copy.glob("data/*.parquet"))
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LayoutError, match=rf"{shard.name}.*not a readable Parquet file"):
+        imagenet_think.load_dataset(str(sample_copy))
+
+
+def test_corrupt_image_error_names_the_row(sample_copy):
+    shard = next(sample_copy.glob("data/*.parquet"))
+    table = pq.read_table(shard)
+    images = table["image"].to_pylist()
+    images[3] = {"bytes": images[3]["bytes"][:50] + b"garbage" * 10, "path": images[3]["path"]}
+    table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(images, table.schema.field("image").type))
+    pq.write_table(table, shard)
+    ds = imagenet_think.load_dataset(str(sample_copy), split="train")
+    bad_id = ds.select([3]).with_format(None)["id"][0]
+    assert ds[2]["image"].size == (256, 256)
+    with pytest.raises(ValueError, match=rf"row '{bad_id}'"):
+        ds[3]["image"]
+    stream = imagenet_think.load_dataset(str(sample_copy), split="train", streaming=True)
+    with pytest.raises(ValueError, match=rf"row '{bad_id}'"):
+        list(stream)
+
+
+def test_offline_hub_fails_fast_with_advice(monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path))
+    start = time.monotonic()
+    with pytest.raises(OfflineError, match="unreachable.*load_dataset\\(\"sample\"\\)"):
+        imagenet_think.load_dataset("imagenet-think")
+    assert time.monotonic() - start < 10  # no 24 s retry storm (generous bound: not a benchmark)
+
+
+def test_unknown_config_and_bad_fraction():
+    with pytest.raises(ValueError, match="unknown config 'cot'"):
+        imagenet_think.load_dataset("sample", "cot")
+    with pytest.raises(ValueError, match="validation_fraction must be in"):
+        imagenet_think.load_dataset("sample", validation_fraction=1.0)
+
+
+def test_decode_images_false_gives_bytes():
+    ds = imagenet_think.load_dataset("sample", split="train", decode_images=False)
+    image = ds[0]["image"]
+    assert image["path"].endswith(".JPEG") and Image.open(io.BytesIO(image["bytes"])).format == "JPEG"
