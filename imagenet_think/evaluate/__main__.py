@@ -1,0 +1,191 @@
+"""``python -m imagenet_think.evaluate`` (also ``imagenet-think evaluate``): score a model.
+
+Three modes:
+
+* ``--predictions FILE``: score a model's raw outputs read from JSONL or Parquet
+  (:mod:`imagenet_think.evaluate.predictions`).
+* ``--model NAME``: run the model on the evaluation images through the regenerate engine
+  layer with the paper's prompt, keep its outputs in ``RUN_DIR/predictions.jsonl``, score them.
+* ``--compare RUN_DIR...``: put the results of earlier runs side by side.
+
+Rows scored: the evaluation subset (:mod:`imagenet_think.evaluate.subset`) of ``--source``,
+``--size`` ids of ``--split`` (``validation`` by default, disjoint from training; ``train`` or
+``all`` for corpora whose validation split is tiny, such as the bundled sample).  With
+``--predictions``, the subset ids the file predicts are scored; every id in the file must exist
+in the corpus.  Scores go to ``RUN_DIR/scores/`` chunk by chunk (a rerun skips chunks already
+scored), then ``RUN_DIR/scores.parquet`` and ``results.{json,md,png}``
+(:mod:`imagenet_think.evaluate.report`).
+
+>>> parser = argparse.ArgumentParser()
+>>> add_arguments(parser)
+>>> parser.parse_args(["--predictions", "p.jsonl", "--split", "all"]).split
+'all'
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pyarrow as pa
+
+from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricSettings
+from imagenet_think.evaluate.predictions import PredictionError
+from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS
+from imagenet_think.evaluate.subset import DEFAULT_EVAL_SIZE, EVAL_SPLITS
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
+
+REASONING_STYLES = ("auto", "glm", "kimi", "think_tags", "none")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``evaluate`` options to ``parser``."""
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    what = parser.add_argument_group("what to score (exactly one)")
+    modes = what.add_mutually_exclusive_group(required=True)
+    modes.add_argument("--predictions", metavar="FILE", help="JSONL/Parquet with id + raw output (prediction|output|text|raw)")
+    modes.add_argument("--model", metavar="NAME", help="run this model (registry name or Hub id) on the eval images")
+    modes.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="put the results of earlier runs side by side")
+    rows = parser.add_argument_group("rows")
+    rows.add_argument("--source", default="imagenet-think", help="corpus: imagenet-think, sample, a directory or a Hub id")
+    rows.add_argument("--split", choices=EVAL_SPLITS, default="validation", help="rows the subset is drawn from")
+    rows.add_argument("--size", type=int, default=DEFAULT_EVAL_SIZE, help="subset size; 0 for every row of --split")
+    rows.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION)
+    engine = parser.add_argument_group("model run (with --model)")
+    engine.add_argument("--model-path", help="local checkpoint directory (default: the model's Hub id)")
+    engine.add_argument("--engine", default="transformers", help="engine of imagenet_think.regenerate.engines")
+    engine.add_argument("--max-new-tokens", type=int, default=8192)
+    engine.add_argument("--generation-batch-size", type=int, default=8)
+    scoring = parser.add_argument_group("scoring")
+    scoring.add_argument("--metrics", nargs="+", choices=METRIC_NAMES, default=list(METRIC_NAMES), metavar="METRIC",
+                         help=f"some of: {', '.join(METRIC_NAMES)}")
+    scoring.add_argument("--bertscore-model", default=MetricSettings.bertscore_model)
+    scoring.add_argument("--bertscore-layers", type=int, help="layer to use (default: bert-score's choice, else the last)")
+    scoring.add_argument("--sbert-model", default=MetricSettings.sbert_model)
+    scoring.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    scoring.add_argument("--batch-size", type=int, default=MetricSettings.batch_size, help="metric model batch size")
+    scoring.add_argument("--reasoning-style", choices=REASONING_STYLES, default="auto", help="how predictions are split")
+    scoring.add_argument("--chunk-size", type=int, default=256, help="rows scored (and stored) together")
+    report = parser.add_argument_group("report")
+    report.add_argument("--out", metavar="RUN_DIR", help="run directory (default: eval-runs/<name>)")
+    report.add_argument("--name", help="model name in the report (default: --model or the predictions file stem)")
+    report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _run_name(args: argparse.Namespace) -> str:
+    if args.name:
+        return args.name
+    if args.model:
+        return args.model.rstrip("/").split("/")[-1]
+    if args.predictions:
+        return Path(args.predictions).stem
+    return "comparison"
+
+
+def _scored_rows(eval_rows: pa.Table, predictions: pa.Table) -> pa.Table:
+    """Eval rows that have a prediction, in eval order, with the prediction columns joined in."""
+    position = {row_id: i for i, row_id in enumerate(predictions["id"].to_pylist())}
+    keep = [i for i, row_id in enumerate(eval_rows["id"].to_pylist()) if row_id in position]
+    picked = eval_rows.take(pa.array(keep, pa.int64()))
+    wanted = pa.array([position[row_id] for row_id in picked["id"].to_pylist()], pa.int64())
+    joined = {"id": picked["id"], **{name: predictions[name].take(wanted) for name in ("prediction", "finish_reason")}}
+    return pa.table({**joined, **{name: picked[name] for name in REFERENCE_COLUMNS}})
+
+
+def _compare(args: argparse.Namespace, out: Path) -> int:
+    from imagenet_think.evaluate.report import combine, load_summary, render_markdown, write_report
+
+    summaries = [load_summary(run_dir) for run_dir in args.compare]
+    summary = combine(summaries, [Path(run_dir).name for run_dir in args.compare])
+    paths = write_report(summary, out)
+    print(render_markdown(summary))
+    print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
+    return 0
+
+
+def _predictions_table(args: argparse.Namespace, corpus_ids: Sequence[str], eval_rows: pa.Table, out: Path) -> pa.Table:
+    if args.predictions:
+        from imagenet_think.evaluate.predictions import check_ids, read_predictions
+
+        found = read_predictions(args.predictions)
+        check_ids(found, set(corpus_ids), args.source)
+        return found.table
+    from imagenet_think.evaluate.predictions import generate_predictions
+
+    return generate_predictions(
+        eval_rows,
+        out,
+        model=args.model,
+        model_path=args.model_path,
+        engine=args.engine,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.generation_batch_size,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+    )
+
+
+def _run_settings(args: argparse.Namespace, settings: MetricSettings) -> dict:
+    options = ("source", "split", "size", "validation_fraction", "predictions", "model", "model_path", "reasoning_style")
+    recorded = {name: getattr(args, name) for name in options}
+    recorded.update(engine=args.engine if args.model else None, chunk_size=args.chunk_size)
+    recorded.update(bootstrap=args.bootstrap, seed=args.seed, metrics=args.metrics, **asdict(settings))
+    return recorded
+
+
+def _evaluate(args: argparse.Namespace, out: Path) -> int:
+    import pyarrow.parquet as pq
+
+    from imagenet_think.evaluate.report import render_markdown, summarize, write_report
+    from imagenet_think.evaluate.scoring import score_in_chunks
+    from imagenet_think.evaluate.subset import load_eval_rows
+
+    columns = ["id", *REFERENCE_COLUMNS] + (["image", "question"] if args.model else [])
+    corpus_ids, eval_rows = load_eval_rows(args.source, args.size or None, args.split, args.validation_fraction, columns)
+    predictions = _predictions_table(args, corpus_ids, eval_rows, out)
+    rows = _scored_rows(eval_rows, predictions)
+    if rows.num_rows == 0:
+        raise PredictionError(
+            f"none of the {predictions.num_rows} predictions is in the evaluation subset "
+            f"({eval_rows.num_rows} ids: split {args.split!r} of {args.source!r}, --size {args.size}); "
+            "use --split all (or train) to score rows outside the validation split, or a larger --size"
+        )
+    print(
+        f"scoring {rows.num_rows} rows ({eval_rows.num_rows - rows.num_rows} subset ids have no prediction, "
+        f"{predictions.num_rows - rows.num_rows} predictions outside the subset are ignored)",
+        file=sys.stderr,
+    )
+    settings = MetricSettings(args.bertscore_model, args.bertscore_layers, args.sbert_model, args.device, args.batch_size)
+    scores = score_in_chunks(rows, out, args.metrics, settings, args.reasoning_style, args.chunk_size, not args.no_progress)
+    pq.write_table(scores, out / "scores.parquet")
+    summary = summarize(scores, _run_name(args), _run_settings(args, settings), args.bootstrap, args.seed)
+    paths = write_report(summary, out)
+    print(render_markdown(summary))
+    print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``evaluate`` with parsed ``args``; bad input prints a one-line error and returns 2."""
+    out = Path(args.out or Path("eval-runs") / _run_name(args))
+    try:
+        return _compare(args, out) if args.compare else _evaluate(args, out)
+    except (PredictionError, FileNotFoundError, ConnectionError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run."""
+    parser = argparse.ArgumentParser(prog="python -m imagenet_think.evaluate", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

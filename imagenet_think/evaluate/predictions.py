@@ -1,0 +1,162 @@
+"""Model predictions to score: read from a file, checked against the corpus, split into parts.
+
+A predictions file is JSON Lines (``.jsonl``, ``.json``) or Parquet (``.parquet``) with one
+record per image: ``id`` (the corpus row id) and the model's raw output in ``prediction``
+(aliases, first found wins: ``output``, ``text``, ``raw``).  An optional ``finish_reason``
+(``"stop"``, ``"length"``) lets :func:`imagenet_think.reasoning.split_reasoning` tell a cut
+answer from a complete one.  Errors name the file and the 1-based line (JSONL) or 0-based
+row (Parquet) of the offending record.
+
+>>> import json, tempfile, pathlib
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     path = pathlib.Path(tmp, "p.jsonl")
+...     _ = path.write_text(json.dumps({"id": "n1_a", "output": "<think>hm</think>A cat."}) + "\\n")
+...     found = read_predictions(path)
+>>> found.table.column_names, found.table["prediction"].to_pylist()
+(['id', 'prediction', 'finish_reason', 'position'], ['<think>hm</think>A cat.'])
+>>> split_predictions(found.table, "auto")["answer"].to_pylist()
+['A cat.']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Collection, Union
+
+import pyarrow as pa
+
+PREDICTION_COLUMNS = ("prediction", "output", "text", "raw")
+"""Accepted names of the raw-output column, in order of preference."""
+
+PREDICTION_SCHEMA = pa.schema(
+    [("id", pa.string()), ("prediction", pa.string()), ("finish_reason", pa.string()), ("position", pa.int64())]
+)
+"""Columns of :attr:`Predictions.table`; ``position`` is the record's line (JSONL) or row (Parquet)."""
+
+
+class PredictionError(ValueError):
+    """A predictions file that cannot be scored; the message names file, line or row, and id."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The records of one predictions file, in file order.
+
+    ``unit`` is ``"line"`` (JSONL, 1-based) or ``"row"`` (Parquet, 0-based): what
+    ``table["position"]`` counts.
+    """
+
+    path: Path
+    unit: str
+    table: pa.Table
+
+    def where(self, index: int) -> str:
+        """``"<file> line N"`` or ``"<file> row N"`` for record ``index`` of the table."""
+        return f"{self.path} {self.unit} {self.table['position'][index].as_py()}"
+
+
+def _pick_column(names: Collection[str], where: str) -> str:
+    for name in PREDICTION_COLUMNS:
+        if name in names:
+            return name
+    raise PredictionError(f"{where}: no prediction column; expected one of {', '.join(PREDICTION_COLUMNS)}")
+
+
+def _read_jsonl(path: Path) -> pa.Table:
+    ids, texts, reasons, lines = [], [], [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise PredictionError(f"{where}: not valid JSON ({err.msg})") from err
+            if not isinstance(record, dict):
+                raise PredictionError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            column = _pick_column(record, where)
+            ids.append(record.get("id"))
+            texts.append(record[column])
+            reasons.append(record.get("finish_reason"))
+            lines.append(number)
+    try:
+        return pa.table([ids, texts, reasons, lines], schema=PREDICTION_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        bad = next(
+            (i for i, values in enumerate(zip(ids, texts, reasons)) if not all(isinstance(v, (str, type(None))) for v in values)),
+            None,
+        )
+        place = f"{path} line {lines[bad]}" if bad is not None else str(path)
+        raise PredictionError(f"{place}: id, prediction and finish_reason must be strings ({err})") from err
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    column = _pick_column(names, str(path))
+    if "id" not in names:
+        raise PredictionError(f"{path}: no 'id' column (columns: {', '.join(names)})")
+    wanted = ["id", column] + (["finish_reason"] if "finish_reason" in names else [])
+    table = pq.read_table(path, columns=wanted)
+    reasons = table["finish_reason"] if "finish_reason" in names else pa.nulls(table.num_rows, pa.string())
+    try:
+        columns = [table["id"].cast(pa.string()), table[column].cast(pa.string()), reasons.cast(pa.string())]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise PredictionError(f"{path}: id, {column} and finish_reason must be strings ({err})") from err
+    return pa.table([*columns, pa.array(range(table.num_rows), pa.int64())], schema=PREDICTION_SCHEMA)
+
+
+def read_predictions(path: Union[str, os.PathLike]) -> Predictions:
+    """Read and check a predictions file (every record has a string id and output; ids unique)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionError(f"{path}: no such predictions file")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        found = Predictions(path, "line", _read_jsonl(path))
+    elif suffix == ".parquet":
+        found = Predictions(path, "row", _read_parquet(path))
+    else:
+        raise PredictionError(f"{path}: unknown predictions format {suffix!r}; expected .jsonl, .json or .parquet")
+    if found.table.num_rows == 0:
+        raise PredictionError(f"{path}: no predictions in the file")
+    first_seen: dict = {}
+    for index, (row_id, text) in enumerate(zip(found.table["id"].to_pylist(), found.table["prediction"].to_pylist())):
+        if row_id is None:
+            raise PredictionError(f"{found.where(index)}: missing id")
+        if text is None:
+            raise PredictionError(f"{found.where(index)}: id {row_id!r} has no prediction (null)")
+        if row_id in first_seen:
+            earlier = found.table["position"][first_seen[row_id]].as_py()
+            raise PredictionError(f"{found.where(index)}: id {row_id!r} already predicted at {found.unit} {earlier}")
+        first_seen[row_id] = index
+    return found
+
+
+def check_ids(predictions: Predictions, corpus_ids: Collection[str], source: str) -> None:
+    """Raise :class:`PredictionError` naming every prediction (up to five) whose id the corpus lacks."""
+    missing = [i for i, row_id in enumerate(predictions.table["id"].to_pylist()) if row_id not in corpus_ids]
+    if missing:
+        shown = "; ".join(f"{predictions.where(i)}: id {predictions.table['id'][i].as_py()!r}" for i in missing[:5])
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise PredictionError(
+            f"{len(missing)} prediction id(s) are not in the corpus {source!r}: {shown}{more}. "
+            "Check --source, or that the ids are corpus row ids (<wnid>_<file stem>)."
+        )
+
+
+def split_predictions(table: pa.Table, style: str = "auto") -> pa.Table:
+    """``think``, ``answer`` and ``status`` of each raw ``prediction`` (``finish_reason`` used if present).
+
+    >>> split_predictions(pa.table({"prediction": ["◁think▷hm◁/think▷A cat."]}))["status"].to_pylist()
+    ['ok']
+    """
+    from imagenet_think.reasoning import split_batch
+
+    reasons = table["finish_reason"].to_pylist() if "finish_reason" in table.column_names else None
+    return pa.table(split_batch(table["prediction"].to_pylist(), style, reasons))
