@@ -149,3 +149,16 @@ def test_unique_texts_drops_rows_with_a_near_duplicate_answer_in_either_pair():
 def test_bad_near_duplicate_parameters_are_rejected():
     with pytest.raises(ValueError, match=r"num_perm \(64\) must be a multiple of bands \(10\)"):
         quality.near_duplicates(["a"], bands=10)
+
+
+def test_sample_filters_agree_between_map_style_and_streaming():
+    import imagenet_think
+
+    filters = (quality.complete(), quality.length_between("think", min_length=50), quality.names_label())
+    sample = imagenet_think.load_dataset("sample", split="train")
+    stream = imagenet_think.load_dataset("sample", split="train", streaming=True)
+    kept = quality.apply_filters(sample, *filters)
+    statuses = zip(sample["status_1"], sample["status_2"])
+    assert 0 < len(kept) <= sum(pair == ("ok", "ok") for pair in statuses)
+    assert [row["id"] for row in quality.apply_filters(stream, *filters)] == list(kept["id"])
+    assert kept[0]["image"].size  # images still decode afterwards
