@@ -91,6 +91,8 @@ def test_export_roundtrip_loads_without_the_package(tmp_path):
     assert "imagenet_think" not in result.stdout
     ours = imagenet_think.load_dataset(str(out), "pairs", validation_fraction=0.3)
     assert len(ours["train"]) + len(ours["validation"]) == 48
+    stream = imagenet_think.load_dataset(str(out), split="train", streaming=True, validation_fraction=0.3)
+    assert stream.num_shards == len([s for s in shards if s.startswith("train")])  # one shard per file
 
 
 def test_rewritten_directory_is_not_served_from_stale_cache(tmp_path):
