@@ -1,0 +1,58 @@
+"""Engines that run a model over images: vLLM offline, an OpenAI-compatible server, ``transformers``.
+
+All share :class:`~imagenet_think.regenerate.engines.base.Engine`'s interface:
+``engine.generate([Request(id, image, prompt), ...]) -> [Result(id, raw, finish_reason, num_tokens, error), ...]``.
+:func:`make_engine` builds one by name; each module imports its backend only when built.
+
+>>> from imagenet_think.regenerate.engines import ENGINES
+>>> ENGINES
+('vllm', 'openai', 'transformers')
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+from imagenet_think.regenerate.engines.base import Engine, Request, Result
+from imagenet_think.regenerate.models import ModelSpec
+
+ENGINES = ("vllm", "openai", "transformers")
+
+_CLASSES = {
+    "vllm": ("imagenet_think.regenerate.engines.vllm_engine", "VLLMEngine"),
+    "openai": ("imagenet_think.regenerate.engines.openai_engine", "OpenAIEngine"),
+    "transformers": ("imagenet_think.regenerate.engines.hf_engine", "TransformersEngine"),
+}
+
+__all__ = ["ENGINES", "Engine", "Request", "Result", "default_engine", "make_engine"]
+
+
+def default_engine() -> str:
+    """``"vllm"`` when vLLM is installed and a CUDA GPU is visible, else ``"transformers"``."""
+    if importlib.util.find_spec("vllm") is None:
+        return "transformers"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "transformers"
+
+
+def make_engine(kind: str, spec: ModelSpec, **kwargs: Any) -> Engine:
+    """Build the engine ``kind`` (one of :data:`ENGINES`, or ``"auto"``) for ``spec``.
+
+    ``kwargs`` go to the engine class: see ``VLLMEngine``, ``OpenAIEngine`` (``base_url``
+    required) and ``TransformersEngine``.
+
+    >>> from imagenet_think.regenerate.models import get_model
+    >>> make_engine("tgi", get_model("glm"))
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown engine 'tgi'; expected 'auto' or one of ('vllm', 'openai', 'transformers')
+    """
+    if kind == "auto":
+        kind = default_engine()
+    if kind not in _CLASSES:
+        raise ValueError(f"unknown engine {kind!r}; expected 'auto' or one of {ENGINES}")
+    module_name, class_name = _CLASSES[kind]
+    return getattr(importlib.import_module(module_name), class_name)(spec, **kwargs)
