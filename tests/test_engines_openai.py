@@ -1,0 +1,127 @@
+"""OpenAIEngine against a real HTTP server process (tests/fixtures/openai_server.py)."""
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imagenet_think.regenerate.engines import Request, make_engine
+from imagenet_think.regenerate.models import get_model
+
+pytest.importorskip("openai")
+
+SERVER = Path(__file__).parent / "fixtures" / "openai_server.py"
+
+
+def png(size, color):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def jpeg(size, color):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def server(request, tmp_path):
+    """(base_url, request log) of a fresh server; ``request.param`` is its --reasoning-field."""
+    log = tmp_path / "requests.jsonl"
+    field = getattr(request, "param", "reasoning")
+    process = subprocess.Popen(
+        [sys.executable, str(SERVER), "--port", "0", "--reasoning-field", field, "--log", str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(process.stdout.readline().split()[-1])
+        yield f"http://127.0.0.1:{port}/v1", log
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def glm_engine(base_url, **kwargs):
+    return make_engine("openai", get_model("glm"), base_url=base_url, concurrency=4, max_retries=0, **kwargs)
+
+
+@pytest.mark.parametrize("server", ["reasoning", "reasoning_content", "none"], indirect=True)
+def test_raw_text_is_whole_whatever_field_the_reasoning_comes_in(server):
+    base_url, _ = server
+    with glm_engine(base_url) as engine:
+        results = engine.generate([Request("a", png((40, 30), (10, 20, 30))), Request("b", Image.new("RGB", (64, 64), "white"))])
+    assert [r.error for r in results] == [None, None]
+    assert results[0].raw == (
+        "<think>The image is 40 by 30 pixels and its top-left pixel is (10, 20, 30).</think>"
+        "<answer>A 40 x 30 image.</answer>"
+    )
+    split = results[1].split("glm")
+    assert (split.status, split.answer) == ("ok", "A 64 x 64 image.")
+    assert split.think == "The image is 64 by 64 pixels and its top-left pixel is (255, 255, 255)."
+    assert [r.finish_reason for r in results] == ["stop", "stop"]
+    assert results[0].num_tokens == 20  # 15 reasoning words + 5 answer words, as the server counts
+
+
+def test_cut_reasoning_stays_open_and_splits_as_unclosed(server):
+    base_url, _ = server
+    with glm_engine(base_url, sampling={"max_tokens": 3}) as engine:
+        (result,) = engine.generate([Request("a", png((40, 30), "red"))])
+    assert (result.raw, result.finish_reason, result.num_tokens) == ("<think>The image is", "length", 3)
+    assert result.split("glm").status == "unclosed_think"
+
+
+def test_a_failing_request_is_its_own_result(server):
+    base_url, _ = server
+    requests = [Request("ok", png((40, 30), "red")), Request("small", png((10, 10), "red")), Request("junk", b"junk")]
+    with glm_engine(base_url) as engine:
+        ok, small, junk = engine.generate(requests)
+    assert ok.error is None and ok.finish_reason == "stop"
+    assert small.raw is None and "under 28 px" in small.error and "BadRequestError" in small.error
+    assert junk.raw is None and junk.error.startswith("UnidentifiedImageError")
+
+
+def test_request_carries_original_bytes_and_the_specs_sampling(server):
+    base_url, log = server
+    original = jpeg((50, 40), "green")
+    with glm_engine(base_url, sampling={"max_tokens": 100, "seed": 7}) as engine:
+        engine.generate([Request("a", {"bytes": original, "path": "x.JPEG"}, prompt="Describe.")])
+    (body,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert body["model"] == "zai-org/GLM-4.1V-9B-Thinking"
+    assert (body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == (100, 1.0, 1e-5, 7)
+    assert (body["top_k"], body["repetition_penalty"], body["skip_special_tokens"]) == (1, 1.1, False)
+    image_part, text_part = body["messages"][0]["content"]
+    header, data = image_part["image_url"]["url"].split(",", 1)
+    assert header == "data:image/jpeg;base64" and base64.b64decode(data) == original
+    assert text_part == {"type": "text", "text": "Describe."}
+
+
+def test_kimi_reasoning_is_joined_with_kimi_markers_and_the_only_served_model_is_used(server):
+    base_url, log = server
+    spec = get_model("kimi")  # the server serves GLM's id only: the engine falls back to it
+    with make_engine("openai", spec, base_url=base_url, max_retries=0) as engine:
+        (result,) = engine.generate([Request("a", png((30, 30), "black"))])
+        entry = engine.generation_entry(2, result)
+    assert result.raw.startswith("\u25c1think\u25b7The image is 30 by 30") and "\u25c1/think\u25b7<answer>" in result.raw
+    assert json.loads(log.read_text())["model"] == "zai-org/GLM-4.1V-9B-Thinking"
+    assert "skip_special_tokens" not in json.loads(log.read_text())
+    assert entry == {
+        "pair": 2,
+        "engine": "openai-server 0.0-test",
+        "revision": "main",
+        "sampling": '{"max_tokens": 32768, "temperature": 0.8}',
+        "raw": result.raw,
+    }
+
+
+def test_a_model_the_server_does_not_serve_fails_each_request_with_its_message(server):
+    base_url, _ = server
+    with glm_engine(base_url, served_model="no/such-model") as engine:
+        (result,) = engine.generate([Request("a", png((40, 30), "red"))])
+    assert result.raw is None and "'no/such-model' not served" in result.error
