@@ -36,9 +36,10 @@ from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricSettings
 from imagenet_think.evaluate.predictions import PredictionError
 from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS
 from imagenet_think.evaluate.subset import DEFAULT_EVAL_SIZE, EVAL_SPLITS
+from imagenet_think.regenerate.engines import ENGINES
+from imagenet_think.regenerate.models import REASONING_STYLES
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 
-REASONING_STYLES = ("auto", "glm", "kimi", "think_tags", "none")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,10 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rows.add_argument("--size", type=int, default=DEFAULT_EVAL_SIZE, help="subset size; 0 for every row of --split")
     rows.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION)
     engine = parser.add_argument_group("model run (with --model)")
+    engine.add_argument("--registry", metavar="FILE", help="YAML/JSON file of extra models (see regenerate.models)")
     engine.add_argument("--model-path", help="local checkpoint directory (default: the model's Hub id)")
-    engine.add_argument("--engine", default="transformers", help="engine of imagenet_think.regenerate.engines")
-    engine.add_argument("--max-new-tokens", type=int, default=8192)
-    engine.add_argument("--generation-batch-size", type=int, default=8)
+    engine.add_argument("--engine", choices=("auto", *ENGINES), default="auto", help="auto: vllm with a GPU, else transformers")
+    engine.add_argument("--base-url", help="server URL for --engine openai")
+    engine.add_argument("--trust-remote-code", action="store_true", help="allow models that run code from their repository")
+    engine.add_argument("--max-new-tokens", type=int, help="generation cap (default: the model's registry entry)")
+    engine.add_argument("--generation-batch-size", type=int, help="requests per engine batch (default: the engine's)")
     scoring = parser.add_argument_group("scoring")
     scoring.add_argument("--metrics", nargs="+", choices=METRIC_NAMES, default=list(METRIC_NAMES), metavar="METRIC",
                          help=f"some of: {', '.join(METRIC_NAMES)}")
@@ -67,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scoring.add_argument("--sbert-model", default=MetricSettings.sbert_model)
     scoring.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     scoring.add_argument("--batch-size", type=int, default=MetricSettings.batch_size, help="metric model batch size")
-    scoring.add_argument("--reasoning-style", choices=REASONING_STYLES, default="auto", help="how predictions are split")
+    scoring.add_argument("--reasoning-style", choices=REASONING_STYLES,
+                         help="how predictions are split (default: the model's style with --model, else auto)")
     scoring.add_argument("--chunk-size", type=int, default=256, help="rows scored (and stored) together")
     report = parser.add_argument_group("report")
     report.add_argument("--out", metavar="RUN_DIR", help="run directory (default: eval-runs/<name>)")
@@ -108,7 +113,16 @@ def _compare(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-def _predictions_table(args: argparse.Namespace, corpus_ids: Sequence[str], eval_rows: pa.Table, out: Path) -> pa.Table:
+def _model_spec(args: argparse.Namespace):
+    from imagenet_think.regenerate.models import get_model, load_registry
+
+    try:
+        return get_model(args.model, load_registry(args.registry) if args.registry else None)
+    except KeyError as err:
+        raise ValueError(f"{err.args[0]} (add models with --registry FILE)") from err
+
+
+def _predictions_table(args: argparse.Namespace, spec, corpus_ids: Sequence[str], eval_rows: pa.Table, out: Path) -> pa.Table:
     if args.predictions:
         from imagenet_think.evaluate.predictions import check_ids, read_predictions
 
@@ -117,17 +131,15 @@ def _predictions_table(args: argparse.Namespace, corpus_ids: Sequence[str], eval
         return found.table
     from imagenet_think.evaluate.predictions import generate_predictions
 
-    return generate_predictions(
-        eval_rows,
-        out,
-        model=args.model,
-        model_path=args.model_path,
-        engine=args.engine,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.generation_batch_size,
-        chunk_size=args.chunk_size,
-        progress=not args.no_progress,
-    )
+    given = {
+        "model_path": args.model_path,
+        "base_url": args.base_url,
+        "batch_size": args.generation_batch_size,
+        "trust_remote_code": args.trust_remote_code or None,
+        "sampling": {"max_tokens": args.max_new_tokens} if args.max_new_tokens else None,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
+    return generate_predictions(eval_rows, out, spec, args.engine, options, args.chunk_size, not args.no_progress)
 
 
 def _run_settings(args: argparse.Namespace, settings: MetricSettings) -> dict:
@@ -145,9 +157,11 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
     from imagenet_think.evaluate.scoring import score_in_chunks
     from imagenet_think.evaluate.subset import load_eval_rows
 
-    columns = ["id", *REFERENCE_COLUMNS] + (["image", "question"] if args.model else [])
+    spec = _model_spec(args) if args.model else None
+    args.reasoning_style = args.reasoning_style or (spec.reasoning_style if spec else "auto")
+    columns = ["id", *REFERENCE_COLUMNS] + (["image"] if spec else [])
     corpus_ids, eval_rows = load_eval_rows(args.source, args.size or None, args.split, args.validation_fraction, columns)
-    predictions = _predictions_table(args, corpus_ids, eval_rows, out)
+    predictions = _predictions_table(args, spec, corpus_ids, eval_rows, out)
     rows = _scored_rows(eval_rows, predictions)
     if rows.num_rows == 0:
         raise PredictionError(
@@ -175,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("eval-runs") / _run_name(args))
     try:
         return _compare(args, out) if args.compare else _evaluate(args, out)
-    except (PredictionError, FileNotFoundError, ConnectionError, ValueError) as err:
+    except (PredictionError, FileNotFoundError, ConnectionError, PermissionError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -7,6 +7,10 @@ record per image: ``id`` (the corpus row id) and the model's raw output in ``pre
 answer from a complete one.  Errors name the file and the 1-based line (JSONL) or 0-based
 row (Parquet) of the offending record.
 
+:func:`generate_predictions` produces the same columns by running a model of
+:mod:`imagenet_think.regenerate.models` on the corpus images through an engine of
+:mod:`imagenet_think.regenerate.engines`, with the paper's prompt.
+
 >>> import json, tempfile, pathlib
 >>> with tempfile.TemporaryDirectory() as tmp:
 ...     path = pathlib.Path(tmp, "p.jsonl")
@@ -24,9 +28,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Union
+from typing import Any, Collection, Mapping, Optional, Union
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 PREDICTION_COLUMNS = ("prediction", "output", "text", "raw")
 """Accepted names of the raw-output column, in order of preference."""
@@ -160,3 +165,71 @@ def split_predictions(table: pa.Table, style: str = "auto") -> pa.Table:
 
     reasons = table["finish_reason"].to_pylist() if "finish_reason" in table.column_names else None
     return pa.table(split_batch(table["prediction"].to_pylist(), style, reasons))
+
+
+GENERATED_SCHEMA = pa.schema(
+    [("id", pa.string()), ("prediction", pa.string()), ("finish_reason", pa.string()),
+     ("num_tokens", pa.int64()), ("error", pa.string())]
+)
+"""Columns of generated predictions; ``prediction`` is null and ``error`` set for a failed request."""
+
+
+def generate_predictions(
+    rows: pa.Table,
+    run_dir: Union[str, os.PathLike],
+    spec: Any,
+    engine: str = "transformers",
+    engine_options: Optional[Mapping[str, Any]] = None,
+    chunk_size: int = 256,
+    progress: bool = True,
+) -> pa.Table:
+    """Run ``spec`` (a :class:`~imagenet_think.regenerate.models.ModelSpec`) on the ``image`` of each row.
+
+    Outputs are stored chunk by chunk in ``<run_dir>/predictions/`` (a rerun with the same
+    model, engine, options and ids reuses them; the model is loaded only if a chunk is
+    missing), then written whole to ``<run_dir>/predictions.jsonl``, readable by
+    :func:`read_predictions`; failed requests go to ``<run_dir>/generation_errors.jsonl``
+    instead.  Returns the successful predictions (``id``, ``prediction``, ``finish_reason``).
+    ``engine_options`` go to :func:`imagenet_think.regenerate.engines.make_engine`.
+    """
+    from imagenet_think import PROMPT
+    from imagenet_think.evaluate.chunks import fingerprint, run_chunks
+    from imagenet_think.regenerate.engines import Request, make_engine
+
+    ids = rows["id"].to_pylist()
+    engine_options = dict(engine_options or {})
+    recorded = {key: value for key, value in engine_options.items() if key != "batch_size"}
+    opened: list = []
+
+    def fingerprint_of(start: int, stop: int) -> str:
+        return fingerprint(spec.to_dict(), engine, recorded, PROMPT, ids[start:stop])
+
+    def compute(start: int, stop: int) -> pa.Table:
+        if not opened:
+            try:
+                opened.append(make_engine(engine, spec, **engine_options))
+            except TypeError as err:
+                raise ValueError(f"the {engine} engine does not take these options {sorted(engine_options)}: {err}") from err
+        images = rows["image"].slice(start, stop - start).to_pylist()
+        results = opened[0].generate([Request(row_id, image, PROMPT) for row_id, image in zip(ids[start:stop], images)])
+        columns = [[getattr(r, name) for r in results] for name in ("id", "raw", "finish_reason", "num_tokens", "error")]
+        return pa.table(columns, schema=GENERATED_SCHEMA)
+
+    try:
+        generated = run_chunks(len(ids), chunk_size, Path(run_dir) / "predictions", fingerprint_of, compute, "generating", progress)
+    finally:
+        for handle in opened:
+            handle.close()
+    failed = generated["error"].is_valid()
+    succeeded = generated.filter(pc.invert(failed))
+    _write_jsonl(succeeded.select(["id", "prediction", "finish_reason", "num_tokens"]), Path(run_dir) / "predictions.jsonl")
+    _write_jsonl(generated.filter(failed).select(["id", "error"]), Path(run_dir) / "generation_errors.jsonl")
+    return succeeded.select(["id", "prediction", "finish_reason"])
+
+
+def _write_jsonl(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for record in table.to_pylist():
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
