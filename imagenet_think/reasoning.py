@@ -96,6 +96,17 @@ _LEADS = {
 MARKER_PATTERN = "|".join(re.escape(marker) for marker in sorted((*_TAG_MARKERS, *_KIMI_MARKERS)))
 """Regular expression (RE2- and ``re``-compatible) matching any marker of any style."""
 
+_ANSWER_TAG_SEQUENCES = {
+    (): False,
+    (BOX_OPEN, BOX_CLOSE): False,
+    (ANSWER_OPEN,): False,
+    (ANSWER_OPEN, BOX_OPEN, BOX_CLOSE): False,
+    (ANSWER_OPEN, ANSWER_CLOSE): True,
+    (ANSWER_OPEN, BOX_OPEN, BOX_CLOSE, ANSWER_CLOSE): True,
+}
+"""Every allowed sequence of answer and box tags after the think block, and whether it ends with
+``</answer>`` (at most one answer block, at most one box, inside it)."""
+
 _JOIN_FORMATS = {
     "glm": THINK_OPEN + "\n{think}" + THINK_CLOSE + ANSWER_OPEN + "{answer}" + ANSWER_CLOSE,
     "kimi": KIMI_OPEN + "{think}" + KIMI_CLOSE + "{answer}",
@@ -127,6 +138,9 @@ class Split:
 _Token = tuple[str, int, int]
 """A marker occurrence: (marker, start, end)."""
 
+_Fields = tuple[str, str, str, tuple, str, Optional[str]]
+"""The fields of a :class:`Split`, in order."""
+
 
 def _tokens(text: str) -> list[_Token]:
     """Every marker in ``text``, left to right, without overlaps (``str.find`` on lead characters)."""
@@ -145,6 +159,11 @@ def _tokens(text: str) -> list[_Token]:
     if leads_found == 2:
         tokens.sort(key=itemgetter(1))
     return tokens
+
+
+def _check_style(style: str, *extra: str) -> None:
+    if style not in STYLES and style not in extra:
+        raise ValueError(f"unknown reasoning style {style!r}; expected one of {(*extra, *STYLES)}")
 
 
 def _style_of(markers: tuple[str, ...]) -> str:
@@ -196,7 +215,7 @@ def _clean(text: str, start: int, answer_tokens: Sequence[_Token]) -> str:
     return "".join(pieces).strip()
 
 
-def _malformed(text: str, tokens: Sequence[_Token], markers: tuple, style: str, keep_raw: bool) -> Split:
+def _malformed(text: str, tokens: Sequence[_Token], markers: tuple, style: str, keep_raw: bool) -> _Fields:
     """The conservative split of a text that breaks its format (see the module docstring)."""
     closes = [index for index, marker in enumerate(markers) if marker in _CLOSERS]
     has_think = bool(closes) or not _OPENERS.isdisjoint(markers)
@@ -212,27 +231,21 @@ def _malformed(text: str, tokens: Sequence[_Token], markers: tuple, style: str, 
         if think.startswith(opener):
             think = think[len(opener) :].strip()
     raw_answer = text[start:] if keep_raw else None
-    return Split(think, _clean(text, start, answer_tokens), "malformed", markers, style, raw_answer)
+    return think, _clean(text, start, answer_tokens), "malformed", markers, style, raw_answer
 
 
-def _answer_is_well_formed(text: str, start: int, answer_tokens: Sequence[_Token]) -> tuple[bool, bool]:
-    """Whether the answer tags after ``start`` follow the format, and whether ``</answer>`` closes it.
-
-    At most one ``<answer>`` (first, with only blanks before it) and one ``</answer>`` (last,
-    only blanks after it), and at most one box, opened then closed.
+def _answer_is_well_formed(text: str, start: int, answer_tokens: Sequence[_Token], names: tuple) -> tuple[bool, bool]:
+    """Whether the answer tags ``names`` (at ``answer_tokens``, after ``start``) follow the format,
+    and whether ``</answer>`` closes the answer; only blanks may sit outside ``<answer>…</answer>``.
     """
-    names = [marker for marker, _, _ in answer_tokens]
-    boxes = [marker for marker in names if marker == BOX_OPEN or marker == BOX_CLOSE]
-    if boxes and boxes != [BOX_OPEN, BOX_CLOSE]:
+    closed = _ANSWER_TAG_SEQUENCES.get(names)
+    if closed is None:
         return False, False
-    if names.count(ANSWER_OPEN) > 1 or names.count(ANSWER_CLOSE) > 1:
+    if names and names[0] == ANSWER_OPEN and text[start : answer_tokens[0][1]].strip():
         return False, False
-    if ANSWER_OPEN in names or ANSWER_CLOSE in names:
-        if names[0] != ANSWER_OPEN or text[start : answer_tokens[0][1]].strip():
-            return False, False
-        if ANSWER_CLOSE in names:
-            return names[-1] == ANSWER_CLOSE and not text[answer_tokens[-1][2] :].strip(), True
-    return True, False
+    if closed and text[answer_tokens[-1][2] :].strip():
+        return False, False
+    return True, closed
 
 
 def split_reasoning(
@@ -255,12 +268,16 @@ def split_reasoning(
     >>> split_reasoning(None).status
     'missing'
     """
-    if style != "auto" and style not in STYLES:
-        raise ValueError(f"unknown reasoning style {style!r}; expected 'auto' or one of {STYLES}")
+    _check_style(style, "auto")
+    return Split(*_split_fields(text, style, finish_reason, keep_raw))
+
+
+def _split_fields(text: Optional[str], style: str, finish_reason: Optional[str], keep_raw: bool) -> _Fields:
+    """The fields of :func:`split_reasoning`'s result, as a tuple (``split_batch`` needs no object)."""
     if text is None:
-        return Split("", "", "missing", (), "none" if style == "auto" else style, "" if keep_raw else None)
+        return ("", "", "missing", (), "none" if style == "auto" else style, "" if keep_raw else None)
     tokens = _tokens(text)
-    markers = tuple(marker for marker, _, _ in tokens)
+    markers = tuple([marker for marker, _, _ in tokens])
     if style == "auto":
         style = _style_of(markers)
     if not _STYLE_MARKERS[style].issuperset(markers) or style == "none" and markers:
@@ -270,13 +287,13 @@ def split_reasoning(
     if opens == closes == 0:
         think, start = "", 0
     elif closes == 0 and opens == 1 and len(tokens) == 1 and not text[: tokens[0][1]].strip():
-        return Split(text[tokens[0][2] :].strip(), "", "unclosed_think", markers, style, "" if keep_raw else None)
+        return (text[tokens[0][2] :].strip(), "", "unclosed_think", markers, style, "" if keep_raw else None)
     elif closes == 1 and opens <= 1 and markers[opens] == closer and (not opens or not text[: tokens[0][1]].strip()):
         think, start = text[tokens[0][2] if opens else 0 : tokens[opens][1]].strip(), tokens[opens][2]
         tokens = tokens[opens + 1 :]
     else:
         return _malformed(text, tokens, markers, style, keep_raw)
-    well_formed, closed = _answer_is_well_formed(text, start, tokens)
+    well_formed, closed = _answer_is_well_formed(text, start, tokens, markers[opens + closes :])
     answer = _clean(text, start, tokens)
     if not well_formed:
         status = "malformed"
@@ -286,7 +303,7 @@ def split_reasoning(
         status = "no_think"
     else:
         status = "malformed" if finish_reason == "length" and not closed else "ok"
-    return Split(think, answer, status, markers, style, text[start:] if keep_raw else None)
+    return think, answer, status, markers, style, text[start:] if keep_raw else None
 
 
 def join_reasoning(think: str, answer: str, style: str) -> str:
@@ -303,8 +320,7 @@ def join_reasoning(think: str, answer: str, style: str) -> str:
     >>> split_reasoning(join_reasoning("Fur.", "A cat.", "think_tags")).answer
     'A cat.'
     """
-    if style not in STYLES:
-        raise ValueError(f"unknown reasoning style {style!r}; expected one of {STYLES}")
+    _check_style(style)
     if style == "none" and think:
         raise ValueError("style 'none' has no place for reasoning, but think is not empty")
     for name, part in (("think", think), ("answer", answer)):
@@ -331,11 +347,12 @@ def split_batch(
         finish_reasons = [None] * len(texts)
     elif len(finish_reasons) != len(texts):
         raise ValueError(f"got {len(texts)} texts but {len(finish_reasons)} finish reasons")
+    _check_style(style, "auto")
     thinks, answers, statuses = [], [], []
     for text, finish_reason in zip(texts, finish_reasons):
-        split = split_reasoning(text, style, finish_reason=finish_reason)
-        thinks.append(split.think)
-        answers.append(split.answer)
-        statuses.append(split.status)
+        think, answer, status, _, _, _ = _split_fields(text, style, finish_reason, False)
+        thinks.append(think)
+        answers.append(answer)
+        statuses.append(status)
     return {"think": thinks, "answer": answers, "status": statuses}
 

@@ -190,9 +190,11 @@ def test_split_batch_matches_split_reasoning():
     assert columns["status"] == ["ok", "missing", "malformed", "unclosed_think"]
 
 
-def test_split_batch_checks_lengths():
+def test_split_batch_checks_its_arguments():
     with pytest.raises(ValueError, match="2 texts but 1 finish reasons"):
         split_batch(["a", "b"], finish_reasons=["stop"])
+    with pytest.raises(ValueError, match="unknown reasoning style 'GLM'"):
+        split_batch(["a"], "GLM")
 
 
 def test_split_batch_in_dataset_map():
