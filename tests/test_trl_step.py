@@ -1,0 +1,102 @@
+"""One real TRL ``SFTTrainer`` step on our SFT examples, on CPU.
+
+The model is a tiny, randomly initialised Idefics3 (``Idefics3Config``: SigLIP-style vision
+tower, Llama text model) with a real ``Idefics3Processor``: its image processor with one
+32 px tile, a byte-level tokenizer built here with Idefics3's special tokens, and Idefics3's
+own chat template as shipped in the trl wheel.  Idefics3 stands in for Qwen2.5-VL and
+GLM-4.1V because their processors need torchvision (for the video processor) in
+transformers 5, and torchvision is not a dependency of this project; their templates are
+checked in ``test_chat_templates.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+import pytest
+
+from imagenet_think import load_dataset
+from imagenet_think.sft import sft_batch
+from imagenet_think.sft_export import export_sft
+
+pytestmark = pytest.mark.slow
+
+torch = pytest.importorskip("torch")
+trl = pytest.importorskip("trl")
+
+IDEFICS3_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<fake_token_around_image>", "<image>",
+                   "<end_of_utterance>", "<global-img>"]
+IMAGE_SIDE, PATCH, SCALE = 32, 8, 2
+IMAGE_TOKENS = (IMAGE_SIDE // PATCH) ** 2 // SCALE**2
+
+
+def tiny_idefics3():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        PreTrainedTokenizerFast,
+    )
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    backend = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(IDEFICS3_TOKENS)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|begin_of_text|>",
+                                        eos_token="<end_of_utterance>", pad_token="<|end_of_text|>")
+    template = (Path(trl.__file__).parent / "chat_templates" / "idefics3.jinja").read_text(encoding="utf-8")
+    side = {"longest_edge": IMAGE_SIDE}
+    processor = Idefics3Processor(
+        image_processor=Idefics3ImageProcessorPil(do_image_splitting=False, size=side, max_image_size=side),
+        tokenizer=tokenizer, image_seq_len=IMAGE_TOKENS, chat_template=template)
+    config = Idefics3Config(
+        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": IMAGE_SIDE, "patch_size": PATCH},
+        text_config={"model_type": "llama", "vocab_size": len(tokenizer), "hidden_size": 32,
+                     "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "num_key_value_heads": 1, "max_position_embeddings": 8192,
+                     "pad_token_id": tokenizer.pad_token_id},
+        scale_factor=SCALE, image_token_id=processor.image_token_id)
+    torch.manual_seed(0)
+    return Idefics3ForConditionalGeneration(config), processor
+
+
+def examples_from_sample_export(tmp_path) -> datasets.Dataset:
+    """Bundled sample -> ``export-sft --format trl --file-format parquet`` -> datasets."""
+    export_sft(load_dataset("sample", split="train"), tmp_path, format="trl", file_format="parquet",
+               teacher="both", think="native", on_unusable="skip", limit=2)
+    return datasets.load_dataset("parquet", data_files=str(tmp_path / "imagenet_think.parquet"), split="train")
+
+
+def examples_from_dataset_map(tmp_path) -> datasets.Dataset:
+    """Bundled sample -> ``Dataset.map(sft_batch)`` in Arrow format, with a system prompt."""
+    sample = load_dataset("sample", split="train").select(range(2))
+    return sample.with_format("arrow").map(
+        sft_batch, batched=True, remove_columns=sample.column_names,
+        fn_kwargs={"teacher": 2, "think": "tags", "system_prompt": "Describe the image.", "on_unusable": "skip"},
+    ).with_format(None)
+
+
+@pytest.mark.parametrize("build", [examples_from_sample_export, examples_from_dataset_map])
+def test_one_sft_step_trains_on_our_examples(build, tmp_path):
+    from trl import SFTConfig, SFTTrainer
+
+    dataset = build(tmp_path)
+    assert dataset.num_rows >= 2 and dataset.features["images"].feature.decode
+    model, processor = tiny_idefics3()
+    rendered = processor.apply_chat_template(dataset[0]["messages"])
+    assert "<image>" in rendered and dataset[0]["messages"][-1]["content"][0]["text"] in rendered
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    args = SFTConfig(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=2,
+                     learning_rate=1e-2, use_cpu=True, report_to=[], save_strategy="no", logging_steps=1,
+                     max_length=None, dataloader_num_workers=0, seed=0)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
+    result = trainer.train()
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    changed = [name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach())]
+    assert any(name.startswith("model.vision_model") for name in changed)
+    assert any(name.startswith("model.text_model") for name in changed)
