@@ -26,7 +26,7 @@ _CLASSES = {
     "transformers": ("imagenet_think.regenerate.engines.hf_engine", "TransformersEngine"),
 }
 
-__all__ = ["ENGINES", "Engine", "Request", "Result", "default_engine", "make_engine"]
+__all__ = ["ENGINES", "Engine", "Request", "Result", "default_engine", "engine_class", "make_engine"]
 
 
 def default_engine() -> str:
@@ -36,6 +36,20 @@ def default_engine() -> str:
     import torch
 
     return "vllm" if torch.cuda.is_available() else "transformers"
+
+
+def engine_class(kind: str) -> type:
+    """The :class:`Engine` subclass for ``kind`` (one of :data:`ENGINES`, or ``"auto"``), imported now.
+
+    >>> engine_class("openai").__name__
+    'OpenAIEngine'
+    """
+    if kind == "auto":
+        kind = default_engine()
+    if kind not in _CLASSES:
+        raise ValueError(f"unknown engine {kind!r}; expected 'auto' or one of {ENGINES}")
+    module_name, class_name = _CLASSES[kind]
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def make_engine(kind: str, spec: ModelSpec, **kwargs: Any) -> Engine:
@@ -50,9 +64,4 @@ def make_engine(kind: str, spec: ModelSpec, **kwargs: Any) -> Engine:
     ...
     ValueError: unknown engine 'tgi'; expected 'auto' or one of ('vllm', 'openai', 'transformers')
     """
-    if kind == "auto":
-        kind = default_engine()
-    if kind not in _CLASSES:
-        raise ValueError(f"unknown engine {kind!r}; expected 'auto' or one of {ENGINES}")
-    module_name, class_name = _CLASSES[kind]
-    return getattr(importlib.import_module(module_name), class_name)(spec, **kwargs)
+    return engine_class(kind)(spec, **kwargs)

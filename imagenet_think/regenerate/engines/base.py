@@ -148,6 +148,19 @@ def effective_sampling(spec: ModelSpec, overrides: Optional[Mapping[str, Any]] =
     return merged
 
 
+def generation_entry(
+    pair: int, engine: str, revision: str, sampling: Mapping[str, Any], raw: Optional[str]
+) -> dict[str, Any]:
+    """One element of the ``generation`` column (:data:`imagenet_think.schema.GENERATION_FEATURE`);
+    ``sampling`` is stored as canonical JSON (sorted keys).
+
+    >>> generation_entry(1, "vllm 0.11.0", "main", {"top_k": 1, "max_tokens": 8}, "<think>")["sampling"]
+    '{"max_tokens": 8, "top_k": 1}'
+    """
+    sampling_json = json.dumps(dict(sampling), sort_keys=True)
+    return {"pair": pair, "engine": engine, "revision": revision, "sampling": sampling_json, "raw": raw}
+
+
 _SNAPSHOT = re.compile(r"[\\/]snapshots[\\/]([0-9a-f]{40})[\\/]?$")
 
 
@@ -227,19 +240,9 @@ class Engine(ABC):
             raise RuntimeError(f"{self.name} returned {len(results)} results for {len(requests)} requests")
         return results
 
-    def sampling_json(self) -> str:
-        """The sampling settings as canonical JSON (sorted keys), for the ``generation`` column."""
-        return json.dumps(self.sampling, sort_keys=True)
-
     def generation_entry(self, pair: int, result: Result) -> dict[str, Any]:
-        """One element of the ``generation`` column (:data:`imagenet_think.schema.GENERATION_FEATURE`)."""
-        return {
-            "pair": pair,
-            "engine": f"{self.name} {self.version}".strip(),
-            "revision": self.revision,
-            "sampling": self.sampling_json(),
-            "raw": result.raw,
-        }
+        """One element of the ``generation`` column for ``result`` (see :func:`generation_entry`)."""
+        return generation_entry(pair, f"{self.name} {self.version}".strip(), self.revision, self.sampling, result.raw)
 
     def close(self) -> None:
         """Free the model (GPU memory, server connections)."""
