@@ -355,11 +355,10 @@ def _rows_containing(strings: pa.Array, needles: Sequence[bytes]) -> np.ndarray:
     data = np.frombuffer(strings.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
     hits = np.zeros(len(strings), bool)
     for needle in needles:
-        found = np.ones(max(len(data) - len(needle) + 1, 0), bool)
-        for shift, byte in enumerate(needle):
-            found &= data[shift : shift + len(found)] == byte
-        starts = np.flatnonzero(found) + offsets[0]
-        hits[np.searchsorted(offsets, starts, side="right") - 1] = True
+        starts = np.flatnonzero(data[: max(len(data) - len(needle) + 1, 0)] == needle[0])
+        for shift, byte in enumerate(needle[1:], 1):
+            starts = starts[data[starts + shift] == byte]
+        hits[np.searchsorted(offsets, starts + offsets[0], side="right") - 1] = True
     return hits
 
 

@@ -16,6 +16,7 @@ from imagenet_think import PROMPT, load_dataset
 from imagenet_think.reasoning import KIMI_CLOSE, KIMI_OPEN, THINK_CLOSE, THINK_OPEN, join_reasoning, split_reasoning
 from imagenet_think.schema import FEATURES
 from imagenet_think.sft import (
+    _rows_containing,
     assistant_text,
     flatten_text_content,
     sft_batch,
@@ -175,6 +176,11 @@ def test_columnwise_texts_equal_assistant_text_row_by_row(pairs, think, teacher)
     else:
         out = sft_table(table, teacher=teacher, think=think)
         assert [m[-1]["content"][0]["text"] for m in out["messages"].to_pylist()] == expected
+
+
+def test_marker_prefilter_on_a_sliced_array():
+    strings = pa.array(["<<", "a", "x\u25c1y", "b<", "", None, "\u25c1", "\u25c0"]).slice(1)
+    assert _rows_containing(strings, (b"<", "\u25c1".encode())).tolist() == [False, True, True, False, False, True, False]
 
 
 @pytest.mark.parametrize("think", ["tags", "field"])
