@@ -176,13 +176,14 @@ def sft_table(
     (['a'], 'A')
     """
     check_options(teacher, think, image_placement, on_unusable)
+    _check_columns(table.column_names, teachers_of(teacher))
     schema = _sft_features(think).arrow_schema
     pieces = []
     for t in teachers_of(teacher):
         rows = _usable_rows(table, t, require_status, on_unusable)
         if len(rows):
             usable = table if len(rows) == table.num_rows else table.take(rows)
-            _check_not_null(usable, ("question", f"answer_{t}"))
+            _check_not_null(usable, ("image", "question", f"answer_{t}"))
             reasoning = usable.column(f"think_{t}").combine_chunks() if think == "field" else None
             pieces.append((t, rows, _assistant_texts(usable, t, think), reasoning))
     if not pieces:
@@ -192,7 +193,9 @@ def sft_table(
     order = np.lexsort((teachers, source_rows))
     texts = pa.concat_arrays([texts for _, _, texts, _ in pieces])
     reasoning = pa.concat_arrays([r for _, _, _, r in pieces]) if think == "field" else None
-    examples = _examples(table, source_rows[order], teachers[order], (texts, order), reasoning, system_prompt, image_placement)
+    examples = _examples(
+        table, source_rows[order], teachers[order], (texts, order), reasoning, system_prompt, image_placement
+    )
     return examples.cast(schema)
 
 
@@ -273,12 +276,18 @@ def _check_choice(name: str, value: Any, choices: Sequence) -> None:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
-def _table_from_columns(columns: Mapping[str, list], teachers: Sequence[int]) -> pa.Table:
-    """The columns :func:`sft_table` reads, typed by the ``default`` config."""
+def _check_columns(available: Sequence[str], teachers: Sequence[int]) -> list[str]:
+    """The columns :func:`sft_table` reads for ``teachers``; ``KeyError`` naming those not ``available``."""
     names = ["id", "image", "question"] + [f"{c}_{t}" for t in teachers for c in ("think", "answer", "status")]
-    missing = [name for name in names if name not in columns]
+    missing = [name for name in names if name not in available]
     if missing:
         raise KeyError(f"the records lack the columns {missing} (expected the 'default' config)")
+    return names
+
+
+def _table_from_columns(columns: Mapping[str, list], teachers: Sequence[int]) -> pa.Table:
+    """The columns :func:`sft_table` reads, typed by the ``default`` config."""
+    names = _check_columns(list(columns), teachers)
     schema = pa.schema([FEATURES["default"].arrow_schema.field(name) for name in names])
     try:
         return pa.table({name: columns[name] for name in names}, schema=schema)
@@ -291,7 +300,7 @@ def _table_from_columns(columns: Mapping[str, list], teachers: Sequence[int]) ->
 
 
 def _record_ids(table: pa.Table, rows: np.ndarray) -> list:
-    return table.column("id").take(rows).to_pylist() if "id" in table.column_names else rows.tolist()
+    return table.column("id").take(pa.array(rows)).to_pylist()
 
 
 def _usable_rows(table: pa.Table, teacher: int, require_status: Sequence[str], on_unusable: str) -> np.ndarray:
@@ -423,7 +432,8 @@ def _examples(
         names=["type", "text"],
     )
     parts_per_message = np.tile([len(turn_parts) for _, turn_parts in turns], count)
-    content = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(parts_per_message)]), pa.int32()), parts)
+    content_offsets = pa.array(np.concatenate([[0], np.cumsum(parts_per_message)]), pa.int32())
+    content = pa.ListArray.from_arrays(content_offsets, parts)
     roles = pa.array([role for role, _ in turns]).take(pa.array(np.tile(np.arange(len(turns)), count)))
     fields, names = [roles, content], ["role", "content"]
     if reasoning is not None:

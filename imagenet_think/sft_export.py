@@ -149,7 +149,12 @@ def llava_record(example: Mapping[str, Any], image_paths: Sequence[str]) -> dict
 
 def trl_record(example: Mapping[str, Any], image_paths: Sequence[str]) -> dict:
     """One example in TRL's conversational layout, images given as paths."""
-    return {"id": example["id"], "teacher": example["teacher"], "images": list(image_paths), "messages": example["messages"]}
+    return {
+        "id": example["id"],
+        "teacher": example["teacher"],
+        "images": list(image_paths),
+        "messages": example["messages"],
+    }
 
 
 RECORD_WRITERS: dict[str, Callable[[Mapping[str, Any], Sequence[str]], dict]] = {
@@ -275,8 +280,10 @@ def _batches(source: Source, batch_size: int, limit: Optional[int]) -> Iterator[
         table = source if limit is None else source.slice(0, limit)
         yield from (pa.Table.from_batches([b]) for b in table.to_batches(max_chunksize=batch_size))
         return
-    if limit is not None:
-        source = source.take(limit) if isinstance(source, datasets.IterableDataset) else source.select(range(min(limit, len(source))))
+    if isinstance(source, datasets.IterableDataset) and limit is not None:
+        source = source.take(limit)
+    elif limit is not None:
+        source = source.select(range(min(limit, len(source))))
     yield from source.with_format("arrow").iter(batch_size=batch_size)
 
 

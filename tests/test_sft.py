@@ -151,6 +151,15 @@ def test_unknown_options_are_rejected(options):
 def test_missing_columns_are_named():
     with pytest.raises(KeyError, match="answer_1"):
         to_sft_messages({"id": "x", "image": None, "question": "Q", "think_1": "t", "status_1": "ok"})
+    table = pa.Table.from_pylist(RECORDS[:1], schema=FEATURES["default"].arrow_schema).drop_columns(["status_2"])
+    with pytest.raises(KeyError, match="status_2"):
+        sft_table(table, teacher="both")
+
+
+def test_null_image_is_an_error_naming_the_record():
+    table = pa.Table.from_pylist([record("r5", image=None)], schema=FEATURES["default"].arrow_schema)
+    with pytest.raises(ValueError, match="record 'r5': image is null"):
+        sft_table(table)
 
 
 PIECES = [*"ab <>|/◁▷\n", "think", "é", THINK_OPEN, THINK_CLOSE, KIMI_OPEN, KIMI_CLOSE, "<answer>", "<|begin_of_box|>"]
