@@ -104,8 +104,16 @@ def test_dispatcher_help_and_unknown_model(tmp_path, capsys):
         cli_main(["evaluate", "--help"])
     assert exited.value.code == 0
     assert "--predictions FILE" in capsys.readouterr().out
-    assert main(["--model", "llava-9000", "--source", "sample", "--out", str(tmp_path)]) == 2
+    assert main(["--model", "llava-9000", "--source", "sample", "--out", str(tmp_path), *LEXICAL]) == 2
     assert "unknown model 'llava-9000'" in capsys.readouterr().err
+
+
+def test_missing_metric_model_fails_before_any_work(tmp_path, sample_rows, capsys):
+    predictions = write_predictions(tmp_path / "p.jsonl", sample_rows, sample_rows)
+    args = ["--predictions", str(predictions), "--source", "sample", "--out", str(tmp_path / "run")]
+    assert main([*args, "--metrics", "sbert_cosine", "--sbert-model", str(tmp_path / "absent")]) == 2
+    assert "sbert_cosine needs the model" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 
 import pyarrow as pa
 
-from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricSettings
+from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricSettings, check_models
 from imagenet_think.evaluate.predictions import PredictionError
 from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS
 from imagenet_think.evaluate.subset import DEFAULT_EVAL_SIZE, EVAL_SPLITS
@@ -157,6 +157,8 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
     from imagenet_think.evaluate.scoring import score_in_chunks
     from imagenet_think.evaluate.subset import load_eval_rows
 
+    settings = MetricSettings(args.bertscore_model, args.bertscore_layers, args.sbert_model, args.device, args.batch_size)
+    check_models(args.metrics, settings)
     spec = _model_spec(args) if args.model else None
     args.reasoning_style = args.reasoning_style or (spec.reasoning_style if spec else "auto")
     columns = ["id", *REFERENCE_COLUMNS] + (["image"] if spec else [])
@@ -174,7 +176,6 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
         f"{predictions.num_rows - rows.num_rows} predictions outside the subset are ignored)",
         file=sys.stderr,
     )
-    settings = MetricSettings(args.bertscore_model, args.bertscore_layers, args.sbert_model, args.device, args.batch_size)
     scores = score_in_chunks(rows, out, args.metrics, settings, args.reasoning_style, args.chunk_size, not args.no_progress)
     pq.write_table(scores, out / "scores.parquet")
     summary = summarize(scores, _run_name(args), _run_settings(args, settings), args.bootstrap, args.seed)
@@ -189,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("eval-runs") / _run_name(args))
     try:
         return _compare(args, out) if args.compare else _evaluate(args, out)
-    except (PredictionError, FileNotFoundError, ConnectionError, PermissionError, ValueError) as err:
+    except (PredictionError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

