@@ -20,14 +20,17 @@ Statuses (from :data:`imagenet_think.schema.STATUSES`):
     No reasoning marker: the whole text is the answer (it may still be reasoning whose special
     tokens were stripped by the engine; nothing in the text can tell).
 ``unclosed_think``
-    The think block never closes (cut at max tokens): the text is reasoning, the answer is empty.
+    One opening think marker (only blanks before it), no other marker: the model was cut while
+    reasoning.  The text after the marker is the reasoning; the answer is empty.
 ``empty_answer``
-    Nothing left as answer (think closed with nothing after it, or an empty / blank text).
+    Nothing left as answer: the think block closed with nothing (or only tags) after it, or
+    the text is empty, blank, or only empty answer tags.
 ``malformed``
     Anything else: several or nested think blocks, a stray or early closing marker, text before
-    the opening marker, markers of another style (with ``style="auto"``: of two styles), more
-    than one box or unbalanced box / answer tags, answer or box tags inside the reasoning,
-    text outside ``<answer>…</answer>``, or an answer cut by the token limit (see below).
+    the opening marker, markers of another style than the one asked for (any marker at all for
+    ``style="none"``; with ``style="auto"``, markers of both the tag and the ``◁▷`` family),
+    more than one box, unbalanced or repeated answer / box tags, answer or box tags inside the
+    reasoning, text outside ``<answer>…</answer>``, or an answer cut by the token limit (below).
 ``missing``
     The text is ``None`` (the teacher never produced this pair).
 
@@ -230,6 +233,7 @@ def _malformed(text: str, tokens: Sequence[_Token], markers: tuple, style: str, 
     for opener in _OPENERS:
         if think.startswith(opener):
             think = think[len(opener) :].strip()
+            break
     raw_answer = text[start:] if keep_raw else None
     return think, _clean(text, start, answer_tokens), "malformed", markers, style, raw_answer
 
