@@ -205,3 +205,18 @@ def test_unknown_layout_and_missing_path_are_clear_errors(tmp_path):
         sources.open_source(tmp_path, layout="zip")
     with pytest.raises(ValueError, match="nowhere is not a directory"):
         sources.open_source(tmp_path / "nowhere")
+
+
+def test_a_corpus_directory_is_a_source_of_its_images(published_dir):
+    import pyarrow.parquet as pq
+
+    assert sources.detect_layout(published_dir) == "dataset"
+    chosen = sources.select_items(sources.open_source(published_dir), None).items
+    table = pq.read_table(next(published_dir.glob("data/*.parquet")), columns=["image"])
+    images = {Path(row["image"]["path"]).stem: row["image"]["bytes"] for row in table.to_pylist()}
+    assert len(chosen) == len(images)
+    for item in chosen:
+        assert item.kind == "dataset" and item.wnid and item.label
+        assert item.id == Path(item.file_name).stem
+        assert item.read_bytes() == images[item.id]
+    assert Counter(i.wnid for i in chosen[: len(set(i.wnid for i in chosen))]).most_common(1)[0][1] == 1

@@ -3,9 +3,10 @@
 Supported layouts (``open_source(path, layout="auto")`` detects them in this order):
 
 ``dataset``
-    An existing corpus: ``"sample"``, ``"imagenet-think"``, or a directory in Hub layout
-    (``README.md`` + ``data/*.parquet``), read with :func:`imagenet_think.load_dataset` with
-    undecoded images, to re-annotate.  ``id``, ``wnid`` and ``label`` come from the rows.
+    An existing corpus to re-annotate: ``"sample"``, ``"imagenet-think"`` (the Hub copy), or a
+    directory of its Parquet files (``data/*.parquet`` or ``*.parquet``; ours or the published
+    six-column layout), read with :func:`imagenet_think.load_dataset` with undecoded images.
+    ``id``, ``wnid`` and ``label`` come from the rows.
 ``synset-folders``
     One folder per synset: ``ROOT/nXXXXXXXX/*.JPEG`` (files directly inside each folder).
 ``synset-tars``
@@ -260,12 +261,9 @@ class ImageFolder:
 @functools.lru_cache(maxsize=4)
 def _open_dataset(path: str, split: str):
     """One split of a corpus with undecoded images (cached: items read rows one at a time)."""
-    import datasets
-
     import imagenet_think
 
-    dataset = imagenet_think.load_dataset(path, split=split)
-    return dataset.cast_column("image", datasets.Image(decode=False))
+    return imagenet_think.load_dataset(path, split=split, decode_images=False)
 
 
 class CorpusDataset:
@@ -280,7 +278,7 @@ class CorpusDataset:
 
         import imagenet_think
 
-        splits = imagenet_think.load_dataset(self.path)
+        splits = imagenet_think.load_dataset(self.path, decode_images=False)
         by_group: dict[str, list[ImageItem]] = {}
         for split in sorted(splits):
             table = splits[split].data
@@ -317,7 +315,7 @@ def detect_layout(path: Union[str, Path]) -> str:
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"image source {path!s} is not a directory nor one of {', '.join(DATASET_NAMES)}")
-    if (root / "README.md").is_file() and any((root / "data").glob("*.parquet")):
+    if any(root.glob("*.parquet")) or any(root.glob("data/*.parquet")):
         return "dataset"
     if _has_synsets(root, tars=False):
         return "synset-folders"

@@ -1,0 +1,460 @@
+"""Run teachers over chosen images and write Hub-layout shards that survive any crash.
+
+The output directory is the truth.  Rows go to ``data/train-<shard>-<seq>.parquet`` through
+:func:`imagenet_think.writer.write_shard` (temp file, fsync, rename), so a file is either
+whole or absent.  On start, the ids already done are read back from every
+``data/*.parquet`` present, whatever wrote them: a rerun after a crash (SIGKILL included)
+skips them and loses or duplicates nothing.  Next to the data, ``regenerate/`` holds per
+shard index:
+
+``manifest-<shard>.jsonl``
+    One line ``{"file": ..., "ids": [...]}`` per Parquet file this shard index wrote, appended
+    and fsync'd after the file's rename; rebuilt from the Parquet files on start.
+``failures-<shard>.jsonl``
+    One line ``{"id", "source", "error", "attempts"}`` per item that still failed after
+    ``max_attempts`` (unreadable image, engine error).  Those ids are skipped by later runs
+    unless ``retry_failed``.
+
+Work is split over processes by a hash of ``id`` (:func:`shard_of`), so any number of
+processes (a SLURM array, one per GPU) share one output directory without talking.
+
+>>> shard_of("n01440764_n01440764_10026", 4) in range(4)
+True
+>>> shard_file_name(3, 12)
+'train-00003-00012.parquet'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from imagenet_think import PROMPT, schema
+from imagenet_think.regenerate.sources import ImageItem
+
+if TYPE_CHECKING:
+    from imagenet_think.regenerate.engines.base import Engine, Result
+    from imagenet_think.regenerate.models import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = "regenerate"
+"""Directory of manifests and failure logs inside the output directory."""
+
+_SHARD_FILE = re.compile(r"^train-(\d{5})-(\d{5})\.parquet$")
+
+
+def shard_of(row_id: str, num_shards: int) -> int:
+    """Which of ``num_shards`` processes handles ``row_id`` (BLAKE2b of the id; independent
+    of the CRC-32 train/validation split).
+
+    >>> [shard_of(i, 3) for i in ("a", "b", "c", "d")]
+    [2, 2, 2, 1]
+    """
+    digest = hashlib.blake2b(row_id.encode("utf-8"), digest_size=8, person=b"imnt-shard").digest()
+    return int.from_bytes(digest, "big") % num_shards
+
+
+def check_shard(num_shards: int, shard_index: int) -> None:
+    """Raise a clear error unless ``0 <= shard_index < num_shards``.
+
+    >>> check_shard(4, 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: shard index must be in [0, 4), got 4
+    """
+    if num_shards < 1:
+        raise ValueError(f"number of shards must be at least 1, got {num_shards}")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard index must be in [0, {num_shards}), got {shard_index}")
+
+
+def partition(items: Sequence[ImageItem], num_shards: int, shard_index: int) -> list[ImageItem]:
+    """The items of shard ``shard_index``, in their original order."""
+    check_shard(num_shards, shard_index)
+    return [item for item in items if shard_of(item.id, num_shards) == shard_index]
+
+
+def shard_file_name(shard_index: int, seq: int) -> str:
+    """Name of the ``seq``-th Parquet file written by shard ``shard_index``."""
+    return f"train-{shard_index:05d}-{seq:05d}.parquet"
+
+
+def data_files(out_dir: Union[str, os.PathLike]) -> list[Path]:
+    """Every ``data/*.parquet`` of ``out_dir``, sorted (temporary files never match)."""
+    return sorted(Path(out_dir, "data").glob("*.parquet"))
+
+
+def ids_by_file(out_dir: Union[str, os.PathLike]) -> dict[Path, list[str]]:
+    """The ``id`` column of every Parquet file present."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    found = {}
+    for file in data_files(out_dir):
+        try:
+            found[file] = pq.read_table(file, columns=["id"]).column("id").to_pylist()
+        except (pa.ArrowInvalid, OSError, KeyError) as error:
+            raise ValueError(f"{file}: cannot read its id column ({error}); move the file away and rerun") from error
+    return found
+
+
+def completed_ids(files: Mapping[Path, list[str]]) -> set[str]:
+    """Ids present in ``files``; an id in two files is logged (rows are never deleted).
+
+    >>> sorted(completed_ids({Path("a"): ["x", "y"], Path("b"): ["z"]}))
+    ['x', 'y', 'z']
+    """
+    done: set[str] = set()
+    for file, ids in files.items():
+        repeated = done.intersection(ids)
+        if repeated:
+            logger.warning("%s repeats %d ids already in other files, e.g. %s", file, len(repeated), min(repeated))
+        done.update(ids)
+    return done
+
+
+def next_seq(files: Iterable[Path], shard_index: int) -> int:
+    """The first file number of ``shard_index`` not yet used.
+
+    >>> next_seq([Path("data/train-00001-00004.parquet"), Path("data/train-00002-00009.parquet")], 1)
+    5
+    """
+    used = [int(m.group(2)) for f in files if (m := _SHARD_FILE.match(f.name)) and int(m.group(1)) == shard_index]
+    return max(used, default=-1) + 1
+
+
+def remove_stale_temp_files(out_dir: Union[str, os.PathLike], shard_index: int) -> list[Path]:
+    """Delete the temporary files a killed writer of ``shard_index`` left in ``data/``."""
+    stale = sorted(Path(out_dir, "data").glob(f".train-{shard_index:05d}-*.tmp"))
+    for file in stale:
+        file.unlink(missing_ok=True)
+    return stale
+
+
+def append_json_line(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one JSON line and fsync it; a torn line left by a crash is closed first, so it
+    never swallows this one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    with open(path, "a+b") as handle:
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = b"\n" + line
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """JSON lines of ``path``; torn lines (a crash mid-append) are skipped with a warning."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning("%s:%d: skipping a torn line %r", path, number, line[:80])
+    return records
+
+
+def manifest_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
+    """``out_dir/regenerate/manifest-<shard>.jsonl``."""
+    return Path(out_dir, STATE_DIR, f"manifest-{shard_index:05d}.jsonl")
+
+
+def failures_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
+    """``out_dir/regenerate/failures-<shard>.jsonl``."""
+    return Path(out_dir, STATE_DIR, f"failures-{shard_index:05d}.jsonl")
+
+
+def rebuild_manifest(out_dir: Union[str, os.PathLike], shard_index: int, files: Mapping[Path, list[str]]) -> Path:
+    """Rewrite the manifest of ``shard_index`` from its Parquet files present (atomically)."""
+    path = manifest_path(out_dir, shard_index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for file, ids in files.items():
+            match = _SHARD_FILE.match(file.name)
+            if match and int(match.group(1)) == shard_index:
+                handle.write(json.dumps({"file": f"data/{file.name}", "ids": ids}) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def failed_ids(out_dir: Union[str, os.PathLike]) -> set[str]:
+    """Ids recorded in any ``failures-*.jsonl`` of ``out_dir``."""
+    return {record["id"] for path in sorted(Path(out_dir, STATE_DIR).glob("failures-*.jsonl")) for record in read_json_lines(path)}
+
+
+def missing_pair(pair: int) -> dict[str, Any]:
+    """Columns of a pair no teacher produced (status ``missing``, empty strings).
+
+    >>> missing_pair(2)["status_2"], missing_pair(2)["think_2"]
+    ('missing', '')
+    """
+    return {
+        f"model_{pair}": "",
+        f"think_{pair}": "",
+        f"answer_{pair}": "",
+        f"status_{pair}": "missing",
+        f"finish_reason_{pair}": None,
+        f"num_tokens_{pair}": None,
+    }
+
+
+def pair_columns(pair: int, spec: "ModelSpec", result: "Result") -> dict[str, Any]:
+    """Columns of ``pair`` from a teacher's result, split in the teacher's reasoning style."""
+    split = result.split(spec.reasoning_style)
+    return {
+        f"model_{pair}": spec.model_id,
+        f"think_{pair}": split.think,
+        f"answer_{pair}": split.answer,
+        f"status_{pair}": split.status,
+        f"finish_reason_{pair}": result.finish_reason,
+        f"num_tokens_{pair}": result.num_tokens,
+    }
+
+
+def build_row(item: ImageItem, image: bytes, pairs: Mapping[int, dict[str, Any]], generation: list[dict]) -> dict:
+    """One ``default``-config row: identity, the image, each pair's columns (missing pairs
+    filled in) and the ``generation`` entries.
+
+    >>> item = ImageItem("n1_a", "n1", "", "file", "/x/a.jpg", suffix=".jpg")
+    >>> row = build_row(item, b"...", {}, [])
+    >>> row["image"], row["status_1"], row["question"][:6]
+    ({'bytes': b'...', 'path': 'n1_a.jpg'}, 'missing', 'Please')
+    """
+    row = {"id": item.id, "wnid": item.wnid, "label": item.label, "image": {"bytes": image, "path": item.file_name}}
+    row["question"] = PROMPT
+    for pair in schema.TEACHERS:
+        row.update(pairs.get(pair) or missing_pair(pair))
+    row["generation"] = generation
+    return row
+
+
+@dataclass
+class Plan:
+    """What one process will do: its share of the selection, minus what is done or failed."""
+
+    selected: int
+    num_shards: int
+    shard_index: int
+    mine: int
+    done: int
+    failed: int
+    todo: list[ImageItem]
+    teachers: Mapping[int, "ModelSpec"]
+    skipped_sources: int = 0
+
+    def max_tokens(self) -> int:
+        """Upper bound of generated tokens: each todo item times each teacher's ``max_tokens``."""
+        return len(self.todo) * sum(spec.sampling["max_tokens"] for spec in self.teachers.values())
+
+    def describe(self) -> str:
+        """Human-readable plan (``--dry-run`` prints it)."""
+        teachers = ", ".join(f"pair {p}: {s.name} ({s.model_id})" for p, s in sorted(self.teachers.items()))
+        lines = [
+            f"images selected:   {self.selected:,} ({self.skipped_sources:,} candidates skipped: too small or unreadable)",
+            f"shard:             {self.shard_index} of {self.num_shards} -> {self.mine:,} images",
+            f"already written:   {self.done:,}",
+            f"failed before:     {self.failed:,}",
+            f"to generate:       {len(self.todo):,} images x {len(self.teachers)} teachers",
+            f"teachers:          {teachers}",
+            f"tokens at most:    {self.max_tokens():,} (each teacher's max_tokens; real outputs are shorter)",
+        ]
+        return "\n".join(lines)
+
+
+def make_plan(
+    items: Sequence[ImageItem],
+    out_dir: Union[str, os.PathLike],
+    teachers: Mapping[int, "ModelSpec"],
+    *,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    retry_failed: bool = False,
+    max_items: Optional[int] = None,
+    skipped_sources: int = 0,
+) -> Plan:
+    """The :class:`Plan` for this process; reads (never writes) ``out_dir``."""
+    mine = partition(items, num_shards, shard_index)
+    done = completed_ids(ids_by_file(out_dir))
+    failed = set() if retry_failed else failed_ids(out_dir) - done
+    todo = [item for item in mine if item.id not in done and item.id not in failed]
+    if max_items is not None:
+        todo = todo[:max_items]
+    return Plan(
+        selected=len(items),
+        num_shards=num_shards,
+        shard_index=shard_index,
+        mine=len(mine),
+        done=sum(item.id in done for item in mine),
+        failed=sum(item.id in failed for item in mine),
+        todo=todo,
+        teachers=dict(teachers),
+        skipped_sources=skipped_sources,
+    )
+
+
+@dataclass
+class RunStats:
+    """Counts of one run."""
+
+    written: int = 0
+    failed: int = 0
+    tokens: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    """An item in flight: its bytes, the pairs done so far, attempts and last error."""
+
+    item: ImageItem
+    image: Optional[bytes] = None
+    pairs: dict = field(default_factory=dict)
+    generation: list = field(default_factory=list)
+    attempts: int = 0
+    error: str = ""
+
+
+class Runner:
+    """Generates the rows of a :class:`Plan` with one engine per pair and writes them.
+
+    ``engines`` maps pair numbers (1, 2) to open engines; pairs without an engine are
+    written as ``missing``.  Each batch of ``batch_size`` items goes to every engine; a
+    failed request is retried up to ``max_attempts`` times in all (waiting
+    ``retry_delay`` seconds, doubled each time), then the item is logged to the failures file
+    and skipped.  Rows are written ``rows_per_file`` at a time.
+    """
+
+    def __init__(
+        self,
+        out_dir: Union[str, os.PathLike],
+        engines: Mapping[int, "Engine"],
+        *,
+        shard_index: int = 0,
+        batch_size: int = 64,
+        rows_per_file: int = 1000,
+        max_attempts: int = 3,
+        retry_delay: float = 1.0,
+        progress: bool = True,
+    ):
+        if batch_size < 1 or rows_per_file < 1 or max_attempts < 1:
+            raise ValueError("batch_size, rows_per_file and max_attempts must be at least 1")
+        unknown = sorted(set(engines) - set(schema.TEACHERS))
+        if unknown:
+            raise ValueError(f"engines for unknown pairs {unknown}; pairs are {sorted(schema.TEACHERS)}")
+        self.out_dir = Path(out_dir)
+        self.engines = dict(sorted(engines.items()))
+        self.shard_index = shard_index
+        self.batch_size = batch_size
+        self.rows_per_file = rows_per_file
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.progress = progress
+
+    def run(self, todo: Sequence[ImageItem]) -> RunStats:
+        """Generate and write rows for ``todo`` (items already done are the caller's to drop)."""
+        from tqdm.auto import tqdm
+
+        files = ids_by_file(self.out_dir)
+        for stale in remove_stale_temp_files(self.out_dir, self.shard_index):
+            logger.info("removed temporary file %s left by an interrupted run", stale)
+        rebuild_manifest(self.out_dir, self.shard_index, files)
+        self._seq = next_seq(files, self.shard_index)
+        stats = RunStats()
+        buffer: list[dict] = []
+        started = time.monotonic()
+        with tqdm(total=len(todo), unit="img", desc=f"shard {self.shard_index}", disable=not self.progress) as bar:
+            for start in range(0, len(todo), self.batch_size):
+                batch = [_Pending(item) for item in todo[start : start + self.batch_size]]
+                for row in self._generate(batch, stats):
+                    buffer.append(row)
+                while len(buffer) >= self.rows_per_file:
+                    self._write(buffer[: self.rows_per_file], stats)
+                    del buffer[: self.rows_per_file]
+                bar.update(len(batch))
+                elapsed = max(time.monotonic() - started, 1e-9)
+                bar.set_postfix(tok_s=f"{stats.tokens / elapsed:.1f}", failed=stats.failed, refresh=False)
+            if buffer:
+                self._write(buffer, stats)
+        return stats
+
+    def _generate(self, batch: list[_Pending], stats: RunStats) -> list[dict]:
+        """Rows of the batch's items that every engine answered; the rest go to failures."""
+        from imagenet_think.regenerate.engines.base import Request
+
+        live = self._read_images(batch, stats)
+        for pair, engine in self.engines.items():
+            waiting = live
+            for attempt in range(1, self.max_attempts + 1):
+                if not waiting:
+                    break
+                if attempt > 1:
+                    time.sleep(self.retry_delay * 2 ** (attempt - 2))
+                results = engine.generate([Request(p.item.id, p.image) for p in waiting])
+                retry = []
+                for pending, result in zip(waiting, results):
+                    pending.attempts = max(pending.attempts, attempt)
+                    if result.error:
+                        pending.error = f"{engine.spec.name}: {result.error}"
+                        retry.append(pending)
+                        continue
+                    pending.pairs[pair] = pair_columns(pair, engine.spec, result)
+                    pending.generation.append(engine.generation_entry(pair, result))
+                    stats.tokens += result.num_tokens or 0
+                waiting = retry
+            for pending in waiting:
+                self._fail(pending, stats)
+            live = [p for p in live if pair in p.pairs]
+        return [build_row(p.item, p.image, p.pairs, p.generation) for p in live]
+
+    def _read_images(self, batch: list[_Pending], stats: RunStats) -> list[_Pending]:
+        """Items whose bytes could be read (up to ``max_attempts`` tries each)."""
+        readable = []
+        for pending in batch:
+            for attempt in range(1, self.max_attempts + 1):
+                pending.attempts = attempt
+                try:
+                    pending.image = pending.item.read_bytes()
+                    break
+                except (OSError, ValueError) as error:
+                    pending.error = f"cannot read image: {type(error).__name__}: {error}"
+            if pending.image is None:
+                self._fail(pending, stats)
+            else:
+                readable.append(pending)
+        return readable
+
+    def _fail(self, pending: _Pending, stats: RunStats) -> None:
+        logger.warning("giving up on %s (%s) after %d attempts: %s", pending.item.id, pending.item.source, pending.attempts, pending.error)
+        record = {"id": pending.item.id, "source": pending.item.source, "error": pending.error, "attempts": pending.attempts}
+        append_json_line(failures_path(self.out_dir, self.shard_index), record)
+        stats.failed += 1
+
+    def _write(self, rows: list[dict], stats: RunStats) -> None:
+        import pyarrow as pa
+
+        from imagenet_think.writer import write_shard
+
+        table = pa.Table.from_pylist(rows, schema=schema.arrow_schema("default"))
+        path = write_shard(table, self.out_dir / "data" / shard_file_name(self.shard_index, self._seq))
+        self._seq += 1
+        ids = [row["id"] for row in rows]
+        append_json_line(manifest_path(self.out_dir, self.shard_index), {"file": f"data/{path.name}", "ids": ids})
+        stats.written += len(rows)
+        stats.files.append(path)

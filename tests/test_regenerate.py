@@ -1,0 +1,375 @@
+"""imagenet_think.regenerate: plan, shards, manifest, failures, CLI, and crash-safe resume
+with the real transformers engine on a tiny GLM-4.1V."""
+
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import imagenet_think
+from imagenet_think import schema
+from imagenet_think.regenerate import __main__ as cli
+from imagenet_think.regenerate import runner, sources
+from imagenet_think.regenerate.models import get_model
+from imagenet_think.writer import write_shard
+
+REPO = Path(__file__).resolve().parent.parent
+TEACHERS = {1: get_model("glm"), 2: get_model("kimi")}
+
+
+def jpeg(size=(240, 230), color=(10, 120, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def image_folder(root: Path, per_synset=3, wnids=("n01440764", "n02084071")) -> Path:
+    for i, wnid in enumerate(wnids):
+        (root / wnid).mkdir(parents=True)
+        for k in range(per_synset):
+            (root / wnid / f"{wnid}_{k}.JPEG").write_bytes(jpeg(color=(i * 100, k * 50, 9)))
+    return root
+
+
+def write_rows(out: Path, items, name: str) -> Path:
+    """A shard of rows with no pairs, written by the real writer."""
+    rows = [runner.build_row(item, item.read_bytes(), {}, []) for item in items]
+    return write_shard(pa.Table.from_pylist(rows, schema=schema.arrow_schema("default")), out / "data" / name)
+
+
+def parquet_ids(out: Path) -> list[str]:
+    return [i for ids in runner.ids_by_file(out).values() for i in ids]
+
+
+# --- engine-free: sharding, plan, manifest, failures -------------------------------------
+
+
+def test_partition_is_disjoint_complete_stable_and_balanced():
+    items = [sources.ImageItem(f"n0_{k}", "n0", "", "file", f"/{k}.jpg") for k in range(2000)]
+    shards = [runner.partition(items, 4, index) for index in range(4)]
+    ids = [item.id for shard in shards for item in shard]
+    assert sorted(ids) == sorted(item.id for item in items)
+    assert all(400 < len(shard) < 600 for shard in shards)
+    # independent of order and of the other items
+    assert runner.partition(items[::-1], 4, 1) == shards[1][::-1]
+    assert runner.partition(items[:10], 4, 1) == [i for i in shards[1] if i in items[:10]]
+    with pytest.raises(ValueError, match=r"shard index must be in \[0, 4\), got 4"):
+        runner.partition(items, 4, 4)
+
+
+def test_plan_skips_written_and_failed_items_and_limits(tmp_path):
+    items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs")), None).items
+    out = tmp_path / "out"
+    write_rows(out, items[:2], "train-00007-00000.parquet")  # written by another shard layout
+    failures = runner.failures_path(out, 3)
+    failures.parent.mkdir(parents=True)
+    failures.write_text(json.dumps({"id": items[2].id, "source": items[2].source, "error": "x", "attempts": 3}) + "\n")
+    plan = runner.make_plan(items, out, TEACHERS)
+    assert (plan.selected, plan.mine, plan.done, plan.failed) == (6, 6, 2, 1)
+    assert [i.id for i in plan.todo] == [i.id for i in items[3:]]
+    assert plan.max_tokens() == 3 * (8192 + 32768)
+    text = plan.describe()
+    assert "to generate:       3 images x 2 teachers" in text and "pair 2: kimi" in text
+    assert len(runner.make_plan(items, out, TEACHERS, retry_failed=True).todo) == 4
+    assert len(runner.make_plan(items, out, TEACHERS, max_items=1).todo) == 1
+    mine = runner.make_plan(items, out, TEACHERS, num_shards=2, shard_index=1)
+    assert mine.mine == len(runner.partition(items, 2, 1))
+
+
+def test_unreadable_parquet_in_data_is_an_error_naming_it(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train-00000-00000.parquet").write_bytes(b"PAR1 garbage")
+    with pytest.raises(ValueError, match=r"train-00000-00000\.parquet: cannot read its id column"):
+        runner.ids_by_file(tmp_path)
+
+
+def test_manifest_is_rebuilt_from_the_parquet_files_of_its_shard(tmp_path):
+    items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs")), None).items
+    out = tmp_path / "out"
+    write_rows(out, items[:2], "train-00001-00000.parquet")
+    write_rows(out, items[2:3], "train-00001-00004.parquet")
+    write_rows(out, items[3:], "train-00002-00000.parquet")
+    manifest = runner.manifest_path(out, 1)
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text('{"file": "data/train-00001-00009.parquet", "ids": ["gone"]}\n{"fi')
+    runner.rebuild_manifest(out, 1, runner.ids_by_file(out))
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert lines == [
+        {"file": "data/train-00001-00000.parquet", "ids": [i.id for i in items[:2]]},
+        {"file": "data/train-00001-00004.parquet", "ids": [items[2].id]},
+    ]
+    assert runner.next_seq(runner.data_files(out), 1) == 5
+    assert runner.next_seq(runner.data_files(out), 0) == 0
+
+
+def test_a_torn_failure_line_is_skipped_and_the_next_record_stays_whole(tmp_path, caplog):
+    path = runner.failures_path(tmp_path, 0)
+    path.parent.mkdir()
+    path.write_text('{"id": "a", "source": "s", "error": "e", "attempts": 3}\n{"id": "b", "sou')  # killed mid-append
+    assert runner.failed_ids(tmp_path) == {"a"}
+    assert 'failures-00000.jsonl:2: skipping a torn line \'{"id": "b", "sou\'' in caplog.text
+    runner.append_json_line(path, {"id": "c", "source": "s", "error": "e", "attempts": 1})
+    assert runner.failed_ids(tmp_path) == {"a", "c"}
+
+
+def test_only_this_shards_stale_temp_files_are_removed(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    mine = data / ".train-00003-00001.parquet.0123abcd.tmp"
+    other = data / ".train-00004-00001.parquet.0123abcd.tmp"
+    mine.write_bytes(b"half")
+    other.write_bytes(b"half, still being written")
+    assert runner.remove_stale_temp_files(tmp_path, 3) == [mine]
+    assert not mine.exists() and other.exists()
+
+
+# --- CLI ---------------------------------------------------------------------------------
+
+
+def test_help_lists_every_option():
+    parser = cli.build_parser()
+    text = parser.format_help()
+    options = [s for action in parser._actions for s in action.option_strings]
+    assert len(options) > 25
+    for option in options:
+        assert option in text
+
+
+def test_teacher_choice():
+    assert {p: s.name for p, s in cli.resolve_teachers(None, None, None).items()} == {1: "glm", 2: "kimi"}
+    assert {p: s.name for p, s in cli.resolve_teachers(None, "kimi", None).items()} == {1: "kimi"}
+    with pytest.raises(ValueError, match="either --teachers or --pair-1/--pair-2"):
+        cli.resolve_teachers("glm", "kimi", None)
+    with pytest.raises(ValueError, match="'glm' and 'glm' both fill pair 1"):
+        cli.resolve_teachers("glm,glm", None, None)
+    with pytest.raises(ValueError, match="no pair number: place it with --pair-1 or --pair-2"):
+        cli.resolve_teachers("r1-onevision-7b", None, None)
+    with pytest.raises(KeyError, match="unknown model 'gpt'"):
+        cli.resolve_teachers("gpt", None, None)
+
+
+def test_custom_teacher_from_a_registry_file(tmp_path):
+    registry = tmp_path / "models.json"
+    registry.write_text(json.dumps({"my-vlm": {"model_id": "me/my-vlm", "sampling": {"max_tokens": 100}}}))
+    chosen = cli.resolve_teachers(None, None, "my-vlm", str(registry), {"temperature": 0.5})
+    assert list(chosen) == [2]
+    assert chosen[2].model_id == "me/my-vlm" and dict(chosen[2].sampling) == {"max_tokens": 100, "temperature": 0.5}
+
+
+def test_engine_args_go_to_the_constructor_or_the_backend():
+    from imagenet_think.regenerate.engines.hf_engine import TransformersEngine
+    from imagenet_think.regenerate.engines.openai_engine import OpenAIEngine
+
+    options = {"device": "cpu", "attn_implementation": "eager"}
+    assert cli.engine_kwargs(TransformersEngine, options) == {"device": "cpu", "model_kwargs": {"attn_implementation": "eager"}}
+    assert cli.engine_kwargs(OpenAIEngine, {"concurrency": 4}) == {"concurrency": 4}
+    with pytest.raises(ValueError, match=r"--engine-arg \['gpu_memory_utilization'\] not understood by the openai-server engine"):
+        cli.engine_kwargs(OpenAIEngine, {"gpu_memory_utilization": 0.5})
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    image_folder(tmp_path / "imgs")
+    status = cli.main([str(tmp_path / "imgs"), str(tmp_path / "out"), "-n", "5", "--num-shards", "2", "--dry-run"])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "images selected:   5" in printed and "shard:             0 of 2" in printed
+    assert "pair 1: glm" in printed and "pair 2: kimi" in printed
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_to_hub_offline_fails_before_any_work(tmp_path, caplog, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    image_folder(tmp_path / "imgs")
+    status = cli.main([str(tmp_path / "imgs"), str(tmp_path / "out"), "--push-to-hub", "me/corpus"])
+    assert status == 2
+    assert "--push-to-hub me/corpus: the Hugging Face Hub is unreachable" in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_options_are_clear_errors(tmp_path, caplog):
+    image_folder(tmp_path / "imgs")
+    base = [str(tmp_path / "imgs"), str(tmp_path / "out")]
+    assert cli.main(base + ["--shard-index", "3", "--num-shards", "2"]) == 2
+    assert cli.main(base + ["--engine", "transformers", "--base-url", "http://x:8000/v1", "--teachers", "glm"]) == 2
+    assert cli.main(base + ["--engine-arg", "novalue"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        "shard index must be in [0, 2), got 3",
+        "--base-url is not used by the transformers engine",
+        "--engine-arg expects KEY=VALUE, got 'novalue'",
+    ]
+
+
+# --- the real engine on a tiny model -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_glm4v(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from tests.fixtures.tiny_glm4v import build_tiny_glm4v
+
+    return build_tiny_glm4v(tmp_path_factory.mktemp("tiny-glm4v"))
+
+
+@pytest.fixture(scope="module")
+def glm_engine(tiny_glm4v):
+    from imagenet_think.regenerate.engines import make_engine
+
+    with make_engine("transformers", get_model("glm"), model_path=tiny_glm4v, sampling={"max_tokens": 4}) as engine:
+        yield engine
+
+
+@pytest.mark.slow
+def test_an_image_that_fails_is_retried_then_logged_and_skipped(tmp_path, glm_engine):
+    root = image_folder(tmp_path / "imgs", per_synset=2, wnids=("n01440764",))
+    bad = root / "n01440764" / "n01440764_bad.JPEG"
+    noisy = io.BytesIO()
+    Image.effect_noise((240, 230), 80).convert("RGB").save(noisy, "JPEG")
+    bad.write_bytes(noisy.getvalue()[: len(noisy.getvalue()) // 2])  # header intact, pixels cut: fails decoding only
+    items = sources.select_items(sources.open_source(root), None).items
+    assert len(items) == 3
+    out = tmp_path / "out"
+    stats = runner.Runner(out, {1: glm_engine}, max_attempts=2, retry_delay=0, progress=False).run(items)
+    assert (stats.written, stats.failed) == (2, 1)
+    [failure] = [json.loads(line) for line in runner.failures_path(out, 0).read_text().splitlines()]
+    assert failure["id"] == "n01440764_n01440764_bad" and failure["source"] == str(bad)
+    assert failure["attempts"] == 2 and failure["error"].startswith("glm: ") and "truncated" in failure["error"]
+    assert runner.make_plan(items, out, {1: get_model("glm")}).todo == []
+    assert [i.id for i in runner.make_plan(items, out, {1: get_model("glm")}, retry_failed=True).todo] == [failure["id"]]
+
+
+@pytest.mark.slow
+def test_rows_hold_the_teachers_result_and_a_custom_pair_placement(tmp_path, glm_engine):
+    items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs", per_synset=1)), None).items
+    out = tmp_path / "out"
+    runner.Runner(out, {2: glm_engine}, rows_per_file=1, progress=False).run(items)
+    table = pq.read_table(runner.data_files(out)[0])
+    row = table.to_pylist()[0]
+    assert row["model_2"] == "zai-org/GLM-4.1V-9B-Thinking" and row["num_tokens_2"] == 4
+    assert row["finish_reason_2"] == "length" and row["status_2"] in schema.STATUSES
+    assert (row["model_1"], row["think_1"], row["answer_1"], row["status_1"]) == ("", "", "", "missing")
+    [generation] = row["generation"]
+    assert generation["pair"] == 2 and generation["engine"].startswith("transformers ")
+    assert json.loads(generation["sampling"])["max_tokens"] == 4 and isinstance(generation["raw"], str)
+    assert row["image"]["path"] == f"{row['id']}.JPEG"
+    assert schema.FEATURES["default"].arrow_schema.names == table.schema.names
+    assert len(runner.data_files(out)) == 2
+
+
+def regenerate_command(tiny: str, out: Path, count: int) -> list[str]:
+    return [
+        sys.executable, "-m", "imagenet_think.regenerate", "sample", str(out), "-n", str(count),
+        "--teachers", "glm", "--engine", "transformers", "--model-path", f"glm={tiny}",
+        "--sampling", "max_tokens=3", "--batch-size", "1", "--rows-per-file", "1", "--no-progress",
+    ]  # fmt: skip
+
+
+def wait_for_rows(out: Path, process: subprocess.Popen, more_than: int, seconds: float) -> None:
+    """Until ``out`` holds more than ``more_than`` rows, the process ends, or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and len(parquet_ids(out)) <= more_than and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def check_no_duplicates(out: Path) -> list[str]:
+    ids = parquet_ids(out)
+    assert not [i for i, n in Counter(ids).items() if n > 1]
+    return ids
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_rerun_gives_exactly_one_row_per_image(tmp_path, tiny_glm4v):
+    rng = random.Random(20251002)
+    out = tmp_path / "out"
+    count = 8
+    command = regenerate_command(tiny_glm4v, out, count)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    kills = 0
+    for attempt in range(3):
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        written = len(parquet_ids(out))
+        if attempt == 0:  # anywhere in start-up (imports, selection, model loading) or the first row
+            wait_for_rows(out, process, written, rng.uniform(0.5, 6.0))
+        else:  # once this run made progress, anywhere before or in the write of its next row
+            wait_for_rows(out, process, written, 600)
+            wait_for_rows(out, process, written + 1, rng.uniform(0.0, 0.8))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        check_no_duplicates(out)
+    assert kills == 3
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+    wanted = [item.id for item in sources.select_items(sources.open_source("sample"), count).items]
+    assert sorted(check_no_duplicates(out)) == sorted(wanted)
+    assert not list((out / "data").glob(".*.tmp"))
+    manifest = [json.loads(line) for line in runner.manifest_path(out, 0).read_text().splitlines()]
+    assert sorted(i for line in manifest for i in line["ids"]) == sorted(wanted)
+    assert sorted(line["file"] for line in manifest) == sorted(f"data/{f.name}" for f in runner.data_files(out))
+    corpus = imagenet_think.load_dataset(str(out), split="train", validation_fraction=0.0)
+    assert sorted(corpus["id"]) == sorted(wanted)
+    assert set(corpus["status_2"]) == {"missing"} and set(corpus["model_1"]) == {"zai-org/GLM-4.1V-9B-Thinking"}
+    sample = imagenet_think.load_dataset("sample", split="train", validation_fraction=0.0, decode_images=False)
+    labels = dict(zip(sample["id"], sample["label"]))
+    assert all(labels[row["id"]] == row["label"] for row in corpus.select_columns(["id", "label"]))
+    assert (out / "README.md").is_file()
+    # a rerun with everything written generates nothing and changes nothing
+    files = runner.data_files(out)
+    assert subprocess.run(command, cwd=REPO, env=env, capture_output=True).returncode == 0
+    assert runner.data_files(out) == files
+
+
+# --- scale-out scripts -------------------------------------------------------------------
+
+
+def run_script(name: str, args: list, **env) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, **env}
+    return subprocess.run(["bash", str(REPO / "builder_scripts" / name), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+
+
+def test_slurm_array_task_is_the_shard(tmp_path):
+    image_folder(tmp_path / "imgs")
+    args = [tmp_path / "imgs", tmp_path / "out", "--dry-run"]
+    done = run_script("slurm_regenerate.sh", args, SLURM_ARRAY_TASK_ID="1", SLURM_ARRAY_TASK_MIN="0", SLURM_ARRAY_TASK_MAX="2")
+    assert done.returncode == 0, done.stderr
+    assert "shard:             1 of 3" in done.stdout
+    rerun = run_script("slurm_regenerate.sh", args, SLURM_ARRAY_TASK_ID="1", SLURM_ARRAY_TASK_MAX="2", NUM_SHARDS="8")
+    assert "shard:             1 of 8" in rerun.stdout
+    wrong = run_script("slurm_regenerate.sh", args, SLURM_ARRAY_TASK_ID="1", SLURM_ARRAY_TASK_MIN="1", SLURM_ARRAY_TASK_MAX="2")
+    assert wrong.returncode == 2 and "array indices must start at 0" in wrong.stderr
+    outside = run_script("slurm_regenerate.sh", args, SLURM_ARRAY_TASK_ID="")
+    assert outside.returncode != 0 and "submit with sbatch --array=0-N" in outside.stderr
+
+
+@pytest.mark.slow
+def test_multi_gpu_script_runs_a_process_per_gpu_on_disjoint_shards(tmp_path, tiny_glm4v):
+    images = image_folder(tmp_path / "imgs", per_synset=3)
+    out = tmp_path / "out"
+    args = [images, out, "--teachers", "glm", "--engine", "transformers", "--model-path", f"glm={tiny_glm4v}",
+            "--sampling", "max_tokens=2", "--rows-per-file", "2"]  # fmt: skip
+    done = run_script("regenerate_multi_gpu.sh", args, GPUS="0 1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "GPU 0: shard 0 of 2" in done.stdout and "GPU 1: shard 1 of 2" in done.stdout
+    wanted = [item.id for item in sources.select_items(sources.open_source(images), None).items]
+    assert sorted(check_no_duplicates(out)) == sorted(wanted)
+    for shard in (0, 1):
+        ids = [i for f, ids in runner.ids_by_file(out).items() if f.name.startswith(f"train-{shard:05d}-") for i in ids]
+        assert sorted(ids) == sorted(i for i in wanted if runner.shard_of(i, 2) == shard)
+        assert "shard %d of 2 done" % shard in (out / "regenerate" / f"log-{shard:05d}.txt").read_text()
+    assert (out / "README.md").is_file()
