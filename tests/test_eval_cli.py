@@ -144,3 +144,28 @@ def test_model_run_with_the_tiny_glm4v_on_cpu(tmp_path):
     assert chunk.stat().st_mtime_ns == before  # reused: the model is not run again
     summary = json.loads((tmp_path / "run" / "results.json").read_text())
     assert summary["runs"][0]["n_rows"] == 3 and summary["runs"][0]["settings"]["reasoning_style"] == "glm"
+
+
+@pytest.mark.slow
+def test_unreadable_image_is_reported_and_left_out(tmp_path, sample_copy):
+    import pyarrow as pa
+
+    from tests.fixtures.tiny_glm4v import build_tiny_glm4v
+
+    shard = next(sample_copy.glob("data/*.parquet"))
+    table = pq.read_table(shard)
+    broken = select_eval_ids(table["id"].to_pylist(), size=1, split="all")[0]
+    images = [
+        {"bytes": b"not an image", "path": image["path"]} if row_id == broken else image
+        for row_id, image in zip(table["id"].to_pylist(), table["image"].to_pylist())
+    ]
+    field = table.schema.field("image")
+    pq.write_table(table.set_column(table.schema.get_field_index("image"), field, pa.array(images, field.type)), shard)
+    model = build_tiny_glm4v(tmp_path / "tiny")
+    args = ["--model", "glm", "--model-path", model, "--engine", "transformers", "--source", str(sample_copy)]
+    args += ["--split", "all", "--size", "2", "--max-new-tokens", "4", "--out", str(tmp_path / "run"), *LEXICAL]
+    assert main(args) == 0
+    errors = [json.loads(line) for line in (tmp_path / "run" / "generation_errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == [broken] and errors[0]["error"]
+    scored = pq.read_table(tmp_path / "run" / "scores.parquet")["id"].to_pylist()
+    assert scored == select_eval_ids(table["id"].to_pylist(), 2, "all")[1:]

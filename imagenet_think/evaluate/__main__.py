@@ -37,9 +37,8 @@ from imagenet_think.evaluate.predictions import PredictionError
 from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS
 from imagenet_think.evaluate.subset import DEFAULT_EVAL_SIZE, EVAL_SPLITS
 from imagenet_think.regenerate.engines import ENGINES
-from imagenet_think.regenerate.models import REASONING_STYLES
+from imagenet_think.regenerate.models import REASONING_STYLES, ModelSpec, get_model, load_registry
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to score (exactly one)")
     modes = what.add_mutually_exclusive_group(required=True)
     modes.add_argument("--predictions", metavar="FILE", help="JSONL/Parquet with id + raw output (prediction|output|text|raw)")
-    modes.add_argument("--model", metavar="NAME", help="run this model (registry name or Hub id) on the eval images")
+    modes.add_argument("--model", metavar="NAME", help="run this registered model (short name or Hub id) on the eval images")
     modes.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="put the results of earlier runs side by side")
     rows = parser.add_argument_group("rows")
     rows.add_argument("--source", default="imagenet-think", help="corpus: imagenet-think, sample, a directory or a Hub id")
@@ -103,26 +102,31 @@ def _scored_rows(eval_rows: pa.Table, predictions: pa.Table) -> pa.Table:
 
 
 def _compare(args: argparse.Namespace, out: Path) -> int:
-    from imagenet_think.evaluate.report import combine, load_summary, render_markdown, write_report
+    from imagenet_think.evaluate.report import combine, load_summary
 
     summaries = [load_summary(run_dir) for run_dir in args.compare]
-    summary = combine(summaries, [Path(run_dir).name for run_dir in args.compare])
+    return _publish(combine(summaries, [Path(run_dir).name for run_dir in args.compare]), out)
+
+
+def _publish(summary: dict, out: Path) -> int:
+    from imagenet_think.evaluate.report import render_markdown, write_report
+
     paths = write_report(summary, out)
     print(render_markdown(summary))
     print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     return 0
 
 
-def _model_spec(args: argparse.Namespace):
-    from imagenet_think.regenerate.models import get_model, load_registry
-
+def _model_spec(args: argparse.Namespace) -> ModelSpec:
     try:
         return get_model(args.model, load_registry(args.registry) if args.registry else None)
     except KeyError as err:
         raise ValueError(f"{err.args[0]} (add models with --registry FILE)") from err
 
 
-def _predictions_table(args: argparse.Namespace, spec, corpus_ids: Sequence[str], eval_rows: pa.Table, out: Path) -> pa.Table:
+def _predictions_table(
+    args: argparse.Namespace, spec: Optional[ModelSpec], corpus_ids: Sequence[str], eval_rows: pa.Table, out: Path
+) -> pa.Table:
     if args.predictions:
         from imagenet_think.evaluate.predictions import check_ids, read_predictions
 
@@ -142,10 +146,10 @@ def _predictions_table(args: argparse.Namespace, spec, corpus_ids: Sequence[str]
     return generate_predictions(eval_rows, out, spec, args.engine, options, args.chunk_size, not args.no_progress)
 
 
-def _run_settings(args: argparse.Namespace, settings: MetricSettings) -> dict:
-    options = ("source", "split", "size", "validation_fraction", "predictions", "model", "model_path", "reasoning_style")
+def _run_settings(args: argparse.Namespace, settings: MetricSettings, reasoning_style: str) -> dict:
+    options = ("source", "split", "size", "validation_fraction", "predictions", "model", "model_path")
     recorded = {name: getattr(args, name) for name in options}
-    recorded.update(engine=args.engine if args.model else None, chunk_size=args.chunk_size)
+    recorded.update(engine=args.engine if args.model else None, reasoning_style=reasoning_style, chunk_size=args.chunk_size)
     recorded.update(bootstrap=args.bootstrap, seed=args.seed, metrics=args.metrics, **asdict(settings))
     return recorded
 
@@ -153,14 +157,14 @@ def _run_settings(args: argparse.Namespace, settings: MetricSettings) -> dict:
 def _evaluate(args: argparse.Namespace, out: Path) -> int:
     import pyarrow.parquet as pq
 
-    from imagenet_think.evaluate.report import render_markdown, summarize, write_report
+    from imagenet_think.evaluate.report import summarize
     from imagenet_think.evaluate.scoring import score_in_chunks
     from imagenet_think.evaluate.subset import load_eval_rows
 
     settings = MetricSettings(args.bertscore_model, args.bertscore_layers, args.sbert_model, args.device, args.batch_size)
     check_models(args.metrics, settings)
     spec = _model_spec(args) if args.model else None
-    args.reasoning_style = args.reasoning_style or (spec.reasoning_style if spec else "auto")
+    style = args.reasoning_style or (spec.reasoning_style if spec else "auto")
     columns = ["id", *REFERENCE_COLUMNS] + (["image"] if spec else [])
     corpus_ids, eval_rows = load_eval_rows(args.source, args.size or None, args.split, args.validation_fraction, columns)
     predictions = _predictions_table(args, spec, corpus_ids, eval_rows, out)
@@ -176,13 +180,9 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
         f"{predictions.num_rows - rows.num_rows} predictions outside the subset are ignored)",
         file=sys.stderr,
     )
-    scores = score_in_chunks(rows, out, args.metrics, settings, args.reasoning_style, args.chunk_size, not args.no_progress)
+    scores = score_in_chunks(rows, out, args.metrics, settings, style, args.chunk_size, not args.no_progress)
     pq.write_table(scores, out / "scores.parquet")
-    summary = summarize(scores, _run_name(args), _run_settings(args, settings), args.bootstrap, args.seed)
-    paths = write_report(summary, out)
-    print(render_markdown(summary))
-    print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
-    return 0
+    return _publish(summarize(scores, _run_name(args), _run_settings(args, settings, style), args.bootstrap, args.seed), out)
 
 
 def run(args: argparse.Namespace) -> int:

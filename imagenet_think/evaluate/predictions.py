@@ -25,6 +25,7 @@ row (Parquet) of the offending record.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from typing import Any, Collection, Mapping, Optional, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("prediction", "output", "text", "raw")
 """Accepted names of the raw-output column, in order of preference."""
@@ -221,6 +224,8 @@ def generate_predictions(
         for handle in opened:
             handle.close()
     failed = generated["error"].is_valid()
+    if pc.any(failed).as_py():
+        logger.warning("%d of %d requests failed; see %s", pc.sum(failed).as_py(), len(ids), Path(run_dir) / "generation_errors.jsonl")
     succeeded = generated.filter(pc.invert(failed))
     _write_jsonl(succeeded.select(["id", "prediction", "finish_reason", "num_tokens"]), Path(run_dir) / "predictions.jsonl")
     _write_jsonl(generated.filter(failed).select(["id", "error"]), Path(run_dir) / "generation_errors.jsonl")
