@@ -157,6 +157,17 @@ def resolve_source(path: str, hub_repo: str = schema.HUB_REPO, revision: Optiona
     return files, _fingerprint({}, f"{repo}@{commit}")
 
 
+def _as_dataset(builder: datasets.DatasetBuilder, split: Optional[str]):
+    """``builder.as_dataset`` where a hash split that got no rows is an empty, typed dataset
+    (``datasets`` refuses to read a split with no data)."""
+    sizes = {name: info.num_examples for name, info in builder.info.splits.items()}
+    if split is not None:
+        if split in sizes and sizes[split] == 0:
+            return datasets.Dataset.from_dict({k: [] for k in builder.info.features}, features=builder.info.features)
+        return builder.as_dataset(split=split)
+    return datasets.DatasetDict({name: _as_dataset(builder, name) for name in sizes})
+
+
 def load_dataset(
     path: str = "imagenet-think",
     name: str = "default",
@@ -207,7 +218,7 @@ def load_dataset(
             if isinstance(cause, LayoutError):
                 raise LayoutError(str(cause)) from err
             raise
-        result = builder.as_dataset(split=split)
+        result = _as_dataset(builder, split)
     if isinstance(result, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         for key in list(result):
             result[key] = result[key].cast_column("image", image)

@@ -114,9 +114,12 @@ def write_card(out_dir: Union[str, os.PathLike], **card_info) -> Path:
     if not sizes:
         raise FileNotFoundError(f"{out_dir}/data holds no *.parquet shard: nothing to describe")
     readme = out_dir / "README.md"
-    tmp = readme.with_name(".README.md.tmp")
-    tmp.write_text(render_card(sizes, **card_info), encoding="utf-8")
-    os.replace(tmp, readme)
+    tmp = readme.with_name(f".README.md.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(render_card(sizes, **card_info), encoding="utf-8")
+        os.replace(tmp, readme)
+    finally:
+        tmp.unlink(missing_ok=True)
     return readme
 
 

@@ -218,3 +218,15 @@ def test_decode_images_false_gives_bytes():
     ds = imagenet_think.load_dataset("sample", split="train", decode_images=False)
     image = ds[0]["image"]
     assert image["path"].endswith(".JPEG") and Image.open(io.BytesIO(image["bytes"])).format == "JPEG"
+
+
+def test_empty_hash_split_is_an_empty_typed_dataset(tmp_path):
+    from imagenet_think.split import is_validation
+
+    table = pq.read_table(next(imagenet_think.loading.sample_dir().glob("data/*.parquet"))).replace_schema_metadata(None)
+    keep = [i for i, row_id in enumerate(table["id"].to_pylist()) if not is_validation(row_id)][:5]
+    (tmp_path / "d").mkdir()
+    pq.write_table(table.take(keep), tmp_path / "d" / "train.parquet")
+    dd = imagenet_think.load_dataset(str(tmp_path / "d"))
+    assert len(dd["train"]) == 5 and len(dd["validation"]) == 0
+    assert dd["validation"].features == schema.FEATURES["default"]
