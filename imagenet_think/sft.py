@@ -136,6 +136,11 @@ def _sft_features(think: str) -> datasets.Features:
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _sft_schema(think: str) -> pa.Schema:
+    return _sft_features(think).arrow_schema
+
+
 def assistant_text(think: Optional[str], answer: Optional[str], mode: str, teacher: int) -> str:
     """The assistant turn's text for one pair (for ``"field"``: the answer; the reasoning goes elsewhere).
 
@@ -177,14 +182,14 @@ def sft_table(
     """
     check_options(teacher, think, image_placement, on_unusable)
     _check_columns(table.column_names, teachers_of(teacher))
-    schema = _sft_features(think).arrow_schema
+    schema = _sft_schema(think)
     pieces = []
     for t in teachers_of(teacher):
         rows = _usable_rows(table, t, require_status, on_unusable)
         if len(rows):
             usable = table if len(rows) == table.num_rows else table.take(rows)
             _check_not_null(usable, ("image", "question", f"answer_{t}"))
-            reasoning = usable.column(f"think_{t}").combine_chunks() if think == "field" else None
+            reasoning = _array(usable, f"think_{t}") if think == "field" else None
             pieces.append((t, rows, _assistant_texts(usable, t, think), reasoning))
     if not pieces:
         return schema.empty_table()
@@ -327,6 +332,12 @@ def _interleave(picks: Sequence[tuple[pa.Array, np.ndarray]]) -> pa.Array:
     return pa.concat_arrays([array for array, _ in picks]).take(pa.array(order))
 
 
+def _array(table: pa.Table, name: str) -> pa.Array:
+    """Column ``name`` of ``table`` as one array, copied only when it has several chunks."""
+    column = table.column(name)
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 def _take(array: pa.Array, indices: np.ndarray) -> pa.Array:
     """``array.take(indices)``, without the copy when ``indices`` picks every row in order."""
     if len(indices) == len(array) and np.array_equal(indices, np.arange(len(array))):
@@ -382,10 +393,10 @@ def _assistant_texts(rows: pa.Table, teacher: int, mode: str) -> pa.Array:
     Rows whose think or answer could hold a marker (they contain ``<`` or ``◁``) go through
     :func:`assistant_text` one by one, so they get its checks and its errors.
     """
-    answers = rows.column(f"answer_{teacher}").combine_chunks().cast(pa.string())
+    answers = _array(rows, f"answer_{teacher}").cast(pa.string())
     if mode in ("field", "none"):
         return answers
-    thinks = pc.fill_null(rows.column(f"think_{teacher}").combine_chunks().cast(pa.string()), "")
+    thinks = pc.fill_null(_array(rows, f"think_{teacher}").cast(pa.string()), "")
     before, between, after = _join_pieces("think_tags" if mode == "tags" else TEACHER_NAMES[teacher])
     texts = pc.binary_join_element_wise(before, thinks, between, answers, after, "")
     suspects = _rows_containing(thinks, _MARKER_LEADS) | _rows_containing(answers, _MARKER_LEADS)
@@ -415,7 +426,7 @@ def _examples(
     count = len(rows)
     same = np.zeros(count, np.intp)
     no_text = (pa.nulls(1, pa.string()), same)
-    question = (table.column("question").combine_chunks().cast(pa.string()), rows)
+    question = (_array(table, "question").cast(pa.string()), rows)
     user = [("image", no_text), ("text", question)]
     if placement == "after":
         user.reverse()
@@ -440,10 +451,10 @@ def _examples(
         fields.append(_interleave([no_text] * (len(turns) - 1) + [(reasoning, texts[1])]))
         names.append("reasoning_content")
     messages = pa.StructArray.from_arrays(fields, names=names)
-    images = _take(table.column("image").combine_chunks(), rows)
+    images = _take(_array(table, "image"), rows)
     return pa.table(
         {
-            "id": _take(table.column("id").combine_chunks(), rows),
+            "id": _take(_array(table, "id"), rows),
             "teacher": pa.array(teachers),
             "images": pa.ListArray.from_arrays(pa.array(np.arange(count + 1), pa.int32()), images),
             "messages": pa.ListArray.from_arrays(
