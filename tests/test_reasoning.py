@@ -205,11 +205,37 @@ def test_split_batch_in_dataset_map():
     assert out["answer"][0] == "The image shows a tiger resting on grass."
 
 
+def test_bundled_sample_columns_are_the_split_of_its_raw_texts():
+    import importlib.resources
+
+    import pyarrow.parquet as pq
+
+    from imagenet_think.schema import TEACHER_NAMES
+
+    data = importlib.resources.files("imagenet_think") / "sample" / "data"
+    table = pq.read_table(next(p for p in data.iterdir() if p.name.endswith(".parquet")))
+    rows = table.drop_columns(["image"]).to_pylist()
+    statuses = set()
+    for row in rows:
+        for generation in row["generation"]:
+            pair = generation["pair"]
+            split = split_reasoning(
+                generation["raw"], TEACHER_NAMES[pair], finish_reason=row[f"finish_reason_{pair}"]
+            )
+            assert (split.think, split.answer, split.status) == (
+                row[f"think_{pair}"], row[f"answer_{pair}"], row[f"status_{pair}"]
+            ), (row["id"], pair)
+            statuses.add(split.status)
+    assert {"ok", "unclosed_think"} <= statuses
+
+
 # ---- properties -------------------------------------------------------------------------
 
-marker_free_text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="<◁"), max_size=40
-).map(str.strip)
+marker_free_text = (
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from("<>/|◁▷think"), max_size=40)
+    .map(str.strip)
+    .filter(lambda text: not re.search(MARKER_PATTERN, text))
+)
 content = marker_free_text.filter(bool)
 
 
