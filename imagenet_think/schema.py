@@ -14,6 +14,7 @@ columns are added around them.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, TypedDict
 
 import datasets
@@ -88,14 +89,17 @@ CONFIG_TEACHER = {"glm": 1, "kimi": 2}
 """Which published pair the single-teacher configs keep."""
 
 
+@functools.lru_cache(maxsize=None)
 def arrow_schema(config: str = "default") -> pa.Schema:
     """Arrow schema of ``config``, with the ``huggingface`` features metadata attached.
+
+    Cached: ``Features.arrow_schema`` serialises the features each time, and readers ask for
+    the schema once per Parquet row group.
 
     >>> arrow_schema("pairs").field("teacher").type
     DataType(int8)
     """
-    features = FEATURES[config]
-    return features.arrow_schema
+    return FEATURES[config].arrow_schema
 
 
 class Pair(TypedDict):
