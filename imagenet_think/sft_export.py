@@ -360,8 +360,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require-status", nargs="+", default=list(DEFAULT_REQUIRE_STATUS),
                         choices=[s for s in schema.STATUSES if s != "missing"], metavar="STATUS",
                         help="pair statuses to use (default: ok)")
-    parser.add_argument("--skip-unusable", action="store_true",
-                        help="drop pairs whose status is not required instead of stopping with an error")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop with an error at the first pair whose status is not required "
+                             "(default: skip such pairs and report how many were skipped)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -381,15 +382,17 @@ def run(args: argparse.Namespace) -> int:
             system_prompt=args.system_prompt,
             image_placement=args.image_placement,
             require_status=args.require_status,
-            on_unusable="skip" if args.skip_unusable else "raise",
+            on_unusable="raise" if args.strict else "skip",
             limit=args.limit,
             progress=True,
         )
     except ValueError as error:
-        print(f"export-sft: {error} (options: --require-status, --skip-unusable)", file=sys.stderr)
+        print(f"export-sft: {error} (options: --require-status, --strict)", file=sys.stderr)
         return 2
+    pairs = summary["records"] * (2 if args.teacher == "both" else 1)
     print(
         f"wrote {summary['examples']} examples from {summary['records']} records "
-        f"({summary['images']} images) to {summary['path']}"
+        f"({summary['images']} images) to {summary['path']}; skipped {pairs - summary['examples']} pairs "
+        f"whose status is not in {', '.join(args.require_status)}"
     )
     return 0

@@ -156,14 +156,16 @@ def test_cli_on_a_corpus_directory(tmp_path, capsys):
     shutil.copytree(sample_dir(), corpus)
     out = tmp_path / "out"
     code = cli.main(["export-sft", "--source", str(corpus), "--format", "llamafactory", "--teacher", "both",
-                     "--think", "native", "--out", str(out), "--limit", "6", "--skip-unusable"])
+                     "--think", "native", "--out", str(out), "--limit", "6"])
     assert code == 0
     rows = read_jsonl(out / "imagenet_think.jsonl")
-    assert f"wrote {len(rows)} examples from 6 records" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"wrote {len(rows)} examples from 6 records" in printed
+    assert f"skipped {12 - len(rows)} pairs whose status is not in ok" in printed and len(rows) < 12
     assert (out / "dataset_info.json").is_file()
 
 
 def test_cli_reports_unusable_pairs(tmp_path, capsys):
-    assert cli.main(["export-sft", "--format", "trl", "--teacher", "1", "--out", str(tmp_path)]) == 2
+    assert cli.main(["export-sft", "--format", "trl", "--teacher", "1", "--out", str(tmp_path), "--strict"]) == 2
     error = capsys.readouterr().err
-    assert "export-sft: record '" in error and "--skip-unusable" in error
+    assert "export-sft: record '" in error and "--strict" in error
