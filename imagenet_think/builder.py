@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import datasets
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from imagenet_think import __version__, normalize, schema
@@ -120,13 +121,18 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
         for file_idx, file in enumerate(files):
             with open(file, "rb") as f:
                 try:
-                    parquet = pq.ParquetFile(f)
-                    normalize.layout_of(parquet.schema_arrow.names, file)
+                    fragment = ds.ParquetFileFormat().make_fragment(f)
+                    normalize.layout_of(fragment.physical_schema.names, file)
+                    if not fragment.row_groups:
+                        continue
                     first_row = 0
-                    for group in range(parquet.num_row_groups):
-                        table = normalize.to_default(parquet.read_row_group(group), file, first_row)
+                    batches = fragment.to_batches(
+                        batch_size=fragment.row_groups[0].num_rows, batch_readahead=0, fragment_readahead=0
+                    )
+                    for batch_idx, batch in enumerate(batches):
+                        table = normalize.to_default(pa.Table.from_batches([batch]), file, first_row)
                         first_row += table.num_rows
                         table = normalize.validation_filter(table, keep_validation, self.config.validation_fraction)
-                        yield Key(file_idx, group), normalize.project(table, self.config.name)
+                        yield Key(file_idx, batch_idx), normalize.project(table, self.config.name)
                 except (pa.ArrowInvalid, OSError) as err:
                     raise normalize.LayoutError(f"{file}: cannot read Parquet data ({err})") from err
