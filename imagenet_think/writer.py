@@ -8,7 +8,7 @@ A corpus directory looks like the Hub copy of a well-kept dataset::
       data/validation-00000-of-00001.parquet
 
 ``datasets.load_dataset(out)`` reads it with typed features and no import of this package.
-:func:`write_shard` is the one place Parquet files are written (``regenerate`` uses it
+:func:`write_shard` is the one place corpus shards are written (``regenerate`` uses it
 too); :func:`write_card` recomputes the card from the shards present, so a rewritten
 directory never serves datasets' stale cache.
 
@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from imagenet_think import schema
 from imagenet_think.builder import METADATA_KEY
+from imagenet_think.fileio import atomic_write
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 
 ROWS_PER_ROW_GROUP = 100
@@ -54,38 +55,21 @@ def write_shard(
 
     The table is cast to the ``default`` schema (HF features in the ``huggingface``
     metadata key); ``split``/``validation_fraction`` are recorded so the builder can trust
-    the file's split.  The data go to a temporary file in the same directory, are fsync'd and
-    renamed over ``path``: a crash leaves either the old file or the new one, never half.
+    the file's split.  Written with :func:`imagenet_think.fileio.atomic_write`: a crash leaves
+    either the old file or the new one, never half.
     """
     from datasets.table import embed_table_storage, table_cast
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     target = schema.arrow_schema("default")
     table = embed_table_storage(table_cast(table.select(target.names), target))
     metadata = dict(target.metadata)
     if split is not None:
         metadata[METADATA_KEY] = json.dumps({"split": split, "validation_fraction": validation_fraction})
     table = table.replace_schema_metadata(metadata)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, row_group_size=ROWS_PER_ROW_GROUP, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    with atomic_write(path, "wb") as f:
+        pq.write_table(table, f, row_group_size=ROWS_PER_ROW_GROUP, compression="zstd")
     return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def split_sizes(out_dir: Union[str, os.PathLike]) -> dict[str, dict[str, int]]:
@@ -114,12 +98,8 @@ def write_card(out_dir: Union[str, os.PathLike], **card_info) -> Path:
     if not sizes:
         raise FileNotFoundError(f"{out_dir}/data holds no *.parquet shard: nothing to describe")
     readme = out_dir / "README.md"
-    tmp = readme.with_name(f".README.md.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(render_card(sizes, **card_info), encoding="utf-8")
-        os.replace(tmp, readme)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(readme) as f:
+        f.write(render_card(sizes, **card_info))
     return readme
 
 
@@ -143,7 +123,7 @@ def export_hub_layout(
 
     from imagenet_think.loading import load_dataset
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     if (out_dir / "data").exists() and any((out_dir / "data").iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir}/data already holds files; pass overwrite=True (--overwrite) to replace them")
     splits = load_dataset(source, validation_fraction=validation_fraction, decode_images=False)

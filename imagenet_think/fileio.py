@@ -1,0 +1,53 @@
+"""Atomic file writes: a file is either the old version or the new one, never half.
+
+Data go to a uniquely named temporary file beside the target (so parallel writers never share
+one), are flushed and fsync'd, then renamed over the target; the directory is fsync'd so the
+rename survives a crash.  On any error the temporary file is removed and the target is left as
+it was.
+
+>>> import tempfile, pathlib
+>>> target = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+>>> with atomic_write(target) as f:
+...     _ = f.write("hello")
+>>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+('hello', ['a.txt'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+from typing import IO, Iterator, Union
+
+
+@contextlib.contextmanager
+def atomic_write(path: Union[str, os.PathLike], mode: str = "w", encoding: str = "utf-8") -> Iterator[IO]:
+    """Open a temporary file for writing; on success it replaces ``path`` atomically.
+
+    ``mode`` is ``"w"`` (text, ``encoding``) or ``"wb"``.  Parent directories are created.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write writes whole files: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": encoding})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Union[str, os.PathLike]) -> None:
+    """fsync a directory so renames inside it are durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
