@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import socket
+from urllib.parse import urlsplit
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -19,6 +20,7 @@ from typing import Any, Optional, Union
 import datasets
 
 from imagenet_think import schema
+from imagenet_think.fileio import atomic_write
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 
 SOURCE_ALIASES = ("imagenet-think", "imagenet_think")
@@ -101,9 +103,10 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
     if constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE:
         return False
-    host = constants.ENDPOINT.split("://", 1)[-1].split("/", 1)[0]
+    endpoint = urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        socket.create_connection((host.split(":")[0], 443), timeout=timeout).close()
+        socket.create_connection((endpoint.hostname or "", port), timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -122,8 +125,8 @@ def hub_data_files(repo: str, revision: Optional[str] = None) -> tuple[dict[str,
     """
     listing = _hub_listing_path(repo, revision)
     if not hub_reachable():
-        if listing.is_file():
-            cached = json.loads(listing.read_text())
+        cached = _read_listing(listing)
+        if cached is not None:
             return cached["files"], cached["commit"]
         raise OfflineError(
             f"cannot load {repo!r}: the Hugging Face Hub is unreachable (HF_HUB_OFFLINE=1 or no network) and it is "
@@ -137,9 +140,37 @@ def hub_data_files(repo: str, revision: Optional[str] = None) -> tuple[dict[str,
     base = f"hf://datasets/{repo}@{commit}"
     found = DataFilesDict.from_patterns(get_data_patterns(base), base_path=base)
     files = {str(k): [f for f in v if f.endswith(".parquet")] for k, v in found.items()}
-    listing.parent.mkdir(parents=True, exist_ok=True)
-    listing.write_text(json.dumps({"files": files, "commit": commit}))
+    with atomic_write(listing) as f:
+        json.dump({"files": files, "commit": commit}, f)
     return files, commit
+
+
+def _read_listing(listing: Path) -> Optional[dict]:
+    """A cached Hub listing, or ``None`` when absent or unreadable (then it is ignored)."""
+    try:
+        cached = json.loads(listing.read_text())
+        return cached if isinstance(cached.get("files"), dict) and cached.get("commit") else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def is_corpus_source(name: str) -> bool:
+    """Whether :func:`load_dataset` can read ``name`` as a corpus: ``"sample"``, an alias of
+    the Hub copy, a directory holding Parquet files, or a Hub dataset id ``owner/name``.
+
+    >>> is_corpus_source("sample"), is_corpus_source("imagenet_think"), is_corpus_source("/no/such/dir")
+    (True, True, False)
+    """
+    if name == "sample" or name in SOURCE_ALIASES:
+        return True
+    if os.path.isdir(name):
+        return any(Path(name).rglob("*.parquet"))
+    return _is_hub_id(name)
+
+
+def _is_hub_id(name: str) -> bool:
+    owner, _, repo = name.partition("/")
+    return bool(owner and repo) and "/" not in repo and not name.startswith((".", "/", "~")) and not os.path.exists(name)
 
 
 def resolve_source(path: str, hub_repo: str = schema.HUB_REPO, revision: Optional[str] = None) -> tuple[dict, str]:
@@ -151,7 +182,7 @@ def resolve_source(path: str, hub_repo: str = schema.HUB_REPO, revision: Optiona
         files = local_data_files(path)
         return files, _fingerprint(files)
     repo = hub_repo if path in SOURCE_ALIASES else path
-    if repo.count("/") != 1 or repo.startswith((".", "/")):
+    if not _is_hub_id(repo):
         raise FileNotFoundError(f"{path!r} is neither a directory, 'sample', 'imagenet-think' nor a Hub id owner/name")
     files, commit = hub_data_files(repo, revision)
     return files, _fingerprint({}, f"{repo}@{commit}")
