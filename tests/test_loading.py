@@ -230,3 +230,20 @@ def test_empty_hash_split_is_an_empty_typed_dataset(tmp_path):
     dd = imagenet_think.load_dataset(str(tmp_path / "d"))
     assert len(dd["train"]) == 5 and len(dd["validation"]) == 0
     assert dd["validation"].features == schema.FEATURES["default"]
+
+
+def test_offline_hub_source_is_served_from_a_cached_listing(monkeypatch, tmp_path):
+    import json as _json
+
+    from imagenet_think.loading import _hub_listing_path, local_data_files, sample_dir
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path))
+    listing = _hub_listing_path("someone/corpus", None)
+    listing.parent.mkdir(parents=True)
+    listing.write_text("{not json")
+    with pytest.raises(OfflineError, match="someone/corpus"):
+        imagenet_think.load_dataset("someone/corpus")
+    listing.write_text(_json.dumps({"files": local_data_files(sample_dir()), "commit": "abc123"}))
+    ds = imagenet_think.load_dataset("someone/corpus", split="train", cache_dir=str(tmp_path / "c"))
+    assert len(ds) == 24
