@@ -89,3 +89,14 @@ def test_split_uses_finish_reason():
     split = split_predictions(table, "glm")
     assert split["answer"].to_pylist() == ["A cat", "A cat"]
     assert split["status"].to_pylist() == ["ok", "malformed"]
+
+
+def test_a_jsonl_write_that_fails_keeps_the_old_file_and_no_temporary_file(tmp_path):
+    from imagenet_think.evaluate.predictions import _write_jsonl
+
+    path = tmp_path / "predictions.jsonl"
+    _write_jsonl(pa.table({"id": ["a"]}), path)
+    with pytest.raises(TypeError, match="bytes"):  # bytes are not JSON
+        _write_jsonl(pa.table({"id": ["b"], "image": [b"\x89PNG"]}), path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert path.read_text() == '{"id": "a"}\n'

@@ -113,6 +113,14 @@ def test_manifest_is_rebuilt_from_the_parquet_files_of_its_shard(tmp_path):
     assert runner.next_seq(runner.data_files(out), 0) == 0
 
 
+def test_a_manifest_rewrite_that_fails_leaves_no_temporary_file(tmp_path):
+    blocker = runner.manifest_path(tmp_path, 0)
+    blocker.mkdir(parents=True)  # the rename onto it fails
+    with pytest.raises(OSError):
+        runner.rebuild_manifest(tmp_path, 0, {})
+    assert [p.name for p in blocker.parent.iterdir()] == [blocker.name]
+
+
 def test_a_torn_failure_line_is_skipped_and_the_next_record_stays_whole(tmp_path, caplog):
     path = runner.failures_path(tmp_path, 0)
     path.parent.mkdir()

@@ -1,9 +1,9 @@
 """Resumable work in chunks: one Parquet file per chunk, skipped on rerun when still valid.
 
 Rows ``[k * chunk_size, (k + 1) * chunk_size)`` form chunk ``k``; its result goes to
-``<directory>/chunk-<k:05d>.parquet`` (written to a temporary name, then renamed, so a killed
-run never leaves a half-written chunk).  The file's schema metadata holds a fingerprint of
-everything the result depends on (ids, inputs, settings); a rerun reuses a chunk only when
+``<directory>/chunk-<k:05d>.parquet`` by :func:`imagenet_think.fileio.atomic_write`, so a
+killed run never leaves a half-written chunk.  The file's schema metadata holds a fingerprint
+of everything the result depends on (ids, inputs, settings); a rerun reuses a chunk only when
 the fingerprint still matches, and recomputes it otherwise.
 
 >>> import tempfile, pyarrow as pa
@@ -28,6 +28,8 @@ from typing import Any, Callable, Optional, Union
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from imagenet_think.fileio import atomic_write
 
 FINGERPRINT_KEY = b"imagenet_think.chunk_fingerprint"
 
@@ -69,11 +71,9 @@ def read_chunk(path: Path, expected: str) -> Optional[pa.Table]:
 
 def write_chunk(table: pa.Table, path: Path, chunk_fingerprint: str) -> None:
     """Write ``table`` to ``path`` atomically, tagged with ``chunk_fingerprint``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {**(table.schema.metadata or {}), FINGERPRINT_KEY: chunk_fingerprint.encode()}
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table.replace_schema_metadata(metadata), tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as handle:
+        pq.write_table(table.replace_schema_metadata(metadata), handle)
 
 
 def run_chunks(

@@ -34,6 +34,8 @@ from typing import Any, Collection, Mapping, Optional, Union
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from imagenet_think.fileio import atomic_write
+
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("prediction", "output", "text", "raw")
@@ -233,8 +235,6 @@ def generate_predictions(
 
 
 def _write_jsonl(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         for record in table.to_pylist():
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)

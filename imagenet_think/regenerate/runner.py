@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from imagenet_think import PROMPT, schema
+from imagenet_think.fileio import atomic_write, fsync_dir
 from imagenet_think.regenerate.sources import ImageItem
 
 if TYPE_CHECKING:
@@ -141,18 +142,21 @@ def remove_stale_temp_files(out_dir: Union[str, os.PathLike], shard_index: int) 
 
 
 def append_json_line(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON line and fsync it; a torn line left by a crash is closed first, so it
-    never swallows this one."""
+    """Append one JSON line and fsync it (and the directory, when the file is new); a torn
+    line left by a crash is closed first, so it never swallows this one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
     with open(path, "a+b") as handle:
-        if handle.seek(0, os.SEEK_END) > 0:
+        created = handle.seek(0, os.SEEK_END) == 0
+        if not created:
             handle.seek(-1, os.SEEK_END)
             if handle.read(1) != b"\n":
                 line = b"\n" + line
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
+    if created:
+        fsync_dir(path.parent)
 
 
 def read_json_lines(path: Path) -> list[dict]:
@@ -181,16 +185,11 @@ def failures_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
 def rebuild_manifest(out_dir: Union[str, os.PathLike], shard_index: int, files: Mapping[Path, list[str]]) -> Path:
     """Rewrite the manifest of ``shard_index`` from its Parquet files present (atomically)."""
     path = manifest_path(out_dir, shard_index)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         for file, ids in files.items():
             match = _SHARD_FILE.match(file.name)
             if match and int(match.group(1)) == shard_index:
                 handle.write(json.dumps({"file": f"data/{file.name}", "ids": ids}) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return path
 
 

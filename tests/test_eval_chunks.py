@@ -1,0 +1,23 @@
+"""imagenet_think.evaluate.chunks: chunks are reused by fingerprint and written atomically."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from imagenet_think.evaluate.chunks import chunk_path, read_chunk, write_chunk
+
+
+def test_a_chunk_is_read_back_only_with_its_fingerprint(tmp_path):
+    path = chunk_path(tmp_path, 0)
+    write_chunk(pa.table({"x": [1, 2]}), path, "v1")
+    assert read_chunk(path, "v1")["x"].to_pylist() == [1, 2]
+    assert read_chunk(path, "v2") is None
+
+
+def test_a_chunk_write_that_fails_leaves_no_temporary_file(tmp_path):
+    path = chunk_path(tmp_path, 0)
+    path.mkdir()  # the rename onto it fails
+    with pytest.raises(OSError):
+        write_chunk(pa.table({"x": [1]}), path, "v1")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
