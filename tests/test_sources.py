@@ -203,8 +203,20 @@ def test_truncated_tar_member_is_reported_with_its_source(tmp_path):
 def test_unknown_layout_and_missing_path_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown layout 'zip'"):
         sources.open_source(tmp_path, layout="zip")
-    with pytest.raises(ValueError, match="nowhere is not a directory"):
+    with pytest.raises(ValueError, match="nowhere is neither a directory, 'sample', 'imagenet-think' nor a Hub id"):
         sources.open_source(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", ["sample", "imagenet-think", "imagenet_think", "owner/corpus"])
+def test_every_corpus_name_the_loader_takes_is_a_dataset_source(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no directory of that name here
+    assert sources.detect_layout(name) == "dataset"
+
+
+def test_a_directory_with_parquet_below_data_is_a_dataset_source(tmp_path):
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "part-0.parquet").write_bytes(b"")
+    assert sources.detect_layout(tmp_path) == "dataset"
 
 
 def test_a_corpus_directory_is_a_source_of_its_images(published_dir):

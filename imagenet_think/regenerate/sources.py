@@ -56,8 +56,6 @@ LAYOUTS = ("auto", "dataset", "synset-folders", "synset-tars", "winter21", "fold
 
 WINTER21_TRAIN_DIRS = ("train", "imagenet21k_train")
 
-DATASET_NAMES = ("sample", "imagenet-think")
-
 DEFAULT_MIN_SIZE = 224
 """The paper keeps images of at least 224 x 224 pixels."""
 
@@ -307,14 +305,21 @@ def _has_synsets(root: Path, tars: bool) -> bool:
 def detect_layout(path: Union[str, Path]) -> str:
     """The layout of ``path`` (one of :data:`LAYOUTS` except ``auto``).
 
-    >>> detect_layout("sample")
-    'dataset'
+    A name that is not a directory is a corpus when :func:`imagenet_think.loading.is_corpus_source`
+    says so (``"sample"``, ``"imagenet-think"``/``"imagenet_think"``, a Hub id ``owner/name``).
+    A directory is a corpus when it holds Parquet files: at the top or in ``data/`` (looked
+    at first, cheaply), or anywhere below when it holds no synset layout.
+
+    >>> detect_layout("sample"), detect_layout("imagenet_think"), detect_layout("someone/their-corpus")
+    ('dataset', 'dataset', 'dataset')
     """
-    if str(path) in DATASET_NAMES:
-        return "dataset"
+    from imagenet_think.loading import is_corpus_source
+
     root = Path(path)
-    if not root.is_dir():
-        raise ValueError(f"image source {path!s} is not a directory nor one of {', '.join(DATASET_NAMES)}")
+    if str(path) == "sample" or not root.is_dir():
+        if is_corpus_source(str(path)):
+            return "dataset"
+        raise ValueError(f"image source {path!s} is neither a directory, 'sample', 'imagenet-think' nor a Hub id owner/name")
     if any(root.glob("*.parquet")) or any(root.glob("data/*.parquet")):
         return "dataset"
     if _has_synsets(root, tars=False):
@@ -323,7 +328,7 @@ def detect_layout(path: Union[str, Path]) -> str:
         return "synset-tars"
     if any(_has_synsets(root / d, tars=t) for d in WINTER21_TRAIN_DIRS for t in (False, True)):
         return "winter21"
-    return "folder"
+    return "dataset" if is_corpus_source(str(root)) else "folder"
 
 
 def open_source(path: Union[str, Path], layout: str = "auto") -> ImageSource:
