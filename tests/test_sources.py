@@ -232,3 +232,11 @@ def test_a_corpus_directory_is_a_source_of_its_images(published_dir):
         assert item.id == Path(item.file_name).stem
         assert item.read_bytes() == images[item.id]
     assert Counter(i.wnid for i in chosen[: len(set(i.wnid for i in chosen))]).most_common(1)[0][1] == 1
+
+
+def test_corpus_items_read_from_the_loaded_splits_without_loading_again(sample_copy):
+    import shutil
+
+    items = sources.select_items(sources.open_source(sample_copy), 2, min_size=0).items
+    shutil.rmtree(sample_copy)  # loading the corpus again would now fail
+    assert [min(sources.image_size(item.read_bytes())) > 0 for item in items] == [True, True]

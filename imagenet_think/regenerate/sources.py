@@ -43,10 +43,13 @@ import random
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Optional, Protocol, Union
+from typing import TYPE_CHECKING, Optional, Protocol, Union
 
 from imagenet_think.labels import label_for
 from imagenet_think.schema import record_id, wnid_from_name
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +69,8 @@ class ImageItem:
 
     ``kind`` is ``"file"`` (``path`` is the image), ``"tar"`` (``member`` of the tar
     ``path``, ``size`` bytes at ``offset``) or ``"dataset"`` (row ``member`` = ``split/index``
-    of the dataset ``path``).  ``suffix`` is the original file name's (``.JPEG``).
+    of the dataset ``path``, whose ``image`` column, memory-mapped Arrow, is ``images``).
+    ``suffix`` is the original file name's (``.JPEG``).
 
     >>> item = ImageItem("n1_a", "n1", "", "file", "/x/n1/a.JPEG", suffix=".JPEG")
     >>> item.source, item.file_name
@@ -82,6 +86,7 @@ class ImageItem:
     suffix: str = field(default="", compare=False)
     offset: int = field(default=-1, compare=False)
     size: int = field(default=-1, compare=False)
+    images: Optional["pa.ChunkedArray"] = field(default=None, compare=False, repr=False)
 
     @property
     def source(self) -> str:
@@ -106,8 +111,7 @@ class ImageItem:
                 raise OSError(f"{self.source}: tar member truncated ({len(data)} of {self.size} bytes)")
             return data
         if self.kind == "dataset":
-            split, index = self.member.rsplit("/", 1)
-            image = _open_dataset(self.path, split)[int(index)]["image"]
+            image = self.images[int(self.member.rsplit("/", 1)[1])].as_py()
             if image.get("bytes"):
                 return image["bytes"]
             return Path(image["path"]).read_bytes()
@@ -256,16 +260,11 @@ class ImageFolder:
         return self._by_group.get(group, [])
 
 
-@functools.lru_cache(maxsize=4)
-def _open_dataset(path: str, split: str):
-    """One split of a corpus with undecoded images (cached: items read rows one at a time)."""
-    import imagenet_think
-
-    return imagenet_think.load_dataset(path, split=split, decode_images=False)
-
-
 class CorpusDataset:
-    """Rows of an existing corpus (every split), to re-annotate their images."""
+    """Rows of an existing corpus (every split), to re-annotate their images.
+
+    The corpus is loaded once; its items keep the splits' ``image`` columns to read from.
+    """
 
     def __init__(self, path: Union[str, Path]):
         self.path = str(path)
@@ -280,11 +279,14 @@ class CorpusDataset:
         by_group: dict[str, list[ImageItem]] = {}
         for split in sorted(splits):
             table = splits[split].data
-            names = pc.struct_field(table.column("image"), "path").to_pylist()
+            images = table.column("image")
+            names = pc.struct_field(images, "path").to_pylist()
             rows = zip(*(table.column(c).to_pylist() for c in ("id", "wnid", "label")), names)
             for index, (item_id, wnid, label, name) in enumerate(rows):
                 member = f"{split}/{index}"
-                item = ImageItem(item_id, wnid, label or label_for(wnid), "dataset", self.path, member, _suffix(name or ""))
+                item = ImageItem(
+                    item_id, wnid, label or label_for(wnid), "dataset", self.path, member, _suffix(name or ""), images=images
+                )
                 by_group.setdefault(wnid, []).append(item)
         return {group: _sorted_unique(items) for group, items in by_group.items()}
 
