@@ -81,7 +81,7 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description="ImageNet-21k images with two (thinking, answer) pairs from two reasoning VLMs.",
-            features=schema.FEATURES[self.config.name],
+            features=schema.features(self.config.name),
             homepage=f"https://huggingface.co/datasets/{schema.HUB_REPO}",
             license="cc-by-4.0 (texts); ImageNet terms, non-commercial research only (images)",
             citation=CITATION,
@@ -130,9 +130,11 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
                         batch_size=fragment.row_groups[0].num_rows, batch_readahead=0, fragment_readahead=0
                     )
                     for batch_idx, batch in enumerate(batches):
-                        table = normalize.to_default(pa.Table.from_batches([batch]), file, first_row)
+                        table = pa.Table.from_batches([batch])
+                        ids = normalize.row_ids(table, file, first_row)
                         first_row += table.num_rows
-                        table = normalize.validation_filter(table, keep_validation, self.config.validation_fraction)
+                        table, ids = normalize.split_filter(table, ids, keep_validation, self.config.validation_fraction)
+                        table = normalize.to_default(table, ids)
                         yield Key(file_idx, batch_idx), normalize.project(table, self.config.name)
                 except (pa.ArrowInvalid, OSError) as err:
                     raise normalize.LayoutError(f"{file}: cannot read Parquet data ({err})") from err

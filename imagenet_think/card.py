@@ -19,8 +19,6 @@ from imagenet_think import __version__, schema
 from imagenet_think.builder import CITATION
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 
-_IDENTITY = ["id", "wnid", "label", "image", "question"]
-
 
 def config_columns() -> dict[str, Optional[list[str]]]:
     """Columns each YAML config keeps (``None``: all).
@@ -28,10 +26,9 @@ def config_columns() -> dict[str, Optional[list[str]]]:
     >>> config_columns()["kimi"][-1]
     'num_tokens_2'
     """
-    pair_names = ("model", "think", "answer", "status", "finish_reason", "num_tokens")
     columns: dict[str, Optional[list[str]]] = {"default": None}
     for config, pair in schema.CONFIG_TEACHER.items():
-        columns[config] = _IDENTITY + [f"{name}_{pair}" for name in pair_names]
+        columns[config] = [*schema.IDENTITY_COLUMNS, *(f"{name}_{pair}" for name in schema.PAIR_FIELDS)]
     return columns
 
 
@@ -57,7 +54,7 @@ def _yaml_header(sizes: dict[str, dict[str, int]], pretty_name: str) -> str:
         if config == "default":
             entry["default"] = True
         configs[config] = entry
-        features = schema.FEATURES["default"]
+        features = schema.features("default")
         if columns is not None:
             features = datasets.Features({name: features[name] for name in columns})
         split_dict = datasets.SplitDict()
@@ -94,7 +91,7 @@ def render_card(
     rows = "\n".join(f"| {split} | {size['num_examples']:,} |" for split, size in sizes.items())
     note = f"\n> **Note.** {sample_note}\n" if sample_note else ""
     columns = "\n".join(
-        f"| `{name}` | {feature!r} |".replace("\n", " ") for name, feature in schema.FEATURES["default"].items()
+        f"| `{name}` | {feature!r} |".replace("\n", " ") for name, feature in schema.features("default").items()
     )
     return f"""{_yaml_header(sizes, pretty_name)}
 # {pretty_name}

@@ -189,11 +189,11 @@ def resolve_source(path: str, hub_repo: str = schema.HUB_REPO, revision: Optiona
 
 
 def _as_dataset(builder: datasets.DatasetBuilder, split: Optional[str]):
-    """``builder.as_dataset`` where a hash split that got no rows is an empty, typed dataset
-    (``datasets`` refuses to read a split with no data)."""
+    """``builder.as_dataset`` where a hash split that got no rows (or, for pre-split shards,
+    no file) is an empty, typed dataset (``datasets`` refuses to read a split with no data)."""
     sizes = {name: info.num_examples for name, info in builder.info.splits.items()}
     if split is not None:
-        if split in sizes and sizes[split] == 0:
+        if sizes.get(split, 0 if split in schema.SPLITS else None) == 0:
             return datasets.Dataset.from_dict({k: [] for k in builder.info.features}, features=builder.info.features)
         return builder.as_dataset(split=split)
     return datasets.DatasetDict({name: _as_dataset(builder, name) for name in sizes})

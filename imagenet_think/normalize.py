@@ -2,16 +2,17 @@
 
 Two layouts are accepted:
 
-* the ImageNet-Think layout (every column of ``schema.FEATURES["default"]``), written by
+* the ImageNet-Think layout (every column of ``schema.features("default")``), written by
   :mod:`imagenet_think.writer` and by ``regenerate``: only cast;
 * the published six-column layout of the Hub copy (``image, question, think_1, answer_1,
-  think_2, answer_2``): ``id`` and ``wnid`` come from the image file name
-  (``n04004000_n04004000_1000.JPEG``), ``label`` from :mod:`imagenet_think.labels`,
-  ``model_*`` from :data:`schema.TEACHERS`, and ``status_*`` from the texts (columns that still
-  hold teacher markers are re-split with :func:`imagenet_think.reasoning.split_reasoning`).
+  think_2, answer_2``): ``id`` comes from the image file name (``n04004000_n04004000_1000.JPEG``)
+  and ``wnid`` from the id, ``label`` from :mod:`imagenet_think.labels`, ``model_*`` from
+  :data:`schema.TEACHERS`, and ``status_*`` from the texts (columns that still hold teacher
+  markers are re-split with :func:`imagenet_think.reasoning.split_reasoning`).
 
-Everything works on whole tables (one Parquet row group at a time); Python loops touch only
-the file names and the rare rows that still carry markers.
+Everything works on whole tables (one Parquet row group at a time) with Arrow compute; Python
+loops touch only the ids and the rare rows that still carry markers.  Texts are trimmed of
+Unicode whitespace at both ends.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import pyarrow.compute as pc
 from datasets.table import table_cast
 
 from imagenet_think import schema
-
-_STYLE = {1: "glm", 2: "kimi"}
 
 
 class LayoutError(ValueError):
@@ -42,7 +41,7 @@ def layout_of(column_names: list[str], source: str) -> str:
     imagenet_think.normalize.LayoutError: x.parquet: missing column(s) think_1, answer_1, think_2, answer_2 ...
     """
     names = set(column_names)
-    if names.issuperset(schema.FEATURES["default"]):
+    if names.issuperset(schema.features("default")):
         return "imagenet-think"
     missing = [c for c in schema.PUBLISHED_COLUMNS if c not in names]
     if not missing:
@@ -54,35 +53,41 @@ def layout_of(column_names: list[str], source: str) -> str:
     )
 
 
-def to_default(table: pa.Table, source: str, first_row: int = 0) -> pa.Table:
-    """Return ``table`` in the ``default`` config's Arrow schema.
+def row_ids(table: pa.Table, source: str, first_row: int = 0) -> list[str]:
+    """The ``id`` of every row: its ``id`` column, or derived from the image file name.
 
-    ``source`` and ``first_row`` (index of the table's first row in its file) only serve
-    error messages.
+    ``source`` and ``first_row`` (index of the table's first row in its file) name a row
+    with no usable id in the :class:`LayoutError`.
     """
-    if layout_of(table.column_names, source) == "imagenet-think":
-        return table_cast(table.select(list(schema.FEATURES["default"])), schema.arrow_schema("default"))
-    return _from_published(table, source, first_row)
+    if "id" in table.column_names:
+        ids = table["id"].to_pylist()
+        problem = "null id"
+    else:
+        names = pc.struct_field(table["image"], "path").to_pylist()
+        ids = [_id_from_name(name) if name else None for name in names]
+        problem = "image has no file name, so no id can be derived (published rows carry names like n04004000_n04004000_1000.JPEG)"
+    if None in ids:
+        raise LayoutError(f"{source}: row {first_row + ids.index(None)}: {problem}")
+    return ids
 
 
-def _ids_from_images(images: pa.ChunkedArray, source: str, first_row: int) -> tuple[list[str], list[str]]:
-    ids, wnids = [], []
-    for offset, path in enumerate(pc.struct_field(images, "path").to_pylist()):
-        if not path:
-            raise LayoutError(
-                f"{source}: row {first_row + offset}: image has no file name, so no id can be derived "
-                "(published rows carry names like n04004000_n04004000_1000.JPEG)"
-            )
-        wnid = schema.wnid_from_name(path) or ""
-        ids.append(schema.record_id(wnid, path) if wnid else path.rsplit("/", 1)[-1].rsplit(".", 1)[0])
-        wnids.append(wnid)
-    return ids, wnids
+def _id_from_name(name: str) -> str:
+    wnid = schema.wnid_from_name(name)
+    return schema.record_id(wnid, name) if wnid else name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
-def _has_marker(column: pa.ChunkedArray) -> list[bool]:
+def to_default(table: pa.Table, ids: list[str]) -> pa.Table:
+    """Return ``table`` in the ``default`` config's Arrow schema; ``ids`` are its
+    :func:`row_ids` (used by the published layout)."""
+    if layout_of(table.column_names, "table") == "imagenet-think":
+        return table_cast(table.select(list(schema.features("default"))), schema.arrow_schema("default"))
+    return _from_published(table, ids)
+
+
+def _has_marker(column: pa.ChunkedArray) -> pa.ChunkedArray:
     from imagenet_think.reasoning import MARKER_PATTERN
 
-    return pc.fill_null(pc.match_substring_regex(column, MARKER_PATTERN), False).to_pylist()
+    return pc.fill_null(pc.match_substring_regex(column, MARKER_PATTERN), False)
 
 
 def _rejoin(think: str, answer: str, opener: str, closer: str) -> str:
@@ -104,35 +109,39 @@ def _rejoin(think: str, answer: str, opener: str, closer: str) -> str:
     return think + answer
 
 
-def _statuses(think: pa.ChunkedArray, answer: pa.ChunkedArray, style: str) -> tuple[list, list, list]:
+def _statuses(think: pa.ChunkedArray, answer: pa.ChunkedArray, style: str) -> tuple:
     """Clean think/answer and a status per row of an already split published pair.
 
-    Rows whose columns still hold teacher markers are rebuilt into raw text with
-    :func:`_rejoin` and re-split, so stray tags never survive and reasoning never moves into
-    the answer.
+    Status from emptiness (``ok``, ``no_think``, ``empty_answer``, ``missing``), computed on
+    whole columns.  Rows whose columns still hold teacher markers are rebuilt into raw text
+    with :func:`_rejoin` and re-split, so stray tags never survive and reasoning never moves
+    into the answer.
     """
-    thinks, answers, statuses = [], [], []
-    rows = zip(think.to_pylist(), answer.to_pylist(), _has_marker(think), _has_marker(answer))
-    for t, a, t_marked, a_marked in rows:
-        t, a = t or "", a or ""
-        if t_marked or a_marked:
-            from imagenet_think.reasoning import split_reasoning, think_markers
+    t = pc.utf8_trim_whitespace(pc.fill_null(think, ""))
+    a = pc.utf8_trim_whitespace(pc.fill_null(answer, ""))
+    has_t, has_a = pc.not_equal(t, ""), pc.not_equal(a, "")
+    status = pc.case_when(
+        pc.make_struct(pc.and_(has_t, has_a), has_a, has_t),
+        pa.scalar("ok"), pa.scalar("no_think"), pa.scalar("empty_answer"), pa.scalar("missing"),
+    )
+    marked = pc.or_(_has_marker(think), _has_marker(answer))
+    if not pc.any(marked).as_py():
+        return t, a, status
+    from imagenet_think.reasoning import split_reasoning, think_markers
 
-            result = split_reasoning(_rejoin(t, a, *think_markers(style)), style=style)
-            t, a, status = result.think, result.answer, result.status
-        else:
-            t, a = t.strip(), a.strip()
-            status = "ok" if t and a else "no_think" if a else "empty_answer" if t else "missing"
-        thinks.append(t)
-        answers.append(a)
-        statuses.append(status)
-    return thinks, answers, statuses
+    opener, closer = think_markers(style)
+    think_l, answer_l, status_l = t.to_pylist(), a.to_pylist(), status.to_pylist()
+    raw_t, raw_a = think.to_pylist(), answer.to_pylist()
+    for i in pc.indices_nonzero(marked).to_pylist():
+        result = split_reasoning(_rejoin(raw_t[i] or "", raw_a[i] or "", opener, closer), style=style)
+        think_l[i], answer_l[i], status_l[i] = result.think, result.answer, result.status
+    return think_l, answer_l, status_l
 
 
-def _from_published(table: pa.Table, source: str, first_row: int) -> pa.Table:
+def _from_published(table: pa.Table, ids: list[str]) -> pa.Table:
     from imagenet_think.labels import label_for
 
-    ids, wnids = _ids_from_images(table["image"], source, first_row)
+    wnids = [schema.wnid_from_name(row_id) or "" for row_id in ids]
     n = table.num_rows
     columns = {
         "id": ids,
@@ -141,8 +150,8 @@ def _from_published(table: pa.Table, source: str, first_row: int) -> pa.Table:
         "image": table["image"],
         "question": table["question"],
     }
-    for pair in (1, 2):
-        think, answer, status = _statuses(table[f"think_{pair}"], table[f"answer_{pair}"], _STYLE[pair])
+    for pair, style in schema.TEACHER_NAMES.items():
+        think, answer, status = _statuses(table[f"think_{pair}"], table[f"answer_{pair}"], style)
         columns.update(
             {
                 f"model_{pair}": pa.repeat(schema.TEACHERS[pair], n),
@@ -153,8 +162,8 @@ def _from_published(table: pa.Table, source: str, first_row: int) -> pa.Table:
                 f"num_tokens_{pair}": pa.nulls(n, pa.int32()),
             }
         )
-    columns["generation"] = pa.array([[]] * n, type=schema.arrow_schema("default").field("generation").type)
     target = schema.arrow_schema("default")
+    columns["generation"] = pa.array([[]] * n, type=target.field("generation").type)
     arrays = [pa.array(columns[f.name], type=f.type) if isinstance(columns[f.name], list) else columns[f.name] for f in target]
     return table_cast(pa.table(arrays, names=target.names), target)
 
@@ -171,9 +180,9 @@ def project(table: pa.Table, config: str) -> pa.Table:
     target = schema.arrow_schema(config)
     parts = []
     for pair in teachers:
-        columns = {name: table[name] for name in ("id", "wnid", "label", "image", "question")}
+        columns = {name: table[name] for name in schema.IDENTITY_COLUMNS}
         columns["teacher"] = pa.repeat(pa.scalar(pair, pa.int8()), table.num_rows)
-        for name in ("model", "think", "answer", "status", "finish_reason", "num_tokens"):
+        for name in schema.PAIR_FIELDS:
             columns[name] = table[f"{name}_{pair}"]
         parts.append(pa.table([columns[f.name] for f in target], schema=target))
     if len(parts) == 1:
@@ -185,11 +194,15 @@ def project(table: pa.Table, config: str) -> pa.Table:
     return out.filter(pc.not_equal(out["status"], "missing"))
 
 
-def validation_filter(table: pa.Table, keep_validation: Optional[bool], fraction: float) -> pa.Table:
-    """Keep the rows of one hash split (``None`` keeps all)."""
+def split_filter(
+    table: pa.Table, ids: list[str], keep_validation: Optional[bool], fraction: float
+) -> tuple[pa.Table, list[str]]:
+    """Keep the rows (and their ids) of one hash split; ``None`` keeps all."""
     if keep_validation is None:
-        return table
+        return table, ids
     from imagenet_think.split import validation_mask
 
-    mask = validation_mask(table["id"].to_pylist(), fraction)
-    return table.filter(mask if keep_validation else pc.invert(mask))
+    mask = validation_mask(ids, fraction)
+    if not keep_validation:
+        mask = pc.invert(mask)
+    return table.filter(mask), [i for i, keep in zip(ids, mask.to_pylist()) if keep]

@@ -6,19 +6,20 @@ it.  The six published columns keep the names and meaning of the Hub copy
 where pair 1 is GLM-4.1V-9B-Thinking and pair 2 Kimi-VL-A3B-Thinking-2506.  Provenance
 columns are added around them.
 
->>> sorted(FEATURES["default"])[:4]
+``FEATURES[config]`` (or :func:`features`) gives the ``datasets.Features`` of a config.
+
+>>> sorted(features("default"))[:4]
 ['answer_1', 'answer_2', 'finish_reason_1', 'finish_reason_2']
->>> FEATURES["pairs"]["teacher"].dtype
-'int8'
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Optional, TypedDict
+from typing import TYPE_CHECKING, Optional, TypedDict
 
-import datasets
-import pyarrow as pa
+if TYPE_CHECKING:
+    import datasets
+    import pyarrow as pa
 
 from imagenet_think import PROMPT  # noqa: F401  (the paper's prompt; re-exported here)
 
@@ -42,51 +43,54 @@ CONFIGS = ("default", "glm", "kimi", "pairs")
 
 SPLITS = ("train", "validation")
 
-_string = datasets.Value("string")
-
-GENERATION_FEATURE = [
-    {
-        "pair": datasets.Value("int8"),
-        "engine": _string,
-        "revision": _string,
-        "sampling": _string,
-        "raw": _string,
-    }
-]
-"""Per-pair generation record (list of structs, spelled ``[{...}]`` so 3.6 and 5.x agree):
-engine name and version, model revision, sampling parameters as JSON, raw model output."""
-
-
-def _pair_columns(suffix: str) -> dict:
-    return {
-        f"model{suffix}": _string,
-        f"think{suffix}": _string,
-        f"answer{suffix}": _string,
-        f"status{suffix}": _string,
-        f"finish_reason{suffix}": _string,
-        f"num_tokens{suffix}": datasets.Value("int32"),
-    }
-
-
-_IDENTITY = {
-    "id": _string,
-    "wnid": _string,
-    "label": _string,
-    "image": datasets.Image(),
-    "question": _string,
-}
-
-FEATURES: dict[str, datasets.Features] = {
-    "default": datasets.Features(
-        {**_IDENTITY, **_pair_columns("_1"), **_pair_columns("_2"), "generation": GENERATION_FEATURE}
-    ),
-    "pairs": datasets.Features({**_IDENTITY, "teacher": datasets.Value("int8"), **_pair_columns("")}),
-}
-FEATURES["glm"] = FEATURES["pairs"]
-FEATURES["kimi"] = FEATURES["pairs"]
-
 CONFIG_TEACHER = {"glm": 1, "kimi": 2}
 """Which published pair the single-teacher configs keep."""
+
+IDENTITY_COLUMNS = ("id", "wnid", "label", "image", "question")
+"""Columns about the image, shared by every config."""
+
+PAIR_FIELDS = ("model", "think", "answer", "status", "finish_reason", "num_tokens")
+"""Per-pair columns: ``<field>_1`` / ``<field>_2`` in ``default``, ``<field>`` in the others."""
+
+GENERATION_FIELDS = ("pair", "engine", "revision", "sampling", "raw")
+"""Fields of each ``generation`` entry: pair number, engine name and version, model revision,
+sampling parameters as JSON, raw model output."""
+
+
+@functools.lru_cache(maxsize=None)
+def features(config: str = "default") -> "datasets.Features":
+    """``datasets.Features`` of ``config`` (built on first use, so importing this module
+    does not import ``datasets``).  ``generation`` is a list of structs spelled ``[{...}]``, so
+    datasets 3.6 and 5.x read it alike.
+
+    >>> features("pairs")["teacher"].dtype
+    'int8'
+    >>> features("glm") == features("pairs")
+    True
+    """
+    import datasets
+
+    if config not in CONFIGS:
+        raise ValueError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
+    string = datasets.Value("string")
+    field_types = dict.fromkeys(PAIR_FIELDS, string) | {"num_tokens": datasets.Value("int32")}
+    identity = dict.fromkeys(IDENTITY_COLUMNS, string) | {"image": datasets.Image()}
+    if config != "default":
+        pair = {name: field_types[name] for name in PAIR_FIELDS}
+        return datasets.Features({**identity, "teacher": datasets.Value("int8"), **pair})
+    pairs = {f"{name}_{n}": field_types[name] for n in (1, 2) for name in PAIR_FIELDS}
+    generation = [{name: datasets.Value("int8") if name == "pair" else string for name in GENERATION_FIELDS}]
+    return datasets.Features({**identity, **pairs, "generation": generation})
+
+
+def __getattr__(name: str):
+    """``FEATURES`` (config -> ``datasets.Features``) and ``GENERATION_FEATURE`` (the
+    ``generation`` column's feature), built on first access."""
+    if name == "FEATURES":
+        return {config: features(config) for config in CONFIGS}
+    if name == "GENERATION_FEATURE":
+        return features("default")["generation"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,7 +103,7 @@ def arrow_schema(config: str = "default") -> pa.Schema:
     >>> arrow_schema("pairs").field("teacher").type
     DataType(int8)
     """
-    return FEATURES[config].arrow_schema
+    return features(config).arrow_schema
 
 
 class Pair(TypedDict):

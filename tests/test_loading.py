@@ -247,3 +247,19 @@ def test_offline_hub_source_is_served_from_a_cached_listing(monkeypatch, tmp_pat
     listing.write_text(_json.dumps({"files": local_data_files(sample_dir()), "commit": "abc123"}))
     ds = imagenet_think.load_dataset("someone/corpus", split="train", cache_dir=str(tmp_path / "c"))
     assert len(ds) == 24
+
+
+def test_presplit_corpus_without_validation_rows_gives_an_empty_validation_split():
+    validation = imagenet_think.load_dataset("sample", split="validation")  # the sample has none at 0.01
+    assert len(validation) == 0 and validation.features == schema.FEATURES["default"]
+
+
+def test_null_id_names_file_and_row(sample_copy):
+    shard = next(sample_copy.glob("data/*.parquet"))
+    table = pq.read_table(shard)
+    ids = table["id"].to_pylist()
+    ids[5] = None
+    table = table.set_column(table.schema.get_field_index("id"), "id", pa.array(ids, pa.string()))
+    pq.write_table(table, shard)
+    with pytest.raises(LayoutError, match=rf"{shard.name}: row 5: null id"):
+        imagenet_think.load_dataset(str(sample_copy))

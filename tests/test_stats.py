@@ -90,5 +90,7 @@ def test_cli_json(capsys, sample):
 
 
 def test_cli_unknown_split_fails_clearly():
-    with pytest.raises(ValueError, match=r'Unknown split "validation". Should be one of \['):
+    with pytest.raises(ValueError, match=r'Unknown split "test". Should be one of \['):
+        cli.main(["stats", "--source", "sample", "--split", "test"])
+    with pytest.raises(ValueError, match="no rows to measure"):  # the sample's validation split is empty
         cli.main(["stats", "--source", "sample", "--split", "validation"])
