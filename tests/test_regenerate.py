@@ -121,6 +121,16 @@ def test_a_manifest_rewrite_that_fails_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in blocker.parent.iterdir()] == [blocker.name]
 
 
+def test_an_image_without_bytes_or_path_goes_to_failures_and_the_run_goes_on(tmp_path):
+    good = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs")), 1).items
+    empty = pa.chunked_array([[{"bytes": None, "path": None}]])
+    bad = sources.ImageItem("n01440764_bad", "n01440764", "", "dataset", "corpus", "train/0", images=empty)
+    stats = runner.Runner(tmp_path / "out", {}, max_attempts=1, progress=False).run([bad, *good])
+    assert (stats.written, stats.failed) == (1, 1)
+    [failure] = runner.read_json_lines(runner.failures_path(tmp_path / "out", 0))
+    assert failure["id"] == "n01440764_bad" and "neither bytes nor path" in failure["error"]
+
+
 def test_a_torn_failure_line_is_skipped_and_the_next_record_stays_whole(tmp_path, caplog):
     path = runner.failures_path(tmp_path, 0)
     path.parent.mkdir()

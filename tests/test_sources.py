@@ -240,3 +240,12 @@ def test_corpus_items_read_from_the_loaded_splits_without_loading_again(sample_c
     items = sources.select_items(sources.open_source(sample_copy), 2, min_size=0).items
     shutil.rmtree(sample_copy)  # loading the corpus again would now fail
     assert [min(sources.image_size(item.read_bytes())) > 0 for item in items] == [True, True]
+
+
+def test_a_corpus_row_with_no_image_bytes_nor_path_is_a_value_error_naming_it():
+    import pyarrow as pa
+
+    images = pa.chunked_array([[{"bytes": b"", "path": None}]])
+    item = sources.ImageItem("n1_a", "n1", "", "dataset", "corpus", "train/0", images=images)
+    with pytest.raises(ValueError, match="corpus::train/0: image has neither bytes nor path"):
+        item.read_bytes()

@@ -114,7 +114,9 @@ class ImageItem:
             image = self.images[int(self.member.rsplit("/", 1)[1])].as_py()
             if image.get("bytes"):
                 return image["bytes"]
-            return Path(image["path"]).read_bytes()
+            if image.get("path"):
+                return Path(image["path"]).read_bytes()
+            raise ValueError(f"{self.source}: image has neither bytes nor path")
         raise ValueError(f"unknown image item kind {self.kind!r}")
 
 
