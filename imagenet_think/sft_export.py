@@ -23,6 +23,10 @@ re-encoded; the extension comes from the stored path, or from the bytes' signatu
 Paths in the files are relative to ``out_dir``.  The reasoning can only go in the text for
 LLaMA-Factory and LLaVA: ``think="field"`` is for ``trl`` alone.
 
+Every file appears whole or not at all (:func:`imagenet_think.fileio.atomic_write`), and
+``dataset_info.json`` is updated under an exclusive lock (:func:`update_dataset_info`), so
+several exports into one directory keep each other's entries.
+
 >>> llava_record({"id": "r", "messages": [
 ...     {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Q?"}]},
 ...     {"role": "assistant", "content": [{"type": "text", "text": "A."}]}]}, ["images/r.jpg"])
@@ -32,6 +36,8 @@ LLaMA-Factory and LLaVA: ``think="field"`` is for ``trl`` alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -46,6 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imagenet_think import schema
+from imagenet_think.fileio import atomic_write
 from imagenet_think.sft import (
     DEFAULT_REQUIRE_STATUS,
     IMAGE_PLACEMENTS,
@@ -104,11 +111,12 @@ def write_image(image: Mapping[str, Any], out_dir: Path, record_id: str) -> str:
     if not _SAFE_ID.fullmatch(record_id or ""):
         raise ValueError(f"record id {record_id!r} cannot name an image file (letters, digits, '.', '_', '-')")
     relative = f"{IMAGE_DIR}/{record_id}{image_suffix(image)}"
-    target = out_dir / relative
     if image.get("bytes") is not None:
-        target.write_bytes(image["bytes"])
+        with atomic_write(out_dir / relative, "wb") as target:
+            target.write(image["bytes"])
     elif image.get("path") and Path(image["path"]).is_file():
-        shutil.copyfile(image["path"], target)
+        with open(image["path"], "rb") as stored, atomic_write(out_dir / relative, "wb") as target:
+            shutil.copyfileobj(stored, target)
     else:
         raise ValueError(f"record {record_id!r}: the image has no bytes and its path {image.get('path')!r} is no file")
     return relative
@@ -180,11 +188,20 @@ def llamafactory_dataset_info(file_name: str, system_prompt: bool = False) -> di
 
 
 def update_dataset_info(out_dir: Union[str, os.PathLike], name: str, entry: Mapping[str, Any]) -> Path:
-    """Set ``name`` to ``entry`` in ``out_dir/dataset_info.json``, keeping its other entries."""
+    """Set ``name`` to ``entry`` in ``out_dir/dataset_info.json``, keeping its other entries.
+
+    The read-modify-write holds an exclusive ``flock`` on ``dataset_info.json.lock`` (created
+    beside it and left there), so concurrent updates, from any process, never lose an entry.
+    ``flock`` is POSIX-only and advisory: it guards against other calls of this function, and
+    may not hold across machines on some network file systems.
+    """
     path = Path(out_dir) / "dataset_info.json"
-    info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    info[name] = dict(entry)
-    _replace_text(path, json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        info[name] = dict(entry)
+        with atomic_write(path) as handle:
+            handle.write(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     return path
 
 
@@ -233,7 +250,7 @@ def export_sft(
 
     from tqdm.auto import tqdm
 
-    with _Writer(path, file_format) as writer, tqdm(
+    with _writing(path, file_format) as writer, tqdm(
         total=_length(source, limit), unit="record", desc=f"export-sft {format}", disable=not progress
     ) as bar:
         for batch in _batches(source, batch_size, limit):
@@ -288,19 +305,14 @@ def _batches(source: Source, batch_size: int, limit: Optional[int]) -> Iterator[
 
 
 class _Writer:
-    """Append rows to ``path`` as JSON Lines, one JSON list or Parquet; the file appears whole at the end."""
+    """Append rows to an open file as JSON Lines, one JSON list or Parquet; :meth:`close` ends the file."""
 
-    def __init__(self, path: Path, file_format: str):
-        self.path, self.file_format = path, file_format
-        self.tmp = path.with_name(path.name + ".tmp")
+    def __init__(self, handle: Any, file_format: str):
+        self.handle, self.file_format = handle, file_format
         self.count = 0
         self.parquet: Optional[pq.ParquetWriter] = None
-
-    def __enter__(self) -> "_Writer":
-        self.text = None if self.file_format == "parquet" else open(self.tmp, "w", encoding="utf-8")
-        if self.file_format == "json":
-            self.text.write("[")
-        return self
+        if file_format == "json":
+            handle.write("[")
 
     def write_rows(self, rows: list[dict]) -> None:
         if self.file_format == "parquet":
@@ -312,31 +324,30 @@ class _Writer:
                 line = ("\n" if self.count == 0 else ",\n") + line
             else:
                 line += "\n"
-            self.text.write(line)
+            self.handle.write(line)
             self.count += 1
 
     def write_table(self, table: pa.Table) -> None:
         if self.parquet is None:
-            self.parquet = pq.ParquetWriter(self.tmp, table.schema)
+            self.parquet = pq.ParquetWriter(self.handle, table.schema)
         self.parquet.write_table(table.cast(self.parquet.schema))
 
-    def __exit__(self, error_type, error, traceback) -> None:
-        if self.text is not None:
-            if self.file_format == "json":
-                self.text.write("\n]\n")
-            self.text.close()
+    def close(self) -> None:
+        if self.file_format == "json":
+            self.handle.write("\n]\n")
         if self.parquet is not None:
             self.parquet.close()
-        if error_type is not None:
-            self.tmp.unlink(missing_ok=True)
-        elif self.tmp.exists():
-            os.replace(self.tmp, self.path)
 
 
-def _replace_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def _writing(path: Path, file_format: str) -> Iterator[_Writer]:
+    """A :class:`_Writer` into ``path``, which appears whole when the block ends, or not at all on error."""
+    with atomic_write(path, "wb" if file_format == "parquet" else "w") as handle:
+        writer = _Writer(handle, file_format)
+        try:
+            yield writer
+        finally:
+            writer.close()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

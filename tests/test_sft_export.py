@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import datasets
 import pyarrow as pa
@@ -85,6 +87,30 @@ def test_llamafactory_sharegpt_and_dataset_info(sample, tmp_path):
     }
 
 
+def test_concurrent_dataset_info_updates_keep_every_entry(tmp_path):
+    def update(worker):
+        for i in range(25):
+            update_dataset_info(tmp_path, f"w{worker}_{i}", {"file_name": f"{worker}_{i}.jsonl"})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(update, range(4)))
+    info = json.loads((tmp_path / "dataset_info.json").read_text())
+    assert sorted(info) == sorted(f"w{w}_{i}" for w in range(4) for i in range(25))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset_info.json", "dataset_info.json.lock"]
+
+
+def test_concurrent_exports_of_one_file_leave_one_of_them_whole(sample, tmp_path):
+    def export(teacher, out_dir=tmp_path):
+        options = dict(format="llamafactory", teacher=teacher, on_unusable="skip", batch_size=2)
+        return export_sft(sample, out_dir, **options)["path"]
+
+    alone = [Path(export(teacher, tmp_path / str(teacher))).read_bytes() for teacher in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(export, [1, 2])) == [str(tmp_path / "imagenet_think.jsonl")] * 2
+    assert alone[0] != alone[1] and (tmp_path / "imagenet_think.jsonl").read_bytes() in alone
+    assert not [p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
 def test_llamafactory_parquet(sample, tmp_path):
     export_sft(sample, tmp_path, format="llamafactory", file_format="parquet", image_placement="after", **SKIP)
     loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "imagenet_think.parquet"), split="train")
@@ -118,8 +144,8 @@ def test_bad_options_fail_before_writing(sample, tmp_path, options, message):
 def test_unusable_pairs_stop_the_export_and_leave_no_data_file(sample, tmp_path):
     with pytest.raises(ValueError, match=r"record '\w+': pair 1 \(glm\) has status"):
         export_sft(sample, tmp_path, format="trl", teacher=1)
-    assert not (tmp_path / "imagenet_think.jsonl").exists()
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["images"]
+    assert all(p.suffix == ".JPEG" for p in (tmp_path / "images").iterdir())
 
 
 def test_nothing_usable_is_an_error(sample, tmp_path):
