@@ -7,6 +7,7 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -191,6 +192,36 @@ def test_small_and_corrupt_images_are_skipped_and_corrupt_ones_logged(tmp_path, 
     assert len(sources.select_items(sources.open_source(tmp_path), 3, min_size=0).items) == 3
 
 
+def jpeg_with_long_header(size, metadata_bytes) -> bytes:
+    """A JPEG whose size marker comes after ``metadata_bytes`` of APP15 segments."""
+    data = jpeg(size)
+    segments = b"".join(b"\xff\xef" + (60002).to_bytes(2, "big") + bytes(60000) for _ in range(metadata_bytes // 60000))
+    return data[:2] + segments + data[2:]
+
+
+def test_size_comes_from_the_first_bytes_or_from_all_when_the_header_is_longer(tmp_path):
+    (tmp_path / "n01440764").mkdir()
+    long_header = tmp_path / "n01440764" / "n01440764_long.JPEG"
+    long_header.write_bytes(jpeg_with_long_header((300, 260), 2 * sources.HEADER_BYTES))
+    [item] = sources.open_source(tmp_path).items("n01440764")
+    with pytest.raises(OSError):
+        sources.image_size(item.read_bytes(sources.HEADER_BYTES))
+    assert sources.header_size(item) == (300, 260)
+    assert sources.rejection(item, 224) is None
+
+
+def test_a_prefix_of_each_kind_of_item_is_its_first_bytes(tmp_path):
+    files = synset_files(1, wnids=("n01440764",))
+    data = files["n01440764"]["n01440764_0.JPEG"]
+    [in_tar] = sources.open_source(write_tars(tmp_path / "tars", files)).items("n01440764")
+    [in_file] = sources.open_source(write_folders(tmp_path / "folders", files)).items("n01440764")
+    images = pa.chunked_array([[{"bytes": data, "path": None}]])
+    in_corpus = sources.ImageItem("n01440764_0", "n01440764", "", "dataset", "corpus", "train/0", images=images)
+    for item in (in_tar, in_file, in_corpus):
+        assert item.read_bytes(100) == data[:100]
+        assert item.read_bytes(len(data) + 100) == item.read_bytes() == data
+
+
 def test_truncated_tar_member_is_reported_with_its_source(tmp_path):
     files = synset_files(1, wnids=("n01440764",))
     write_tars(tmp_path, files)
@@ -243,8 +274,6 @@ def test_corpus_items_read_from_the_loaded_splits_without_loading_again(sample_c
 
 
 def test_a_corpus_row_with_no_image_bytes_nor_path_is_a_value_error_naming_it():
-    import pyarrow as pa
-
     images = pa.chunked_array([[{"bytes": b"", "path": None}]])
     item = sources.ImageItem("n1_a", "n1", "", "dataset", "corpus", "train/0", images=images)
     with pytest.raises(ValueError, match="corpus::train/0: image has neither bytes nor path"):

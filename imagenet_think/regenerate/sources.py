@@ -62,6 +62,9 @@ WINTER21_TRAIN_DIRS = ("train", "imagenet21k_train")
 DEFAULT_MIN_SIZE = 224
 """The paper keeps images of at least 224 x 224 pixels."""
 
+HEADER_BYTES = 64 * 1024
+"""Bytes read to find an image's size (:func:`header_size`): enough for nearly every header."""
+
 
 @dataclass(frozen=True)
 class ImageItem:
@@ -99,25 +102,38 @@ class ImageItem:
         published ``n00005787_n00005787_11054.JPEG``."""
         return self.id.replace("/", "_") + (self.suffix or ".jpg")
 
-    def read_bytes(self) -> bytes:
-        """The encoded image, read now."""
+    def read_bytes(self, limit: Optional[int] = None) -> bytes:
+        """The encoded image, read now; only its first ``limit`` bytes when given.
+
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/n1_a.JPEG"
+        >>> _ = open(path, "wb").write(b"0123456789")
+        >>> ImageItem("n1_a", "n1", "", "file", path).read_bytes(4)
+        b'0123'
+        """
         if self.kind == "file":
-            return Path(self.path).read_bytes()
+            return _read_at(self.path, 0, limit)
         if self.kind == "tar":
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read(self.size)
-            if len(data) != self.size:
-                raise OSError(f"{self.source}: tar member truncated ({len(data)} of {self.size} bytes)")
+            size = self.size if limit is None else min(self.size, limit)
+            data = _read_at(self.path, self.offset, size)
+            if len(data) != size:
+                raise OSError(f"{self.source}: tar member truncated ({len(data)} of {size} bytes)")
             return data
         if self.kind == "dataset":
             image = self.images[int(self.member.rsplit("/", 1)[1])].as_py()
             if image.get("bytes"):
-                return image["bytes"]
+                return image["bytes"][:limit]
             if image.get("path"):
-                return Path(image["path"]).read_bytes()
+                return _read_at(image["path"], 0, limit)
             raise ValueError(f"{self.source}: image has neither bytes nor path")
         raise ValueError(f"unknown image item kind {self.kind!r}")
+
+
+def _read_at(path: str, offset: int, size: Optional[int]) -> bytes:
+    """``size`` bytes (all the rest when ``None``) of the file ``path`` from ``offset``."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(-1 if size is None else size)
 
 
 class ImageSource(Protocol):
@@ -369,13 +385,25 @@ def image_size(data: bytes) -> tuple[int, int]:
         return image.size
 
 
+def header_size(item: ImageItem) -> tuple[int, int]:
+    """``(width, height)`` of ``item`` from its first :data:`HEADER_BYTES` bytes, or from the
+    whole image when its header is longer (large metadata, a TIFF directory at the end)."""
+    head = item.read_bytes(HEADER_BYTES)
+    try:
+        return image_size(head)
+    except (OSError, ValueError):
+        if len(head) < HEADER_BYTES:  # that was the whole image
+            raise
+        return image_size(item.read_bytes())
+
+
 def rejection(item: ImageItem, min_size: int) -> Optional[str]:
     """Why ``item`` cannot be used (unreadable, corrupt header, smaller than ``min_size``
     on a side), or ``None`` when it can."""
     from PIL import Image
 
     try:
-        width, height = image_size(item.read_bytes())
+        width, height = header_size(item)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         return f"corrupt or unreadable image: {error}"
     if width < min_size or height < min_size:
