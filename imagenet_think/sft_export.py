@@ -225,7 +225,8 @@ def export_sft(
 
     ``source`` is a ``datasets.Dataset``, ``IterableDataset`` or ``pa.Table``; ``limit``
     keeps its first records.  Returns counts and the path written:
-    ``{"records", "examples", "images", "path"}``.
+    ``{"records", "examples", "images", "path"}``, where ``images`` counts distinct records
+    with an exported example (files written, or images embedded in the Parquet file).
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
@@ -245,8 +246,8 @@ def export_sft(
     embed = format == "trl" and file_format == "parquet"
     (out_dir if embed else out_dir / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.{file_format}"
-    counts = {"records": 0, "examples": 0, "images": 0}
-    written: set[str] = set()
+    counts = {"records": 0, "examples": 0}
+    image_ids: set[str] = set()
 
     from tqdm.auto import tqdm
 
@@ -260,23 +261,22 @@ def export_sft(
             bar.update(batch.num_rows)
             if embed:
                 writer.write_table(datasets.table.embed_table_storage(examples))
-                counts["images"] += examples.num_rows
+                image_ids.update(examples.column("id").to_pylist())
                 continue
             rows = []
             for example in examples.to_pylist():
-                paths = [_image_path(image, out_dir, example["id"], written) for image in example["images"]]
+                paths = [_image_path(image, out_dir, example["id"], image_ids) for image in example["images"]]
                 rows.append(RECORD_WRITERS[format](example, paths))
-            counts["images"] = len(written)
             writer.write_rows(rows)
         if not counts["examples"]:
             raise ValueError(f"no usable pairs among {counts['records']} records: nothing to export")
     if format == "llamafactory":
         update_dataset_info(out_dir, name, llamafactory_dataset_info(path.name, system_prompt is not None))
-    return {**counts, "path": str(path)}
+    return {**counts, "images": len(image_ids), "path": str(path)}
 
 
 def _image_path(image: Mapping[str, Any], out_dir: Path, record_id: str, written: set) -> str:
-    """Relative path of the record's image, written on first use."""
+    """Relative path of the record's image, written on first use (``written`` holds the ids done)."""
     if record_id not in written:
         written.add(record_id)
         return write_image(image, out_dir, record_id)

@@ -55,9 +55,10 @@ def test_trl_jsonl_with_image_files(sample, stored_images, tmp_path):
 
 
 def test_trl_parquet_embeds_the_stored_images(sample, stored_images, tmp_path):
-    export_sft(sample, tmp_path, format="trl", file_format="parquet", think="field", **SKIP)
+    summary = export_sft(sample, tmp_path, format="trl", file_format="parquet", think="field", **SKIP)
     assert not (tmp_path / "images").exists()
     loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "imagenet_think.parquet"), split="train")
+    assert summary["examples"] == len(loaded) > summary["images"] == len(set(loaded["id"]))
     assert loaded.features == sft_features("field")
     assert loaded[0]["images"][0].size == (256, 256)
     raw = loaded.cast_column("images", datasets.List(datasets.Image(decode=False)))
