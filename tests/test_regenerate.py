@@ -87,6 +87,19 @@ def test_plan_skips_written_and_failed_items_and_limits(tmp_path):
     assert mine.mine == len(runner.partition(items, 2, 1))
 
 
+def test_the_run_starts_from_the_files_its_plan_read(tmp_path):
+    items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs")), None).items
+    out = tmp_path / "out"
+    first = write_rows(out, items[:1], "train-00000-00004.parquet")
+    plan = runner.make_plan(items, out, TEACHERS)
+    assert plan.written == {first: [items[0].id]}
+    first.write_bytes(b"PAR1 garbage")  # reading the id columns again would now fail
+    stats = runner.Runner(out, {}, progress=False).run(plan.todo[:1], plan.written)
+    assert [p.name for p in stats.files] == ["train-00000-00005.parquet"]
+    manifest = runner.read_json_lines(runner.manifest_path(out, 0))
+    assert [line["ids"] for line in manifest] == [[items[0].id], [plan.todo[0].id]]
+
+
 def test_unreadable_parquet_in_data_is_an_error_naming_it(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train-00000-00000.parquet").write_bytes(b"PAR1 garbage")

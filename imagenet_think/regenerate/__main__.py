@@ -278,7 +278,7 @@ def generate(args: argparse.Namespace, plan: Any, out_dir: Path) -> None:
             max_attempts=args.max_attempts,
             retry_delay=args.retry_delay,
             progress=not args.no_progress,
-        ).run(plan.todo)
+        ).run(plan.todo, plan.written)
     finally:
         for engine in opened.values():
             engine.close()

@@ -246,7 +246,11 @@ def build_row(item: ImageItem, image: bytes, pairs: Mapping[int, dict[str, Any]]
 
 @dataclass
 class Plan:
-    """What one process will do: its share of the selection, minus what is done or failed."""
+    """What one process will do: its share of the selection, minus what is done or failed.
+
+    ``written`` is the id column of every Parquet file present when the plan was made
+    (:func:`ids_by_file`), for :meth:`Runner.run` to start from without reading it again.
+    """
 
     selected: int
     num_shards: int
@@ -257,6 +261,7 @@ class Plan:
     todo: list[ImageItem]
     teachers: Mapping[int, "ModelSpec"]
     skipped_sources: int = 0
+    written: Mapping[Path, list[str]] = field(default_factory=dict)
 
     def max_tokens(self) -> int:
         """Upper bound of generated tokens: each todo item times each teacher's ``max_tokens``."""
@@ -290,7 +295,8 @@ def make_plan(
 ) -> Plan:
     """The :class:`Plan` for this process; reads (never writes) ``out_dir``."""
     mine = partition(items, num_shards, shard_index)
-    done = completed_ids(ids_by_file(out_dir))
+    written = ids_by_file(out_dir)
+    done = completed_ids(written)
     failed = set() if retry_failed else failed_ids(out_dir) - done
     todo = [item for item in mine if item.id not in done and item.id not in failed]
     if max_items is not None:
@@ -305,6 +311,7 @@ def make_plan(
         todo=todo,
         teachers=dict(teachers),
         skipped_sources=skipped_sources,
+        written=written,
     )
 
 
@@ -366,11 +373,15 @@ class Runner:
         self.retry_delay = retry_delay
         self.progress = progress
 
-    def run(self, todo: Sequence[ImageItem]) -> RunStats:
-        """Generate and write rows for ``todo`` (items already done are the caller's to drop)."""
+    def run(self, todo: Sequence[ImageItem], written: Optional[Mapping[Path, list[str]]] = None) -> RunStats:
+        """Generate and write rows for ``todo`` (items already done are the caller's to drop).
+
+        ``written`` is :attr:`Plan.written` (read now when ``None``): this shard's files in it
+        are rebuilt into its manifest and numbered after.
+        """
         from tqdm.auto import tqdm
 
-        files = ids_by_file(self.out_dir)
+        files = ids_by_file(self.out_dir) if written is None else written
         for stale in remove_stale_temp_files(self.out_dir, self.shard_index):
             logger.info("removed temporary file %s left by an interrupted run", stale)
         rebuild_manifest(self.out_dir, self.shard_index, files)
