@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FINISH_REASONS = ("stop", "length")
-
 ImageInput = Union[bytes, str, os.PathLike, Mapping[str, Any], "Image"]
 """Raw image bytes, a file path, a ``datasets.Image`` dict (``{"bytes", "path"}``) or a PIL image."""
 
