@@ -53,6 +53,7 @@ import pyarrow.parquet as pq
 
 from imagenet_think import schema
 from imagenet_think.fileio import atomic_write
+from imagenet_think.images import image_kind
 from imagenet_think.sft import (
     DEFAULT_REQUIRE_STATUS,
     IMAGE_PLACEMENTS,
@@ -71,20 +72,14 @@ IMAGE_TOKEN = "<image>"
 
 LLAMAFACTORY_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
-_IMAGE_SIGNATURES = (
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"GIF87a", ".gif"),
-    (b"GIF89a", ".gif"),
-    (b"BM", ".bmp"),
-)
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Source = Union[datasets.Dataset, datasets.IterableDataset, pa.Table]
 
 
 def image_suffix(image: Mapping[str, Any]) -> str:
-    """File extension of a stored image: its path's, else the one its bytes' signature says.
+    """File extension of a stored image: its path's, else the one its bytes' signature says
+    (:func:`imagenet_think.images.image_kind`).
 
     >>> image_suffix({"bytes": b"\\x89PNG\\r\\n\\x1a\\n...", "path": None})
     '.png'
@@ -95,12 +90,10 @@ def image_suffix(image: Mapping[str, Any]) -> str:
     if suffix:
         return suffix
     data = image.get("bytes") or b""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    for signature, found in _IMAGE_SIGNATURES:
-        if data.startswith(signature):
-            return found
-    raise ValueError(f"cannot tell the image type: no file extension and unknown bytes {data[:8]!r}")
+    kind = image_kind(data)
+    if kind is None:
+        raise ValueError(f"cannot tell the image type: no file extension and unknown bytes {data[:8]!r}")
+    return kind[0]
 
 
 def write_image(image: Mapping[str, Any], out_dir: Path, record_id: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from imagenet_think.regenerate.engines import Request, make_engine
+from imagenet_think.regenerate.engines.openai_engine import image_data_url
 from imagenet_think.regenerate.models import get_model
 
 pytest.importorskip("openai")
@@ -125,3 +126,12 @@ def test_a_model_the_server_does_not_serve_fails_each_request_with_its_message(s
     with glm_engine(base_url, served_model="no/such-model") as engine:
         (result,) = engine.generate([Request("a", png((40, 30), "red"))])
     assert result.raw is None and "'no/such-model' not served" in result.error
+
+
+def test_image_data_url_keeps_known_bytes_and_encodes_the_rest_as_png():
+    decoded = Image.new("RGB", (4, 3), "red")
+    gif = io.BytesIO()
+    decoded.save(gif, format="GIF")
+    assert image_data_url(gif.getvalue(), decoded) == "data:image/gif;base64," + base64.b64encode(gif.getvalue()).decode()
+    header, data = image_data_url({"bytes": b"not an image"}, decoded).split(",", 1)
+    assert header == "data:image/png;base64" and Image.open(io.BytesIO(base64.b64decode(data))).size == (4, 3)

@@ -32,6 +32,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
+from imagenet_think.images import image_kind
 from imagenet_think.reasoning import think_markers
 from imagenet_think.regenerate.engines.base import Engine, Request, Result, chat_messages, failed
 from imagenet_think.regenerate.models import ModelSpec
@@ -73,26 +74,14 @@ def image_data_url(image: Any, decoded: "Image") -> str:
     if isinstance(data, (str, os.PathLike)):
         with open(data, "rb") as handle:
             data = handle.read()
-    mime = _mime(data) if isinstance(data, (bytes, bytearray)) else None
-    if mime is None:
+    kind = image_kind(data) if isinstance(data, (bytes, bytearray)) else None
+    if kind is not None:
+        mime = kind[1]
+    else:
         buffer = io.BytesIO()
         decoded.save(buffer, format="PNG")
         data, mime = buffer.getvalue(), "image/png"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF8", "image/gif"),
-    (b"BM", "image/bmp"),
-)
-
-
-def _mime(data: bytes) -> Optional[str]:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((mime for magic, mime in _MAGIC if data.startswith(magic)), None)
 
 
 def raw_text(reasoning: Optional[str], content: Optional[str], finish_reason: Optional[str], style: str) -> str:
