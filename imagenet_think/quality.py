@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imagenet_think import labels
+from imagenet_think.evaluate.metrics import jaccard_index
 
 PAIRS = ("_1", "_2")
 """Column suffixes of the two teacher pairs in the ``default`` config."""
@@ -181,30 +182,15 @@ def length_between(
     return RowFilter(f"{field} {unit} in [{min_length}, {max_length}]", columns, keep)
 
 
-_WORD = re.compile(r"[^\W_]+")
-
-
-def words(text: Optional[str]) -> frozenset[str]:
-    """The set of lower-cased words (runs of Unicode letters and digits) in ``text``.
-
-    >>> sorted(words("A red-tailed hawk, 2 hawks!"))
-    ['2', 'a', 'hawk', 'hawks', 'red', 'tailed']
-    """
-    return frozenset(_WORD.findall((text or "").lower()))
-
-
 def agreement(texts_1: Sequence[Optional[str]], texts_2: Sequence[Optional[str]]) -> list[float]:
-    """Jaccard index of the word sets of each pair of texts (1.0 when both are empty).
+    """Jaccard index of the word sets of each pair of texts (1.0 when both are empty), ``None``
+    read as ``""``: the evaluation's ``jaccard`` metric
+    (:func:`imagenet_think.evaluate.metrics.jaccard_index`, words as its ``word_tokens``).
 
     >>> agreement(["a red fox", ""], ["a grey fox", None])
     [0.5, 1.0]
     """
-    scores = []
-    for text_1, text_2 in zip(texts_1, texts_2):
-        words_1, words_2 = words(text_1), words(text_2)
-        union = words_1 | words_2
-        scores.append(len(words_1 & words_2) / len(union) if union else 1.0)
-    return scores
+    return jaccard_index([text or "" for text in texts_1], [text or "" for text in texts_2]).tolist()
 
 
 def teachers_agree(min_jaccard: float = 0.1, field: str = "answer") -> RowFilter:

@@ -111,12 +111,15 @@ def _token_sets(predictions: Sequence[str], references: Sequence[str]) -> list[t
 
 
 def jaccard_index(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
-    """``|P ∩ R| / |P ∪ R|`` over word-token sets (both sets must be non-empty).
+    """``|P ∩ R| / |P ∪ R|`` over word-token sets; 1.0 when both sets are empty.
 
-    >>> jaccard_index(["a b c"], ["b c d"]).tolist()
-    [0.5]
+    Also the teacher agreement of :func:`imagenet_think.quality.agreement`.
+
+    >>> jaccard_index(["a b c", ""], ["b c d", " ... "]).tolist()
+    [0.5, 1.0]
     """
-    return np.array([len(p & r) / len(p | r) for p, r in _token_sets(predictions, references)], dtype=float)
+    pairs = _token_sets(predictions, references)
+    return np.array([len(p & r) / len(p | r) if p or r else 1.0 for p, r in pairs], dtype=float)
 
 
 def overlap_coefficient(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
