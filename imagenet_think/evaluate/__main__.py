@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -155,28 +155,42 @@ def _run_settings(args: argparse.Namespace, settings: MetricSettings, reasoning_
     return recorded
 
 
-def _default_bertscore_model(metrics: list[str]) -> str:
-    """bert-score's default model when it loads (cached or online), else the bundled MiniLM.
+BERTSCORE_FALLBACK = "all-MiniLM-L6-v2"
+"""BERTScore model used when bert-score's default cannot be loaded (bundled, works offline)."""
 
-    The model used is recorded in the run's settings; scores from the two are not comparable.
+
+def _metric_settings(args: argparse.Namespace) -> MetricSettings:
+    """The metric settings of ``args``, after checking each model ``--metrics`` needs once.
+
+    Without ``--bertscore-model``: bert-score's default model when it loads (cached or online),
+    else :data:`BERTSCORE_FALLBACK` with a warning.  The model used is recorded in the run's
+    settings; scores from the two are not comparable.
     """
-    default = MetricSettings.bertscore_model
+    settings = MetricSettings(
+        args.bertscore_model or MetricSettings.bertscore_model, args.bertscore_layers, args.sbert_model, args.device, args.batch_size
+    )
+    check_models([metric for metric in args.metrics if metric != "bertscore_f1"], settings)
+    if "bertscore_f1" not in args.metrics:
+        return settings
     try:
-        check_models(metrics, MetricSettings(bertscore_model=default))
-        return default
+        check_models(["bertscore_f1"], settings)
+        return settings
+    except MetricModelError as error:
+        if args.bertscore_model:
+            raise
+        default_error = error
+    fallback = replace(settings, bertscore_model=BERTSCORE_FALLBACK)
+    try:
+        check_models(["bertscore_f1"], fallback)
     except MetricModelError:
-        fallback = "all-MiniLM-L6-v2"
-        try:
-            check_models(metrics, MetricSettings(bertscore_model=fallback))
-        except MetricModelError:
-            return default  # let the caller's check report the default model's problem
-        print(
-            f"warning: BERTScore model {default!r} cannot be loaded (offline and not cached); using the bundled "
-            f"{fallback!r} instead. Its scores are not comparable with {default!r} runs; pass --bertscore-model "
-            "to choose.",
-            file=sys.stderr,
-        )
-        return fallback
+        raise default_error  # the default model's problem is the one to report
+    print(
+        f"warning: BERTScore model {settings.bertscore_model!r} cannot be loaded (offline and not cached); using the "
+        f"bundled {BERTSCORE_FALLBACK!r} instead. Its scores are not comparable with {settings.bertscore_model!r} runs; "
+        "pass --bertscore-model to choose.",
+        file=sys.stderr,
+    )
+    return fallback
 
 
 def _evaluate(args: argparse.Namespace, out: Path) -> int:
@@ -186,9 +200,7 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
     from imagenet_think.evaluate.scoring import score_in_chunks
     from imagenet_think.evaluate.subset import load_eval_rows
 
-    bertscore_model = args.bertscore_model or _default_bertscore_model(args.metrics)
-    settings = MetricSettings(bertscore_model, args.bertscore_layers, args.sbert_model, args.device, args.batch_size)
-    check_models(args.metrics, settings)
+    settings = _metric_settings(args)
     spec = _model_spec(args) if args.model else None
     style = args.reasoning_style or (spec.reasoning_style if spec else "auto")
     columns = ["id", *REFERENCE_COLUMNS] + (["image"] if spec else [])
