@@ -168,6 +168,15 @@ def test_only_this_shards_stale_temp_files_are_removed(tmp_path):
 # --- CLI ---------------------------------------------------------------------------------
 
 
+def test_help_imports_no_heavy_library():
+    code = (
+        "import sys\nfrom imagenet_think.cli import main\ntry:\n    main(['regenerate', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('datasets', 'pandas', 'torch', 'transformers', 'vllm') if m in sys.modules), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stderr.strip() == "[]", result.stderr
+
+
 def test_help_lists_every_option():
     parser = cli.build_parser()
     text = parser.format_help()
