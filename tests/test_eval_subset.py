@@ -67,6 +67,11 @@ def test_duplicate_ids_are_named():
         eval_indices(["a", "b", "c", "b"], split="all")
 
 
+def test_a_null_id_is_named_by_its_position():
+    with pytest.raises(ValueError, match="row at position 2 has a null id"):
+        eval_indices(["a", "b", None], split="validation")
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.text(min_size=1, max_size=12), unique=True, max_size=300), st.floats(0.0, 0.99))
 def test_split_mask_partitions_ids(ids, fraction):

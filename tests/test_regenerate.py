@@ -107,6 +107,13 @@ def test_unreadable_parquet_in_data_is_an_error_naming_it(tmp_path):
         runner.ids_by_file(tmp_path)
 
 
+def test_a_null_id_in_data_is_an_error_naming_file_and_row(tmp_path):
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"id": ["a", None]}, schema=pa.schema([("id", pa.string())])), tmp_path / "data" / "x.parquet")
+    with pytest.raises(ValueError, match=r"x\.parquet: row 1 has a null id"):
+        runner.ids_by_file(tmp_path)
+
+
 def test_manifest_is_rebuilt_from_the_parquet_files_of_its_shard(tmp_path):
     items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs")), None).items
     out = tmp_path / "out"

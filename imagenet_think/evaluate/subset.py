@@ -74,8 +74,8 @@ def eval_indices(
 ) -> list[int]:
     """Positions in ``ids`` of the first ``size`` ids of ``split``, in evaluation order.
 
-    ``size=None`` keeps every id of the split.  Raises ``ValueError`` naming the first
-    duplicate id: a corpus with repeated ids cannot be scored unambiguously.
+    ``size=None`` keeps every id of the split.  Raises ``ValueError`` naming the first null
+    id's position or the first duplicate id: such a corpus cannot be scored unambiguously.
 
     >>> eval_indices(["x", "y", "z"], size=None, split="all") == sorted(range(3), key=lambda i: eval_order_key("xyz"[i]))
     True
@@ -83,9 +83,15 @@ def eval_indices(
     Traceback (most recent call last):
     ...
     ValueError: the corpus holds id 'x' more than once
+    >>> eval_indices(["x", None], split="all")
+    Traceback (most recent call last):
+    ...
+    ValueError: the corpus row at position 1 has a null id
     """
     if size is not None and size < 1:
         raise ValueError(f"size must be positive, got {size}")
+    if None in ids:
+        raise ValueError(f"the corpus row at position {list(ids).index(None)} has a null id")
     if len(set(ids)) != len(ids):
         seen: set = set()
         duplicate = next(row_id for row_id in ids if row_id in seen or seen.add(row_id))

@@ -95,16 +95,20 @@ def data_files(out_dir: Union[str, os.PathLike]) -> list[Path]:
 
 
 def ids_by_file(out_dir: Union[str, os.PathLike]) -> dict[Path, list[str]]:
-    """The ``id`` column of every Parquet file present."""
+    """The ``id`` column of every Parquet file present; an unreadable file or a null id is a
+    ``ValueError`` naming the file (and row)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     found = {}
     for file in data_files(out_dir):
         try:
-            found[file] = pq.read_table(file, columns=["id"]).column("id").to_pylist()
+            ids = pq.read_table(file, columns=["id"]).column("id").to_pylist()
         except (pa.ArrowInvalid, OSError, KeyError) as error:
             raise ValueError(f"{file}: cannot read its id column ({error}); move the file away and rerun") from error
+        if None in ids:
+            raise ValueError(f"{file}: row {ids.index(None)} has a null id; move the file away and rerun")
+        found[file] = ids
     return found
 
 
