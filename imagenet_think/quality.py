@@ -417,9 +417,9 @@ def unique_texts(
     ['a', 'b']
     """
     columns = _columns(field, suffixes)
-    table = pa.concat_tables(
-        dataset.select_columns(["id", *columns]).with_format("arrow").iter(batch_size=batch_size)
-    )
+    batches = list(dataset.select_columns(["id", *columns]).with_format("arrow").iter(batch_size=batch_size))
+    # an empty dataset yields no batch at all
+    table = pa.concat_tables(batches) if batches else pa.table({c: pa.array([], pa.string()) for c in ["id", *columns]})
     flagged = np.zeros(table.num_rows, dtype=bool)
     for column in columns:
         flagged |= near_duplicates(table[column], threshold)

@@ -146,6 +146,11 @@ def test_unique_texts_drops_rows_with_a_near_duplicate_answer_in_either_pair():
     assert kept_ids(ds, quality.unique_texts(ds)) == ["row0"]
 
 
+def test_unique_texts_on_an_empty_dataset_keeps_nothing_and_fails_nothing():
+    empty = default_rows({}).select([])
+    assert kept_ids(empty, quality.unique_texts(empty)) == []
+
+
 def test_bad_near_duplicate_parameters_are_rejected():
     with pytest.raises(ValueError, match=r"num_perm \(64\) must be a multiple of bands \(10\)"):
         quality.near_duplicates(["a"], bands=10)
