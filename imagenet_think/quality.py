@@ -28,7 +28,6 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -103,6 +102,8 @@ def apply_filters(dataset: Any, *filters: RowFilter, **filter_kwargs: Any) -> An
     One ``dataset.filter`` pass reading only the filters' columns (images stay undecoded);
     ``filter_kwargs`` go to ``dataset.filter`` (``num_proc``, ``batch_size``...).
     """
+    import datasets
+
     combined = filters[0] if len(filters) == 1 else all_of(*filters)
     # A map-style Dataset formats only the input columns; an IterableDataset decodes every column
     # of the batch, so switch decoding off for the columns the filters do not read, then back on.
