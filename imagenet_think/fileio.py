@@ -23,10 +23,15 @@ from typing import IO, Iterator, Union
 
 
 @contextlib.contextmanager
-def atomic_write(path: Union[str, os.PathLike], mode: str = "w", encoding: str = "utf-8") -> Iterator[IO]:
+def atomic_write(
+    path: Union[str, os.PathLike], mode: str = "w", encoding: str = "utf-8", durable: bool = True
+) -> Iterator[IO]:
     """Open a temporary file for writing; on success it replaces ``path`` atomically.
 
     ``mode`` is ``"w"`` (text, ``encoding``) or ``"wb"``.  Parent directories are created.
+    ``durable=False`` skips the two fsyncs: the file still appears whole or not at all if the
+    process dies, but not necessarily after a power loss (for many small files, such as
+    exported images, where fsync would dominate the cost).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode must be 'w' or 'wb', got {mode!r}")
@@ -36,12 +41,14 @@ def atomic_write(path: Union[str, os.PathLike], mode: str = "w", encoding: str =
     try:
         with open(tmp, mode, **({} if "b" in mode else {"encoding": encoding})) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(directory: Union[str, os.PathLike]) -> None:

@@ -105,10 +105,10 @@ def write_image(image: Mapping[str, Any], out_dir: Path, record_id: str) -> str:
         raise ValueError(f"record id {record_id!r} cannot name an image file (letters, digits, '.', '_', '-')")
     relative = f"{IMAGE_DIR}/{record_id}{image_suffix(image)}"
     if image.get("bytes") is not None:
-        with atomic_write(out_dir / relative, "wb") as target:
+        with atomic_write(out_dir / relative, "wb", durable=False) as target:
             target.write(image["bytes"])
     elif image.get("path") and Path(image["path"]).is_file():
-        with open(image["path"], "rb") as stored, atomic_write(out_dir / relative, "wb") as target:
+        with open(image["path"], "rb") as stored, atomic_write(out_dir / relative, "wb", durable=False) as target:
             shutil.copyfileobj(stored, target)
     else:
         raise ValueError(f"record {record_id!r}: the image has no bytes and its path {image.get('path')!r} is no file")
