@@ -174,11 +174,16 @@ def _is_hub_id(name: str) -> bool:
 
 
 def resolve_source(path: str, hub_repo: str = schema.HUB_REPO, revision: Optional[str] = None) -> tuple[dict, str]:
-    """``(data_files by split, fingerprint)`` for a source name, directory or Hub id."""
+    """``(data_files by split, fingerprint)`` for a source name, directory or Hub id.
+
+    The names ``"sample"``, ``"imagenet-think"`` and ``"imagenet_think"`` win over a directory
+    of the same name in the working directory (such as this repository's package folder);
+    write ``./imagenet-think`` to load a local directory of that name.
+    """
     if path == "sample":
         files = local_data_files(sample_dir())
         return files, _fingerprint(files)
-    if os.path.isdir(path):
+    if path not in SOURCE_ALIASES and os.path.isdir(path):
         files = local_data_files(path)
         return files, _fingerprint(files)
     repo = hub_repo if path in SOURCE_ALIASES else path

@@ -263,3 +263,16 @@ def test_null_id_names_file_and_row(sample_copy):
     pq.write_table(table, shard)
     with pytest.raises(LayoutError, match=rf"{shard.name}: row 5: null id"):
         imagenet_think.load_dataset(str(sample_copy))
+
+
+def test_alias_wins_over_a_same_named_directory(monkeypatch, tmp_path):
+    from imagenet_think.loading import resolve_source
+
+    (tmp_path / "imagenet-think" / "data").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(OfflineError, match="krishnateja95/ImageNet-Think"):
+        resolve_source("imagenet-think")
+    with pytest.raises(FileNotFoundError, match="no Parquet files found"):
+        resolve_source("./imagenet-think")
