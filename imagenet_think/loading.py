@@ -68,7 +68,7 @@ def local_data_files(directory: Union[str, os.PathLike]) -> dict[str, list[str]]
     Split names come from the file names as ``datasets`` reads them
     (``data/train-00000-of-00002.parquet``); files with no split name are ``train``.
     """
-    from datasets.data_files import DataFilesDict, get_data_patterns
+    from datasets.data_files import DataFilesDict, EmptyDatasetError, get_data_patterns
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -76,7 +76,7 @@ def local_data_files(directory: Union[str, os.PathLike]) -> dict[str, list[str]]
     try:
         patterns = get_data_patterns(str(directory))
         files = DataFilesDict.from_patterns(patterns, base_path=str(directory))
-    except datasets.exceptions.DataFilesNotFoundError:
+    except (datasets.exceptions.DataFilesNotFoundError, EmptyDatasetError):
         files = {}
     by_split = {str(k): [f for f in v if f.endswith(".parquet")] for k, v in files.items()}
     by_split = {k: v for k, v in by_split.items() if v}
