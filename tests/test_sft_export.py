@@ -371,6 +371,24 @@ def error_line(stderr):
     return stderr.rstrip().splitlines()[-1]
 
 
+def test_readme_command_1_then_the_training_example_from_elsewhere(sample, stored_images, tmp_path, monkeypatch,
+                                                                    capsys):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    assert cli.main(["export-sft", "--source", "sample", "--format", "trl", "--out", "out/sft-trl"]) == 0
+    expected = expected_examples(sample, on_unusable="skip")
+    assert f"wrote {len(expected)} examples from {len(sample)} records" in capsys.readouterr().out
+    as_written = datasets.load_dataset("out/sft-trl", split="train")
+    monkeypatch.chdir(elsewhere)
+    train = datasets.load_dataset(str(project / "out/sft-trl"), split="train")
+    for loaded in (as_written, train):
+        assert [(row["id"], row["messages"]) for row in loaded] == [(e["id"], e["messages"]) for e in expected]
+    sizes = [PIL.Image.open(io.BytesIO(stored_images[e["id"]])).size for e in expected]
+    assert [image.size for images in train["images"] for image in images] == sizes
+
+
 def test_cli_reports_unusable_pairs_with_the_status_options(tmp_path, capsys):
     assert cli.main(["export-sft", "--format", "trl", "--teacher", "1", "--out", str(tmp_path / "out"), "--strict"]) == 2
     line = error_line(capsys.readouterr().err)
