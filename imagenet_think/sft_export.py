@@ -9,11 +9,12 @@ them into ``out_dir``:
     ``dataset_info``) and ``data/<split>-NNNNN-of-MMMMM.parquet`` shards with the images
     embedded, columns ``id``, ``teacher``, ``images`` (``List(Image())``) and ``messages``
     (:func:`imagenet_think.sft.sft_features`).  Upload the directory as it is, or
-    ``push_to_hub`` what it loads.  ``file_format="jsonl"`` writes an image folder instead
-    (half the size with ``teacher="both"``, each image stored once): ``metadata.jsonl``
-    (``{"id", "teacher", "file_names": ["images/<id>.<ext>"], "messages"}``), ``images/`` and
-    the card; ``datasets``' image-folder loader reads it, resolving the paths against the folder
-    (``teacher`` then comes as ``int64``).
+    ``push_to_hub`` what it loads.  ``file_format="jsonl"`` writes an image folder instead, for
+    readable text and image files: ``metadata.jsonl`` (``{"id", "teacher", "file_names":
+    ["images/<id>.<ext>"], "messages"}``), ``images/`` and the card; ``datasets``' image-folder
+    loader reads it, resolving the paths against the folder (``teacher`` then comes as
+    ``int64``).  It is not smaller: the shards' compression stores the image that
+    ``teacher="both"`` repeats in adjacent rows about once.
 ``llamafactory``
     LLaMA-Factory's ``sharegpt`` layout, ``<name>.jsonl`` or ``<name>.parquet``:
     ``{"messages": [{"role": "user", "content": "<image>Q"}, {"role": "assistant", "content": A}],
