@@ -150,8 +150,8 @@ def test_trl_shards_split_the_examples_in_order(sample, tmp_path):
     assert [(row["id"], row["teacher"]) for row in loaded] == [(e["id"], e["teacher"]) for e in expected_examples(sample, **SKIP)]
 
 
-EXPORTS = [(teacher, think, "parquet") for teacher in (1, 2, "both") for think in THINK_MODES] + [
-    ("both", "tags", "jsonl"), (1, "field", "jsonl"),
+EXPORTS = [("both", think, "parquet") for think in THINK_MODES] + [
+    (1, "tags", "parquet"), (2, "native", "parquet"), ("both", "tags", "jsonl"), (1, "field", "jsonl"),
 ]
 
 LOAD_ELSEWHERE = """
