@@ -200,24 +200,26 @@ files for TRL's `SFTTrainer`, LLaMA-Factory (sharegpt + `dataset_info.json`) and
 
 def render_sft_card(
     sizes: dict[str, dict[str, int]],
-    data_files: list[dict],
-    features: Optional["datasets.Features"],
     settings: Mapping[str, str],
     *,
+    data_files: Optional[list[dict]] = None,
+    features: Optional["datasets.Features"] = None,
     pretty_name: str = "ImageNet-Think SFT",
 ) -> str:
-    """Full README.md text of a TRL SFT export: ``data_files`` is the ``default`` config's
-    ``data_files`` entry, ``settings`` the options it was made with (rows of a table).
+    """Full README.md text of a TRL SFT export made with ``settings`` (rows of a table).
+
+    ``data_files`` (the ``default`` config's entry) and ``features`` go into the YAML; without
+    ``data_files`` it declares no config, so ``datasets`` infers the layout (an image folder).
 
     >>> sizes = {"train": {"num_examples": 3, "num_bytes": 10, "download_size": 9}}
-    >>> text = render_sft_card(sizes, [{"split": "train", "path": "data/train-*"}], None, {"teacher": "both"})
-    >>> "| teacher | both |" in text and 'load_dataset("path/to/this/dir", split="train")' in text
+    >>> text = render_sft_card(sizes, {"teacher": "both"}, data_files=[{"split": "train", "path": "data/train-*"}])
+    >>> "| teacher | both |" in text and "config_name: default" in text and "configs:" not in render_sft_card(sizes, {})
     True
     """
-    entry = {"data_files": data_files}
+    configs = {} if data_files is None else {"default": ({"data_files": data_files}, features)}
     header = card_header(
         sizes,
-        {"default": (entry, features)},
+        configs,
         pretty_name=pretty_name,
         task_categories=["image-text-to-text"],
         tags=["reasoning", "chain-of-thought", "imagenet", "synthetic", "vision-language", "sft", "trl"],

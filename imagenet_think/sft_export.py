@@ -13,7 +13,9 @@ them into ``out_dir``:
     readable text and image files: ``metadata.jsonl`` (``{"id", "teacher", "file_names":
     ["images/<id>.<ext>"], "messages"}``), ``images/`` and the card; ``datasets``' image-folder
     loader reads it, resolving the paths against the folder (``teacher`` then comes as
-    ``int64``).  It is not smaller: the shards' compression stores the image that
+    ``int64``), as its one split ``train``.  Its card declares no ``configs``: ``datasets``
+    caches a folder whose card does by the card alone, and would serve another copy's
+    image paths.  It is not smaller: the shards' compression stores the image that
     ``teacher="both"`` repeats in adjacent rows about once.
 ``llamafactory``
     LLaMA-Factory's ``sharegpt`` layout, ``<name>.jsonl`` or ``<name>.parquet``:
@@ -313,6 +315,8 @@ def check_request(
         raise ValueError("LLaVA's layout has no system turn: drop system_prompt")
     if format == "trl" and name is not None:
         raise ValueError("the trl format writes a dataset directory whose files datasets names: drop name")
+    if format == "trl" and file_format == "jsonl" and split != "train":
+        raise ValueError(f"the trl image folder (jsonl) holds one split, 'train': export split {split!r} as parquet")
     if format == "trl" and not re.fullmatch(r"\w+", split):
         raise ValueError(f"split {split!r} cannot name the export's split (letters, digits, '_'); use limit to export part of one")
     if name is not None and not _SAFE_ID.fullmatch(name):
@@ -424,22 +428,19 @@ def _example_writer(
 def _write_trl_card(
     directory: Path, file_format: str, split: str, think: str, num_examples: int, settings: Mapping[str, str]
 ) -> None:
-    """``README.md`` of a trl export: the Parquet shards typed by :func:`sft_features`, or the
-    image folder (typed by ``datasets`` from ``metadata.jsonl``)."""
+    """``README.md`` of a trl export: its config is the Parquet shards typed by
+    :func:`sft_features`; an image folder gets no config (``datasets`` infers it)."""
     from imagenet_think.card import render_sft_card
 
     if file_format == "parquet":
-        sizes = split_sizes(directory)
-        data_files = [{"split": split, "path": f"data/{split}-*.parquet"}]
-        features = sft_features(think)
+        card = render_sft_card(split_sizes(directory), settings, features=sft_features(think),
+                               data_files=[{"split": split, "path": f"data/{split}-*.parquet"}])
     else:
         files = [directory / TRL_METADATA_FILE, *(directory / IMAGE_DIR).iterdir()]
-        sizes = {split: {"num_examples": num_examples, "num_bytes": 0,
-                         "download_size": sum(file.stat().st_size for file in files)}}
-        data_files = [{"split": split, "path": [TRL_METADATA_FILE, f"{IMAGE_DIR}/*"]}]
-        features = None
+        size = {"num_examples": num_examples, "num_bytes": 0, "download_size": sum(f.stat().st_size for f in files)}
+        card = render_sft_card({split: size}, settings)
     with atomic_write(directory / "README.md") as handle:
-        handle.write(render_sft_card(sizes, data_files, features, settings))
+        handle.write(card)
 
 
 def _card_settings(options: Mapping[str, Any], split: str, source_name: Optional[str], skipped: int) -> dict[str, str]:

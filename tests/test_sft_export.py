@@ -138,6 +138,20 @@ def test_trl_image_folder_variant(sample, stored_images, tmp_path, monkeypatch):
     assert train[-1]["images"][0].size == PIL.Image.open(io.BytesIO(stored_images[train[-1]["id"]])).size
 
 
+def test_trl_image_folder_copies_load_their_own_images(sample, tmp_path):
+    """datasets caches an image folder by its card and data files: a copy elsewhere must not
+    get the image paths cached for the first one (gone by then)."""
+    first, second = tmp_path / "a" / "sft-trl", tmp_path / "b" / "sft-trl"
+    for out in (first, second):
+        export_sft(sample, out, format="trl", file_format="jsonl", limit=3, **SKIP)
+    assert tree(first) == tree(second)
+    assert len(datasets.load_dataset(str(first), split="train")) == len(expected_examples(sample.select(range(3)), **SKIP))
+    shutil.rmtree(first)
+    raw = datasets.load_dataset(str(second), split="train").cast_column(
+        "images", datasets.List(datasets.Image(decode=False)))
+    assert all(Path(row["images"][0]["path"]).parent == second / "images" for row in raw)
+
+
 def test_trl_shards_split_the_examples_in_order(sample, tmp_path):
     out = tmp_path / "sft-trl"
     export_sft(sample, out, format="trl", split="validation", max_shard_bytes=1, batch_size=5, **SKIP)
@@ -267,6 +281,7 @@ def test_llava_json_list(sample, tmp_path):
     ({"format": "trl", "name": "cats"}, "drop name"),
     ({"format": "llava", "name": "../cats"}, "cannot name a data file"),
     ({"format": "trl", "split": "train[:5]"}, "cannot name the export's split"),
+    ({"format": "trl", "file_format": "jsonl", "split": "validation"}, "holds one split, 'train'"),
     ({"format": "trl", "limit": -1}, "limit must be >= 0"),
 ])
 def test_bad_options_fail_before_writing(sample, tmp_path, options, message):
