@@ -6,10 +6,12 @@ them into ``out_dir``:
 ``trl``
     A dataset directory that ``datasets.load_dataset(out_dir)`` reads as itself, from any
     working directory and with no import of this package: ``README.md`` (YAML ``configs`` and
-    ``dataset_info``) and ``data/<split>-NNNNN-of-MMMMM.parquet`` shards with the images
-    embedded, columns ``id``, ``teacher``, ``images`` (``List(Image())``) and ``messages``
-    (:func:`imagenet_think.sft.sft_features`).  Upload the directory as it is, or
-    ``push_to_hub`` what it loads.  ``file_format="jsonl"`` writes an image folder instead, for
+    ``dataset_info``) and ``data/<split>-NNNNN-of-MMMMM-<hash>.parquet`` shards with the
+    images embedded, columns ``id``, ``teacher``, ``images`` (``List(Image())``) and
+    ``messages`` (:func:`imagenet_think.sft.sft_features`).  The card names the shards, whose
+    hash of their content makes a rewritten export never match ``datasets``' cache of the old
+    one.  Upload the directory as it is, or ``push_to_hub`` what it loads.
+    ``file_format="jsonl"`` writes an image folder instead, for
     readable text and image files: ``metadata.jsonl`` (``{"id", "teacher", "file_names":
     ["images/<id>.<ext>"], "messages"}``), ``images/`` and the card; ``datasets``' image-folder
     loader reads it, resolving the paths against the folder (``teacher`` then comes as
@@ -428,13 +430,15 @@ def _example_writer(
 def _write_trl_card(
     directory: Path, file_format: str, split: str, think: str, num_examples: int, settings: Mapping[str, str]
 ) -> None:
-    """``README.md`` of a trl export: its config is the Parquet shards typed by
+    """``README.md`` of a trl export: its config names the Parquet shards (whose names change
+    with their content, see :class:`~imagenet_think.writer.ShardWriter`) typed by
     :func:`sft_features`; an image folder gets no config (``datasets`` infers it)."""
     from imagenet_think.card import render_sft_card
 
     if file_format == "parquet":
+        shards = [f"data/{shard.name}" for shard in sorted((directory / "data").glob("*.parquet"))]
         card = render_sft_card(split_sizes(directory), settings, features=sft_features(think),
-                               data_files=[{"split": split, "path": f"data/{split}-*.parquet"}])
+                               data_files=[{"split": split, "path": shards}])
     else:
         files = [directory / TRL_METADATA_FILE, *(directory / IMAGE_DIR).iterdir()]
         size = {"num_examples": num_examples, "num_bytes": 0, "download_size": sum(f.stat().st_size for f in files)}

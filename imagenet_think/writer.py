@@ -43,9 +43,14 @@ DEFAULT_MAX_SHARD_BYTES = 500 * 2**20
 COMPRESSION = "zstd"
 
 
-def shard_name(split: str, index: int, total: int) -> str:
-    """File name of shard ``index`` of ``total`` for ``split``."""
-    return f"{split}-{index:05d}-of-{total:05d}.parquet"
+def shard_name(split: str, index: int, total: int, fingerprint: Optional[str] = None) -> str:
+    """File name of shard ``index`` of ``total`` for ``split`` (``fingerprint`` ends the stem).
+
+    >>> shard_name("train", 0, 2, fingerprint="9f0c")
+    'train-00000-of-00002-9f0c.parquet'
+    """
+    stem = f"{split}-{index:05d}-of-{total:05d}"
+    return f"{stem}-{fingerprint}.parquet" if fingerprint else f"{stem}.parquet"
 
 
 def write_shard(
@@ -81,16 +86,19 @@ class ShardWriter:
     Images are embedded (``datasets.table.embed_table_storage``, as ``push_to_hub`` does) and
     the first table's schema, with its ``huggingface`` features metadata, is every shard's.
     A shard is closed once it holds about ``max_shard_bytes`` of Arrow data; shards carry a
-    provisional name until :meth:`close` knows their count.  Write into a staging directory:
-    the shards of an unfinished split are not a dataset yet (on an error they are removed).
+    provisional name until :meth:`close` knows their count and :attr:`fingerprint`, a hash of
+    the split's shard files that ends every name, so a card naming ``<split>-*-<fingerprint>``
+    changes whenever the data do (``datasets`` keys its cache of a local directory on the card
+    alone).  Write into a staging directory: the shards of an unfinished split are not a
+    dataset yet (on an error they are removed).
 
     >>> import tempfile
     >>> data = Path(tempfile.mkdtemp()) / "data"
     >>> with ShardWriter(data, "train", max_shard_bytes=8) as shards:
     ...     shards.write(pa.table({"n": [1]}))
     ...     shards.write(pa.table({"n": [2, 3]}))
-    >>> [path.name for path in shards.paths], shards.num_rows
-    (['train-00000-of-00002.parquet', 'train-00001-of-00002.parquet'], 3)
+    >>> [path.name.replace(shards.fingerprint, "F") for path in shards.paths], shards.num_rows
+    (['train-00000-of-00002-F.parquet', 'train-00001-of-00002-F.parquet'], 3)
     """
 
     def __init__(
@@ -99,6 +107,7 @@ class ShardWriter:
         self.data_dir, self.split, self.max_shard_bytes = Path(data_dir), split, max_shard_bytes
         self.paths: list[Path] = []
         self.num_rows = 0
+        self.fingerprint: Optional[str] = None
         self._parquet: Optional[pq.ParquetWriter] = None
         self._shard_bytes = 0
 
@@ -122,8 +131,16 @@ class ShardWriter:
 
     def close(self) -> list[Path]:
         """Finish the last shard and give every shard its final name; return their paths."""
+        import xxhash
+
         self._close_shard()
-        final = [self.data_dir / shard_name(self.split, i, len(self.paths)) for i in range(len(self.paths))]
+        digest = xxhash.xxh3_64()
+        for path in self.paths:
+            with open(path, "rb") as shard:
+                for block in iter(lambda: shard.read(1 << 24), b""):
+                    digest.update(block)
+        self.fingerprint = digest.hexdigest()
+        final = [self.data_dir / shard_name(self.split, i, len(self.paths), self.fingerprint) for i in range(len(self.paths))]
         for provisional, path in zip(self.paths, final):
             os.replace(provisional, path)
         self.paths = final

@@ -65,8 +65,10 @@ def test_trl_export_is_a_dataset_directory(sample, stored_images, tmp_path, monk
     summary = export_sft(sample, out, format="trl", think="field", **SKIP)
     expected = expected_examples(sample, think="field", **SKIP)
     assert summary["path"] == str(out)
-    assert sorted(tree(out)) == ["README.md", "data/train-00000-of-00001.parquet"]
-    stored = pq.read_table(out / "data/train-00000-of-00001.parquet").column("images").to_pylist()
+    [shard] = (out / "data").iterdir()
+    assert re.fullmatch(r"train-00000-of-00001-[0-9a-f]{16}\.parquet", shard.name)
+    assert sorted(tree(out)) == ["README.md", f"data/{shard.name}"]
+    stored = pq.read_table(shard).column("images").to_pylist()
     assert [[image["bytes"] for image in images] for images in stored] == [[stored_images[e["id"]]] for e in expected]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -82,7 +84,7 @@ def test_trl_export_is_a_dataset_directory(sample, stored_images, tmp_path, monk
     ]
     card = DatasetCard.load(out / "README.md")
     assert MetadataConfigs.from_dataset_card_data(card.data) == {
-        "default": {"data_files": [{"split": "train", "path": "data/train-*.parquet"}]}}
+        "default": {"data_files": [{"split": "train", "path": [f"data/{shard.name}"]}]}}
     [info] = DatasetInfosDict.from_dataset_card_data(card.data).values()
     assert info.features == sft_features("field") and info.splits["train"].num_examples == len(expected)
     skipped = 2 * len(sample) - len(expected)
@@ -106,13 +108,16 @@ def test_trl_export_embeds_path_only_images(sample, stored_images, tmp_path):
     assert all(row["images"][0]["bytes"] == stored_images[row["id"]] for row in raw)
 
 
-def test_trl_export_overwritten_in_place_never_loads_stale(sample, tmp_path):
-    """Same path, same number of rows, other texts: datasets must not serve its cache of the first."""
+@pytest.mark.parametrize("file_format", ["parquet", "jsonl"])
+def test_trl_export_overwritten_in_place_never_loads_stale(sample, tmp_path, file_format):
+    """Same path, same rows, other texts (of the same length, too): datasets must not serve its
+    cache of the export before."""
     out = tmp_path / "sft-trl"
-    for think in ("none", "tags"):
-        export_sft(sample, out, format="trl", think=think, overwrite=True, **SKIP)
+    for options in ({"think": "none"}, {"think": "tags"}, {"image_placement": "after"},
+                    {"system_prompt": "Be brief."}, {"system_prompt": "Be terse."}):
+        export_sft(sample, out, format="trl", file_format=file_format, overwrite=True, **options, **SKIP)
         loaded = datasets.load_dataset(str(out), split="train")
-        assert loaded["messages"] == [e["messages"] for e in expected_examples(sample, think=think, **SKIP)]
+        assert loaded["messages"] == [e["messages"] for e in expected_examples(sample, **options, **SKIP)], options
 
 
 def test_trl_image_folder_variant(sample, stored_images, tmp_path, monkeypatch):
@@ -159,7 +164,8 @@ def test_trl_shards_split_the_examples_in_order(sample, tmp_path):
     total = sum(1 for batch in batches if expected_examples(batch, **SKIP))
     assert total > 1
     shards = sorted(p.name for p in (out / "data").iterdir())
-    assert shards == [f"validation-{i:05d}-of-{total:05d}.parquet" for i in range(total)]
+    fingerprint = shards[0][-len("0123456789abcdef.parquet"):-len(".parquet")]
+    assert shards == [f"validation-{i:05d}-of-{total:05d}-{fingerprint}.parquet" for i in range(total)]
     loaded = datasets.load_dataset(str(out), split="validation")
     assert [(row["id"], row["teacher"]) for row in loaded] == [(e["id"], e["teacher"]) for e in expected_examples(sample, **SKIP)]
 
