@@ -93,8 +93,8 @@ TRL_METADATA_FILE = "metadata.jsonl"
 
 EXPORT_FILES = ("README.md", "dataset_info.json", "dataset_info.json.lock")
 EXPORT_SUFFIXES = (".json", ".jsonl", ".parquet")
-"""Top-level files an export may leave (besides ``data/*.parquet`` and ``images/``): what
-``overwrite=True`` is allowed to replace."""
+"""Top-level files an export may leave (besides ``data/*.parquet`` and ``images/``; the lock
+file is from older versions): what ``overwrite=True`` is allowed to replace."""
 
 THINK_PLACES = {
     "tags": "in the assistant text: `<think>` reasoning `</think>`, then the answer",
@@ -103,6 +103,7 @@ THINK_PLACES = {
     "none": "left out: the assistant text is the answer",
 }
 """Where each ``think`` mode puts the reasoning (for the card)."""
+
 IMAGE_TOKEN = "<image>"
 """The image placeholder LLaMA-Factory and LLaVA expect in the user text."""
 
@@ -320,7 +321,9 @@ def check_request(
     if format == "trl" and file_format == "jsonl" and split != "train":
         raise ValueError(f"the trl image folder (jsonl) holds one split, 'train': export split {split!r} as parquet")
     if format == "trl" and not re.fullmatch(r"\w+", split):
-        raise ValueError(f"split {split!r} cannot name the export's split (letters, digits, '_'); use limit to export part of one")
+        raise ValueError(
+            f"split {split!r} cannot name the export's split (letters, digits, '_'); use limit to export part of one"
+        )
     if name is not None and not _SAFE_ID.fullmatch(name):
         raise ValueError(f"name {name!r} cannot name a data file (letters, digits, '.', '_', '-')")
     if format == "trl":
@@ -338,13 +341,17 @@ def check_replaceable(out_dir: Union[str, os.PathLike], overwrite: bool) -> None
         raise FileExistsError(f"{out_dir} exists and is not a directory")
     entries = sorted(out_dir.iterdir())
     if entries and not overwrite:
-        raise FileExistsError(f"{out_dir} is not empty: pass overwrite=True (--overwrite) to replace the export there")
+        raise _not_empty(out_dir)
     foreign = [entry.name for entry in entries if not is_export_entry(entry)]
     if foreign:
         raise FileExistsError(
             f"{out_dir} holds {foreign[0]!r}, which no export writes; overwrite replaces only a previous export: "
             "choose an empty or new directory"
         )
+
+
+def _not_empty(out_dir: Path) -> FileExistsError:
+    return FileExistsError(f"{out_dir} is not empty: pass overwrite=True (--overwrite) to replace the export there")
 
 
 def is_export_entry(path: Path) -> bool:
@@ -398,7 +405,7 @@ def _move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
             if taken and overwrite:
                 continue
             if taken:
-                raise FileExistsError(f"{out_dir} is not empty: pass overwrite=True (--overwrite) to replace the export there") from error
+                raise _not_empty(out_dir) from error
             raise
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)

@@ -140,7 +140,8 @@ class ShardWriter:
                 for block in iter(lambda: shard.read(1 << 24), b""):
                     digest.update(block)
         self.fingerprint = digest.hexdigest()
-        final = [self.data_dir / shard_name(self.split, i, len(self.paths), self.fingerprint) for i in range(len(self.paths))]
+        total = len(self.paths)
+        final = [self.data_dir / shard_name(self.split, i, total, self.fingerprint) for i in range(total)]
         for provisional, path in zip(self.paths, final):
             os.replace(provisional, path)
         self.paths = final
