@@ -215,6 +215,8 @@ def render_sft_card(
     >>> text = render_sft_card(sizes, {"teacher": "both"}, data_files=[{"split": "train", "path": "data/train-*"}])
     >>> "| teacher | both |" in text and "config_name: default" in text and "configs:" not in render_sft_card(sizes, {})
     True
+    >>> "| system prompt | a &#124; b |" in render_sft_card(sizes, {"system prompt": "a | b"})
+    True
     """
     configs = {} if data_files is None else {"default": ({"data_files": data_files}, features)}
     header = card_header(
@@ -225,7 +227,7 @@ def render_sft_card(
         tags=["reasoning", "chain-of-thought", "imagenet", "synthetic", "vision-language", "sft", "trl"],
     )
     rows = "\n".join(f"| {split} | {size['num_examples']:,} |" for split, size in sizes.items())
-    made_with = "\n".join(f"| {name} | {value} |" for name, value in settings.items())
+    made_with = "\n".join(f"| {name} | {value.replace('|', '&#124;')} |" for name, value in settings.items())
     return f"""{header}
 # {pretty_name}
 
