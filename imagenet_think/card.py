@@ -260,7 +260,7 @@ from datasets import load_dataset
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import SFTConfig, SFTTrainer
 
-train = load_dataset("path/to/this/dir", split="train")                   # or the Hub id it was pushed to
+train = load_dataset("path/to/this/dir", split="{next(iter(sizes))}")  # or the Hub id it was pushed to
 model_id = "Qwen/Qwen2.5-VL-3B-Instruct"
 trainer = SFTTrainer(
     model=AutoModelForImageTextToText.from_pretrained(model_id),

@@ -167,6 +167,7 @@ def test_trl_shards_split_the_examples_in_order(sample, tmp_path):
     fingerprint = shards[0][-len("0123456789abcdef.parquet"):-len(".parquet")]
     assert shards == [f"validation-{i:05d}-of-{total:05d}-{fingerprint}.parquet" for i in range(total)]
     loaded = datasets.load_dataset(str(out), split="validation")
+    assert 'load_dataset("path/to/this/dir", split="validation")' in (out / "README.md").read_text()
     assert [(row["id"], row["teacher"]) for row in loaded] == [(e["id"], e["teacher"]) for e in expected_examples(sample, **SKIP)]
 
 
