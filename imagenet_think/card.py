@@ -1,10 +1,11 @@
-"""Dataset card (README.md) of a corpus directory in Hub layout.
+"""Dataset cards (README.md): of a corpus directory in Hub layout, and of a TRL SFT export.
 
-The YAML header carries ``configs`` and a full ``dataset_info`` (features, split sizes) for
+The corpus card's YAML header carries ``configs`` and a full ``dataset_info`` (features, split sizes) for
 each config that plain ``datasets`` can serve from the shards: ``default`` (all columns),
 ``glm`` and ``kimi`` (the identity columns and that teacher's ``*_1`` / ``*_2`` columns,
 selected with the Parquet builder's ``columns`` option).  The ``pairs`` reshaping needs this
-package (``imagenet_think.load_dataset(dir, "pairs")``).
+package (``imagenet_think.load_dataset(dir, "pairs")``).  :func:`render_sft_card` describes the
+examples ``export-sft --format trl`` writes, with the settings they were made with.
 
 >>> text = render_card({"train": {"num_examples": 2, "num_bytes": 10, "download_size": 9}})
 >>> text.startswith("---") and "config_name: glm" in text and "ImageNet" in text
@@ -13,11 +14,15 @@ True
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Optional
 
 from imagenet_think import __version__, schema
 from imagenet_think.builder import CITATION
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
+
+if TYPE_CHECKING:
+    import datasets
 
 
 def config_columns() -> dict[str, Optional[list[str]]]:
@@ -32,7 +37,37 @@ def config_columns() -> dict[str, Optional[list[str]]]:
     return columns
 
 
-def _yaml_header(sizes: dict[str, dict[str, int]], pretty_name: str) -> str:
+def card_header(
+    sizes: dict[str, dict[str, int]],
+    configs: Mapping[str, tuple[dict, Optional["datasets.Features"]]],
+    *,
+    pretty_name: str,
+    task_categories: Sequence[str],
+    tags: Sequence[str],
+) -> str:
+    """YAML front matter of a card: ``configs`` maps each config name to its ``configs:``
+    entry (``data_files``, ``columns``...) and features; each config gets a ``dataset_info``
+    with the per-split ``sizes`` (rows; bytes only where the entry keeps every column).
+
+    >>> sizes = {"train": {"num_examples": 2, "num_bytes": 10, "download_size": 9}}
+    >>> entry = {"data_files": [{"split": "train", "path": "data/train-*"}]}
+    >>> text = card_header(sizes, {"default": (entry, None)}, pretty_name="P", task_categories=[], tags=[])
+    >>> print(text[text.index("configs:"):])
+    configs:
+    - config_name: default
+      data_files:
+      - split: train
+        path: data/train-*
+    dataset_info:
+      splits:
+      - name: train
+        num_bytes: 10
+        num_examples: 2
+      download_size: 9
+      dataset_size: 10
+    ---
+    <BLANKLINE>
+    """
     import datasets
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs
@@ -42,24 +77,15 @@ def _yaml_header(sizes: dict[str, dict[str, int]], pretty_name: str) -> str:
         license="cc-by-4.0",
         language=["en"],
         pretty_name=pretty_name,
-        task_categories=["image-text-to-text", "visual-question-answering"],
-        tags=["reasoning", "chain-of-thought", "imagenet", "synthetic", "vision-language"],
+        task_categories=list(task_categories),
+        tags=list(tags),
         size_categories=[_size_category(sum(s["num_examples"] for s in sizes.values()))],
     )
-    configs, infos = {}, {}
-    for config, columns in config_columns().items():
-        entry = {"data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in sizes]}
-        if columns is not None:
-            entry["columns"] = columns
-        if config == "default":
-            entry["default"] = True
-        configs[config] = entry
-        features = schema.features("default")
-        if columns is not None:
-            features = datasets.Features({name: features[name] for name in columns})
+    infos = {}
+    for config, (entry, features) in configs.items():
         split_dict = datasets.SplitDict()
         for split, size in sizes.items():
-            num_bytes = size["num_bytes"] if columns is None else 0
+            num_bytes = 0 if "columns" in entry else size["num_bytes"]
             split_dict.add(datasets.SplitInfo(name=split, num_bytes=num_bytes, num_examples=size["num_examples"]))
         infos[config] = datasets.DatasetInfo(
             features=features,
@@ -67,9 +93,32 @@ def _yaml_header(sizes: dict[str, dict[str, int]], pretty_name: str) -> str:
             download_size=sum(s["download_size"] for s in sizes.values()),
             dataset_size=sum(s["num_bytes"] for s in sizes.values()),
         )
-    MetadataConfigs(configs).to_dataset_card_data(card_data)
+    MetadataConfigs({config: entry for config, (entry, _) in configs.items()}).to_dataset_card_data(card_data)
     DatasetInfosDict(infos).to_dataset_card_data(card_data)
     return f"---\n{card_data.to_yaml()}\n---\n"
+
+
+def _yaml_header(sizes: dict[str, dict[str, int]], pretty_name: str) -> str:
+    import datasets
+
+    configs = {}
+    for config, columns in config_columns().items():
+        entry = {"data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in sizes]}
+        if columns is not None:
+            entry["columns"] = columns
+        if config == "default":
+            entry["default"] = True
+        features = schema.features("default")
+        if columns is not None:
+            features = datasets.Features({name: features[name] for name in columns})
+        configs[config] = (entry, features)
+    return card_header(
+        sizes,
+        configs,
+        pretty_name=pretty_name,
+        task_categories=["image-text-to-text", "visual-question-answering"],
+        tags=["reasoning", "chain-of-thought", "imagenet", "synthetic", "vision-language"],
+    )
 
 
 def _size_category(n: int) -> str:
@@ -146,7 +195,86 @@ example = to_sft_messages(ds[0], teacher=1, think="tags")                 # TRL 
 `imagenet-think export-sft --source DIR --format trl|llamafactory|llava --out OUT` writes
 files for TRL's `SFTTrainer`, LLaMA-Factory (sharegpt + `dataset_info.json`) and LLaVA.
 
-## License
+{LICENSE_AND_CITATION}"""
+
+
+def render_sft_card(
+    sizes: dict[str, dict[str, int]],
+    settings: Mapping[str, str],
+    *,
+    data_files: Optional[list[dict]] = None,
+    features: Optional["datasets.Features"] = None,
+    pretty_name: str = "ImageNet-Think SFT",
+) -> str:
+    """Full README.md text of a TRL SFT export made with ``settings`` (rows of a table).
+
+    ``data_files`` (the ``default`` config's entry) and ``features`` go into the YAML; without
+    ``data_files`` it declares no config, so ``datasets`` infers the layout (an image folder).
+
+    >>> sizes = {"train": {"num_examples": 3, "num_bytes": 10, "download_size": 9}}
+    >>> text = render_sft_card(sizes, {"teacher": "both"}, data_files=[{"split": "train", "path": "data/train-*"}])
+    >>> "| teacher | both |" in text and "config_name: default" in text and "configs:" not in render_sft_card(sizes, {})
+    True
+    >>> "| system prompt | a &#124; b |" in render_sft_card(sizes, {"system prompt": "a | b"})
+    True
+    """
+    configs = {} if data_files is None else {"default": ({"data_files": data_files}, features)}
+    header = card_header(
+        sizes,
+        configs,
+        pretty_name=pretty_name,
+        task_categories=["image-text-to-text"],
+        tags=["reasoning", "chain-of-thought", "imagenet", "synthetic", "vision-language", "sft", "trl"],
+    )
+    rows = "\n".join(f"| {split} | {size['num_examples']:,} |" for split, size in sizes.items())
+    made_with = "\n".join(f"| {name} | {value.replace('|', '&#124;')} |" for name, value in settings.items())
+    return f"""{header}
+# {pretty_name}
+
+Supervised fine-tuning examples in TRL's conversational vision format: ImageNet-21k images and
+the teachers' reasoning from [`{schema.HUB_REPO}`](https://huggingface.co/datasets/{schema.HUB_REPO})
+(arXiv [2510.01582](https://arxiv.org/abs/2510.01582)), written by `imagenet-think` {__version__}
+(`imagenet-think export-sft --format trl`).
+
+| split | examples |
+|---|---|
+{rows}
+
+| setting | value |
+|---|---|
+{made_with}
+
+## Columns
+
+| column | content |
+|---|---|
+| `id` | id of the corpus record (`<wnid>_<file stem>`) |
+| `teacher` | 1 = GLM-4.1V-9B-Thinking, 2 = Kimi-VL-A3B-Thinking-2506 |
+| `images` | the record's image (one per example) |
+| `messages` | the system turn if any, the user turn (image placeholder and question), the teacher's assistant turn; content parts are `{{"type", "text"}}` |
+
+## Training with TRL
+
+```python
+from datasets import load_dataset
+from transformers import AutoModelForImageTextToText, AutoProcessor
+from trl import SFTConfig, SFTTrainer
+
+train = load_dataset("path/to/this/dir", split="{next(iter(sizes))}")  # or the Hub id it was pushed to
+model_id = "Qwen/Qwen2.5-VL-3B-Instruct"
+trainer = SFTTrainer(
+    model=AutoModelForImageTextToText.from_pretrained(model_id),
+    processing_class=AutoProcessor.from_pretrained(model_id),
+    args=SFTConfig(output_dir="out/sft", max_length=None, per_device_train_batch_size=2),
+    train_dataset=train,
+)
+trainer.train()
+```
+
+{LICENSE_AND_CITATION}"""
+
+
+LICENSE_AND_CITATION = f"""## License
 
 The texts are released under CC BY 4.0, like the published corpus. The images come from
 ImageNet-21k, whose terms of access allow **non-commercial research and educational use

@@ -35,8 +35,8 @@ which gives two examples per record (pair 1 then pair 2), so every function retu
 or table of examples, never a single one.
 
 Only pairs whose ``status_<teacher>`` is in ``require_status`` (default ``("ok",)``) are
-usable.  Any other pair raises a ``ValueError`` naming the record id, unless
-``on_unusable="skip"``, which drops that pair.
+usable.  Any other pair raises :class:`UnusablePairError` (a ``ValueError``) naming the record
+id, unless ``on_unusable="skip"``, which drops that pair.
 
 :func:`sft_table` is the column-oriented path (Arrow in, Arrow out, images passed through as
 stored structs, never decoded); :func:`sft_batch` wraps it for ``Dataset.map(batched=True)``;
@@ -81,6 +81,11 @@ ON_UNUSABLE = ("raise", "skip")
 DEFAULT_REQUIRE_STATUS = ("ok",)
 
 Teacher = Union[int, str]
+
+
+class UnusablePairError(ValueError):
+    """A pair's status is not in ``require_status`` (or no pair is usable at all): the
+    error that ``require_status`` and ``on_unusable`` answer."""
 
 _STRING = datasets.Value("string")
 
@@ -316,7 +321,7 @@ def _usable_rows(table: pa.Table, teacher: int, require_status: Sequence[str], o
     if on_unusable == "raise" and not usable.all():
         first = int(np.flatnonzero(~usable)[0])
         [record_id] = _record_ids(table, np.array([first]))
-        raise ValueError(
+        raise UnusablePairError(
             f"record {record_id!r}: pair {teacher} ({TEACHER_NAMES[teacher]}) has status "
             f"{status[first].as_py()!r}, not one of require_status={tuple(require_status)}; "
             "widen require_status to use it or pass on_unusable='skip' to drop such pairs"

@@ -1,17 +1,29 @@
-"""Write SFT-ready files for TRL, LLaMA-Factory or LLaVA: the ``export-sft`` subcommand.
+"""Write SFT-ready data for TRL, LLaMA-Factory or LLaVA: the ``export-sft`` subcommand.
 
 The examples are those of :mod:`imagenet_think.sft`; this module only reshapes and writes
 them into ``out_dir``:
 
 ``trl``
-    ``<name>.jsonl``: ``{"id", "teacher", "images": ["images/<id>.<ext>"], "messages"}`` with
-    TRL's conversational messages, or ``<name>.parquet`` with the images embedded (typed
-    ``List(Image())``, so ``datasets.load_dataset("parquet", ...)`` decodes them).
+    A dataset directory that ``datasets.load_dataset(out_dir)`` reads as itself, from any
+    working directory and with no import of this package: ``README.md`` (YAML ``configs`` and
+    ``dataset_info``) and ``data/<split>-NNNNN-of-MMMMM-<hash>.parquet`` shards with the
+    images embedded, columns ``id``, ``teacher``, ``images`` (``List(Image())``) and
+    ``messages`` (:func:`imagenet_think.sft.sft_features`).  The card names the shards, whose
+    hash of their content makes a rewritten export never match ``datasets``' cache of the old
+    one.  Upload the directory as it is, or ``push_to_hub`` what it loads.
+    ``file_format="jsonl"`` writes an image folder instead, for
+    readable text and image files: ``metadata.jsonl`` (``{"id", "teacher", "file_names":
+    ["images/<id>.<ext>"], "messages"}``), ``images/`` and the card; ``datasets``' image-folder
+    loader reads it, resolving the paths against the folder (``teacher`` then comes as
+    ``int64``), as its one split ``train``.  Its card declares no ``configs``: ``datasets``
+    caches a folder whose card does by the card alone, and would serve another copy's
+    image paths.  It is not smaller: the shards' compression stores the image that
+    ``teacher="both"`` repeats in adjacent rows about once.
 ``llamafactory``
     LLaMA-Factory's ``sharegpt`` layout, ``<name>.jsonl`` or ``<name>.parquet``:
     ``{"messages": [{"role": "user", "content": "<image>Q"}, {"role": "assistant", "content": A}],
-    "images": ["images/<id>.<ext>"]}``, plus its entry in ``dataset_info.json`` (merged into an
-    existing file).  Train with ``dataset_dir`` set to ``out_dir``.
+    "images": ["images/<id>.<ext>"]}``, plus its entry in ``dataset_info.json``.  Train with
+    ``dataset_dir`` set to ``out_dir``.
 ``llava``
     LLaVA's layout: ``<name>.json`` (one JSON list, what LLaVA's loader reads) or
     ``<name>.jsonl``: ``{"id", "image": "images/<id>.<ext>", "conversations": [{"from": "human",
@@ -19,13 +31,14 @@ them into ``out_dir``:
     ``--image_folder`` set to ``out_dir``.
 
 Images are written once per record as ``images/<id>.<ext>`` from the stored bytes (never
-re-encoded; the extension comes from the stored path, or from the bytes' signature).
-Paths in the files are relative to ``out_dir``.  The reasoning can only go in the text for
-LLaMA-Factory and LLaVA: ``think="field"`` is for ``trl`` alone.
+re-encoded; the extension comes from the stored path, or from the bytes' signature), or
+embedded as they are stored.  Paths in the files are relative to ``out_dir``.  The reasoning
+can only go in the text for LLaMA-Factory and LLaVA: ``think="field"`` is for ``trl`` alone.
 
-Every file appears whole or not at all (:func:`imagenet_think.fileio.atomic_write`), and
-``dataset_info.json`` is updated under an exclusive lock (:func:`update_dataset_info`), so
-several exports into one directory keep each other's entries.
+The export is written in a staging directory beside ``out_dir`` and renamed into place when
+whole, so a failed export leaves ``out_dir`` as it was.  An ``out_dir`` that is not empty is
+refused unless ``overwrite=True``, which replaces a previous export (nothing of it remains),
+and only one: a directory holding files that no export writes is never replaced.
 
 >>> llava_record({"id": "r", "messages": [
 ...     {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Q?"}]},
@@ -37,12 +50,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
+import errno
 import json
 import os
 import re
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
@@ -58,15 +72,38 @@ from imagenet_think.sft import (
     DEFAULT_REQUIRE_STATUS,
     IMAGE_PLACEMENTS,
     THINK_MODES,
+    UnusablePairError,
     check_options,
+    sft_features,
     sft_table,
+    teachers_of,
 )
+from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES, ShardWriter, split_sizes
 
 FORMATS = ("trl", "llamafactory", "llava")
-FILE_FORMATS = {"trl": ("jsonl", "parquet"), "llamafactory": ("jsonl", "parquet"), "llava": ("json", "jsonl")}
+FILE_FORMATS = {"trl": ("parquet", "jsonl"), "llamafactory": ("jsonl", "parquet"), "llava": ("json", "jsonl")}
 """File formats each format can be written as; the first is the default."""
 
+DEFAULT_NAME = "imagenet_think"
+"""Data file name (and ``dataset_info.json`` key) of LLaMA-Factory and LLaVA exports."""
+
 IMAGE_DIR = "images"
+TRL_METADATA_FILE = "metadata.jsonl"
+"""The data file of the trl image-folder variant (the name ``datasets``' image-folder loader reads)."""
+
+EXPORT_FILES = ("README.md", "dataset_info.json", "dataset_info.json.lock")
+EXPORT_SUFFIXES = (".json", ".jsonl", ".parquet")
+"""Top-level files an export may leave (besides ``data/*.parquet`` and ``images/``; the lock
+file is from older versions): what ``overwrite=True`` is allowed to replace."""
+
+THINK_PLACES = {
+    "tags": "in the assistant text: `<think>` reasoning `</think>`, then the answer",
+    "native": "in the assistant text, with the teacher's own markers",
+    "field": "in the assistant turn's `reasoning_content`; `content` is the answer",
+    "none": "left out: the assistant text is the answer",
+}
+"""Where each ``think`` mode puts the reasoning (for the card)."""
+
 IMAGE_TOKEN = "<image>"
 """The image placeholder LLaMA-Factory and LLaVA expect in the user text."""
 
@@ -149,11 +186,17 @@ def llava_record(example: Mapping[str, Any], image_paths: Sequence[str]) -> dict
 
 
 def trl_record(example: Mapping[str, Any], image_paths: Sequence[str]) -> dict:
-    """One example in TRL's conversational layout, images given as paths."""
+    """One example as a row of the trl image folder's ``metadata.jsonl``: the images as paths
+    under ``file_names``, which ``datasets``' image-folder loader turns into the ``images``
+    column.
+
+    >>> trl_record({"id": "r", "teacher": 2, "images": [None], "messages": []}, ["images/r.jpg"])
+    {'id': 'r', 'teacher': 2, 'file_names': ['images/r.jpg'], 'messages': []}
+    """
     return {
         "id": example["id"],
         "teacher": example["teacher"],
-        "images": list(image_paths),
+        "file_names": list(image_paths),
         "messages": example["messages"],
     }
 
@@ -180,24 +223,6 @@ def llamafactory_dataset_info(file_name: str, system_prompt: bool = False) -> di
     }
 
 
-def update_dataset_info(out_dir: Union[str, os.PathLike], name: str, entry: Mapping[str, Any]) -> Path:
-    """Set ``name`` to ``entry`` in ``out_dir/dataset_info.json``, keeping its other entries.
-
-    The read-modify-write holds an exclusive ``flock`` on ``dataset_info.json.lock`` (created
-    beside it and left there), so concurrent updates, from any process, never lose an entry.
-    ``flock`` is POSIX-only and advisory: it guards against other calls of this function, and
-    may not hold across machines on some network file systems.
-    """
-    path = Path(out_dir) / "dataset_info.json"
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        info[name] = dict(entry)
-        with atomic_write(path) as handle:
-            handle.write(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
-    return path
-
-
 def export_sft(
     source: Source,
     out_dir: Union[str, os.PathLike],
@@ -205,21 +230,82 @@ def export_sft(
     teacher: Union[int, str] = 1,
     think: str = "tags",
     file_format: Optional[str] = None,
-    name: str = "imagenet_think",
+    name: Optional[str] = None,
+    split: str = "train",
     system_prompt: Optional[str] = None,
     image_placement: str = "before",
     require_status: Sequence[str] = DEFAULT_REQUIRE_STATUS,
     on_unusable: str = "raise",
     limit: Optional[int] = None,
+    overwrite: bool = False,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    source_name: Optional[str] = None,
     batch_size: int = 256,
     progress: bool = False,
 ) -> dict:
     """Write the SFT examples of ``source`` (``default``-config records) into ``out_dir``.
 
     ``source`` is a ``datasets.Dataset``, ``IterableDataset`` or ``pa.Table``; ``limit``
-    keeps its first records.  Returns counts and the path written:
+    keeps its first records.  ``split`` names the trl export's split; ``name`` the data file
+    of the others (default :data:`DEFAULT_NAME`); ``max_shard_bytes`` sizes trl Parquet
+    shards; ``source_name`` is how the trl card names the source.  ``out_dir`` must be absent
+    or empty unless ``overwrite`` (then a previous export there is replaced).  Returns counts
+    and the path written (the directory for trl, else the data file):
     ``{"records", "examples", "images", "path"}``, where ``images`` counts distinct records
-    with an exported example (files written, or images embedded in the Parquet file).
+    with an exported example.
+    """
+    file_format, data_file = check_request(format, file_format, name, split, think, system_prompt)
+    check_options(teacher, think, image_placement, on_unusable)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    target = Path(out_dir).resolve()
+    check_replaceable(target, overwrite)
+    options = dict(
+        teacher=teacher, think=think, system_prompt=system_prompt, image_placement=image_placement,
+        require_status=tuple(require_status), on_unusable=on_unusable,
+    )
+    counts = {"records": 0, "examples": 0}
+    image_ids: set[str] = set()
+
+    from tqdm.auto import tqdm
+
+    with _staging(target) as staging:
+        with _example_writer(staging, format, file_format, data_file, split, max_shard_bytes) as write, tqdm(
+            total=_length(source, limit), unit="record", desc=f"export-sft {format}", disable=not progress
+        ) as bar:
+            for batch in _batches(source, batch_size, limit):
+                examples = sft_table(batch, **options)
+                counts["records"] += batch.num_rows
+                counts["examples"] += examples.num_rows
+                bar.update(batch.num_rows)
+                image_ids.update(examples.column("id").to_pylist())
+                write(examples)
+            if not counts["examples"]:
+                raise UnusablePairError(f"no usable pairs among {counts['records']} records: nothing to export")
+        if format == "trl":
+            skipped = counts["records"] * len(teachers_of(teacher)) - counts["examples"]
+            settings = _card_settings(options, split, source_name, skipped)
+            _write_trl_card(staging, file_format, split, think, counts["examples"], settings)
+        elif format == "llamafactory":
+            entry = llamafactory_dataset_info(data_file, system_prompt is not None)
+            with atomic_write(staging / "dataset_info.json") as handle:
+                handle.write(json.dumps({name or DEFAULT_NAME: entry}, ensure_ascii=False, indent=2) + "\n")
+        _move_into_place(staging, target, overwrite)
+    path = Path(out_dir) if format == "trl" else Path(out_dir) / data_file
+    return {**counts, "images": len(image_ids), "path": str(path)}
+
+
+def check_request(
+    format: str, file_format: Optional[str], name: Optional[str], split: str, think: str, system_prompt: Optional[str]
+) -> tuple[str, str]:
+    """Check the options of an export that :func:`imagenet_think.sft.check_options` does not;
+    return the file format (the format's default for ``None``) and where the data go, relative
+    to the export.
+
+    >>> check_request("trl", None, None, "train", "field", None)
+    ('parquet', 'data')
+    >>> check_request("llava", "jsonl", "cats", "train", "tags", None)
+    ('jsonl', 'cats.jsonl')
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
@@ -230,42 +316,157 @@ def export_sft(
         raise ValueError("think='field' keeps the reasoning in a separate key, which only the trl format carries")
     if format == "llava" and system_prompt is not None:
         raise ValueError("LLaVA's layout has no system turn: drop system_prompt")
-    options = dict(
-        teacher=teacher, think=think, system_prompt=system_prompt, image_placement=image_placement,
-        require_status=tuple(require_status), on_unusable=on_unusable,
-    )
-    check_options(teacher, think, image_placement, on_unusable)
+    if format == "trl" and name is not None:
+        raise ValueError("the trl format writes a dataset directory whose files datasets names: drop name")
+    if format == "trl" and file_format == "jsonl" and split != "train":
+        raise ValueError(f"the trl image folder (jsonl) holds one split, 'train': export split {split!r} as parquet")
+    if format == "trl" and not re.fullmatch(r"\w+", split):
+        raise ValueError(
+            f"split {split!r} cannot name the export's split (letters, digits, '_'); use limit to export part of one"
+        )
+    if name is not None and not _SAFE_ID.fullmatch(name):
+        raise ValueError(f"name {name!r} cannot name a data file (letters, digits, '.', '_', '-')")
+    if format == "trl":
+        return file_format, ("data" if file_format == "parquet" else TRL_METADATA_FILE)
+    return file_format, f"{name or DEFAULT_NAME}.{file_format}"
+
+
+def check_replaceable(out_dir: Union[str, os.PathLike], overwrite: bool) -> None:
+    """Raise ``FileExistsError`` unless an export may go to ``out_dir``: absent or empty, or,
+    with ``overwrite``, holding nothing but a previous export (:func:`is_export_entry`)."""
     out_dir = Path(out_dir)
-    embed = format == "trl" and file_format == "parquet"
-    (out_dir if embed else out_dir / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.{file_format}"
-    counts = {"records": 0, "examples": 0}
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a directory")
+    entries = sorted(out_dir.iterdir())
+    if entries and not overwrite:
+        raise _not_empty(out_dir)
+    foreign = [entry.name for entry in entries if not is_export_entry(entry)]
+    if foreign:
+        raise FileExistsError(
+            f"{out_dir} holds {foreign[0]!r}, which no export writes; overwrite replaces only a previous export: "
+            "choose an empty or new directory"
+        )
+
+
+def _not_empty(out_dir: Path) -> FileExistsError:
+    return FileExistsError(f"{out_dir} is not empty: pass overwrite=True (--overwrite) to replace the export there")
+
+
+def is_export_entry(path: Path) -> bool:
+    """Whether ``path``, an entry of an export directory, is something an export writes: the
+    card, a data file, ``data/`` holding only Parquet files or ``images/`` holding only files."""
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        if path.name not in ("data", IMAGE_DIR):
+            return False
+        return all(
+            child.is_file() and not child.is_symlink() and (path.name == IMAGE_DIR or child.suffix == ".parquet")
+            for child in path.iterdir()
+        )
+    return path.is_file() and (path.name in EXPORT_FILES or path.suffix in EXPORT_SUFFIXES)
+
+
+@contextlib.contextmanager
+def _staging(out_dir: Path) -> Iterator[Path]:
+    """A new directory beside ``out_dir`` (an absolute path; same file system, so it can be
+    renamed into place), removed when the block ends."""
+    staging = out_dir.with_name(f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}")
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
+    """Rename ``staging`` to ``out_dir``.  With ``overwrite`` the export there is first renamed
+    aside, and removed once the new one is in place; if another export lands in between, it
+    is replaced the same way, so concurrent exports leave the last one whole."""
+    while True:
+        aside = None
+        if overwrite and out_dir.exists():
+            check_replaceable(out_dir, overwrite)
+            aside = out_dir.with_name(f".{out_dir.name}.replaced-{uuid.uuid4().hex[:8]}")
+            try:
+                os.rename(out_dir, aside)
+            except FileNotFoundError:  # another export moved it first
+                aside = None
+        try:
+            os.rename(staging, out_dir)
+        except OSError as error:
+            taken = error.errno in (errno.ENOTEMPTY, errno.EEXIST)
+            if aside is not None and not taken:
+                os.rename(aside, out_dir)
+            elif aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
+            if taken and overwrite:
+                continue
+            if taken:
+                raise _not_empty(out_dir) from error
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        return
+
+
+@contextlib.contextmanager
+def _example_writer(
+    directory: Path, format: str, file_format: str, data_file: str, split: str, max_shard_bytes: int
+) -> Iterator[Callable[[pa.Table], None]]:
+    """A function that writes a table of SFT examples into ``directory`` as ``format``."""
+    if format == "trl" and file_format == "parquet":
+        with ShardWriter(directory / data_file, split, max_shard_bytes) as shards:
+            yield shards.write
+        return
     image_ids: set[str] = set()
 
-    from tqdm.auto import tqdm
+    def write(examples: pa.Table) -> None:
+        rows = []
+        for example in examples.to_pylist():
+            paths = [_image_path(image, directory, example["id"], image_ids) for image in example["images"]]
+            rows.append(RECORD_WRITERS[format](example, paths))
+        writer.write_rows(rows)
 
-    with _writing(path, file_format) as writer, tqdm(
-        total=_length(source, limit), unit="record", desc=f"export-sft {format}", disable=not progress
-    ) as bar:
-        for batch in _batches(source, batch_size, limit):
-            examples = sft_table(batch, **options)
-            counts["records"] += batch.num_rows
-            counts["examples"] += examples.num_rows
-            bar.update(batch.num_rows)
-            if embed:
-                writer.write_table(datasets.table.embed_table_storage(examples))
-                image_ids.update(examples.column("id").to_pylist())
-                continue
-            rows = []
-            for example in examples.to_pylist():
-                paths = [_image_path(image, out_dir, example["id"], image_ids) for image in example["images"]]
-                rows.append(RECORD_WRITERS[format](example, paths))
-            writer.write_rows(rows)
-        if not counts["examples"]:
-            raise ValueError(f"no usable pairs among {counts['records']} records: nothing to export")
-    if format == "llamafactory":
-        update_dataset_info(out_dir, name, llamafactory_dataset_info(path.name, system_prompt is not None))
-    return {**counts, "images": len(image_ids), "path": str(path)}
+    with _writing(directory / data_file, file_format) as writer:
+        yield write
+
+
+def _write_trl_card(
+    directory: Path, file_format: str, split: str, think: str, num_examples: int, settings: Mapping[str, str]
+) -> None:
+    """``README.md`` of a trl export: its config names the Parquet shards (whose names change
+    with their content, see :class:`~imagenet_think.writer.ShardWriter`) typed by
+    :func:`sft_features`; an image folder gets no config (``datasets`` infers it)."""
+    from imagenet_think.card import render_sft_card
+
+    if file_format == "parquet":
+        shards = [f"data/{shard.name}" for shard in sorted((directory / "data").glob("*.parquet"))]
+        card = render_sft_card(split_sizes(directory), settings, features=sft_features(think),
+                               data_files=[{"split": split, "path": shards}])
+    else:
+        files = [directory / TRL_METADATA_FILE, *(directory / IMAGE_DIR).iterdir()]
+        size = {"num_examples": num_examples, "num_bytes": 0, "download_size": sum(f.stat().st_size for f in files)}
+        card = render_sft_card({split: size}, settings)
+    with atomic_write(directory / "README.md") as handle:
+        handle.write(card)
+
+
+def _card_settings(options: Mapping[str, Any], split: str, source_name: Optional[str], skipped: int) -> dict[str, str]:
+    """The rows of the trl card's settings table."""
+    teachers = teachers_of(options["teacher"])
+    names = ", ".join(f"{t} = `{schema.TEACHERS[t]}`" for t in teachers)
+    system_prompt = options["system_prompt"]
+    return {
+        "source": f"`{source_name}`, split `{split}`" if source_name else f"split `{split}`",
+        "teacher": names + (" (one example each, pair 1 first)" if len(teachers) > 1 else ""),
+        "reasoning": THINK_PLACES[options["think"]],
+        "image": f"{options['image_placement']} the question",
+        "system prompt": "none" if system_prompt is None else json.dumps(system_prompt, ensure_ascii=False),
+        "pairs used": f"status {' or '.join(options['require_status'])}; {skipped} other pairs skipped",
+    }
 
 
 def _image_path(image: Mapping[str, Any], out_dir: Path, record_id: str, written: set) -> str:
@@ -346,21 +547,35 @@ def _writing(path: Path, file_format: str) -> Iterator[_Writer]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imagenet-think export-sft``."""
     parser.add_argument("--source", default="sample", help="'sample', 'imagenet-think' (the Hub copy) or a directory")
-    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--format", required=True, choices=FORMATS,
+                        help="trl: a dataset directory that datasets.load_dataset(OUT) reads (Parquet shards "
+                             "with the images + card); llamafactory: sharegpt data + dataset_info.json; "
+                             "llava: LLaVA's JSON list; the last two with images/")
     parser.add_argument("--teacher", default="1", choices=[*map(str, schema.TEACHER_NAMES), "both"],
-                        help="1 = GLM-4.1V-9B-Thinking, 2 = Kimi-VL-A3B-Thinking-2506, both = one example each")
+                        help="1 = GLM-4.1V-9B-Thinking, 2 = Kimi-VL-A3B-Thinking-2506, both = one example "
+                             "each (default: 1)")
     parser.add_argument("--think", default="tags", choices=THINK_MODES,
                         help="where the reasoning goes: <think> tags, the teacher's own markers, "
-                             "reasoning_content (trl only) or nowhere")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--limit", type=int, default=None, help="export only the first N records")
+                             "reasoning_content (trl only) or nowhere (default: tags)")
+    parser.add_argument("--out", required=True,
+                        help="output directory: new or empty, or a previous export with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the previous export in OUT (never a directory holding other files)")
+    parser.add_argument("--split", default="train",
+                        help="split of the source to export, and the split name of a trl export (default: train)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="export only the first N records")
     parser.add_argument("--file-format", default=None,
-                        help="trl: jsonl (image files) or parquet (embedded images); llamafactory: jsonl or "
-                             "parquet; llava: json or jsonl (default: the first)")
-    parser.add_argument("--name", default="imagenet_think", help="data file name and dataset_info.json key")
-    parser.add_argument("--system-prompt", default=None)
-    parser.add_argument("--image-placement", default="before", choices=IMAGE_PLACEMENTS)
+                        help="trl: parquet (images embedded) or jsonl (an image folder: metadata.jsonl + "
+                             "images/); llamafactory: jsonl or parquet; llava: json or jsonl (default: the first)")
+    parser.add_argument("--name", default=None,
+                        help=f"data file name and dataset_info.json key of llamafactory and llava exports "
+                             f"(default: {DEFAULT_NAME})")
+    parser.add_argument("--max-shard-mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
+                        help="target size of a trl Parquet shard in MB (default: %(default)g)")
+    parser.add_argument("--system-prompt", default=None,
+                        help="text of a system turn opening every example (default: none; not for llava)")
+    parser.add_argument("--image-placement", default="before", choices=IMAGE_PLACEMENTS,
+                        help="the image before or after the question in the user turn (default: before)")
     parser.add_argument("--require-status", nargs="+", default=list(DEFAULT_REQUIRE_STATUS),
                         choices=[s for s in schema.STATUSES if s != "missing"], metavar="STATUS",
                         help="pair statuses to use (default: ok)")
@@ -370,33 +585,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``imagenet-think export-sft``."""
+    """Run ``imagenet-think export-sft``; bad input prints a one-line error and returns 2."""
     from imagenet_think.loading import load_dataset
 
-    source = load_dataset(args.source, split=args.split)
+    teacher = "both" if args.teacher == "both" else int(args.teacher)
     try:
+        check_request(args.format, args.file_format, args.name, args.split, args.think, args.system_prompt)
+        check_replaceable(args.out, args.overwrite)
         summary = export_sft(
-            source,
+            load_dataset(args.source, split=args.split),
             args.out,
             format=args.format,
-            teacher="both" if args.teacher == "both" else int(args.teacher),
+            teacher=teacher,
             think=args.think,
             file_format=args.file_format,
             name=args.name,
+            split=args.split,
             system_prompt=args.system_prompt,
             image_placement=args.image_placement,
             require_status=args.require_status,
             on_unusable="raise" if args.strict else "skip",
             limit=args.limit,
+            overwrite=args.overwrite,
+            max_shard_bytes=int(args.max_shard_mb * 2**20),
+            source_name=args.source,
             progress=True,
         )
-    except ValueError as error:
-        print(f"export-sft: {error} (options: --require-status, --strict)", file=sys.stderr)
-        return 2
-    pairs = summary["records"] * (2 if args.teacher == "both" else 1)
+    except UnusablePairError as error:
+        return _error(f"{error} (options: --require-status, --strict)")
+    except (ValueError, KeyError, OSError) as error:
+        return _error(error.args[0] if isinstance(error, KeyError) and error.args else error)
+    pairs = summary["records"] * len(teachers_of(teacher))
     print(
         f"wrote {summary['examples']} examples from {summary['records']} records "
         f"({summary['images']} images) to {summary['path']}; skipped {pairs - summary['examples']} pairs "
         f"whose status is not in {', '.join(args.require_status)}"
     )
     return 0
+
+
+def _error(message: Any) -> int:
+    print(f"imagenet-think export-sft: error: {message}", file=sys.stderr)
+    return 2

@@ -10,7 +10,8 @@ A corpus directory looks like the Hub copy of a well-kept dataset::
 ``datasets.load_dataset(out)`` reads it with typed features and no import of this package.
 :func:`write_shard` is the one place corpus shards are written (``regenerate`` uses it
 too); :func:`write_card` recomputes the card from the shards present, so a rewritten
-directory never serves datasets' stale cache.
+directory never serves datasets' stale cache.  :class:`ShardWriter` writes a stream of
+tables of any schema as one split's shards (``export-sft --format trl`` uses it).
 
 >>> shard_name("train", 3, 12)
 'train-00003-of-00012.parquet'
@@ -24,7 +25,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,10 +40,17 @@ ROWS_PER_ROW_GROUP = 100
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 2**20
 
+COMPRESSION = "zstd"
 
-def shard_name(split: str, index: int, total: int) -> str:
-    """File name of shard ``index`` of ``total`` for ``split``."""
-    return f"{split}-{index:05d}-of-{total:05d}.parquet"
+
+def shard_name(split: str, index: int, total: int, fingerprint: Optional[str] = None) -> str:
+    """File name of shard ``index`` of ``total`` for ``split`` (``fingerprint`` ends the stem).
+
+    >>> shard_name("train", 0, 2, fingerprint="9f0c")
+    'train-00000-of-00002-9f0c.parquet'
+    """
+    stem = f"{split}-{index:05d}-of-{total:05d}"
+    return f"{stem}-{fingerprint}.parquet" if fingerprint else f"{stem}.parquet"
 
 
 def write_shard(
@@ -68,8 +76,92 @@ def write_shard(
         metadata[METADATA_KEY] = json.dumps({"split": split, "validation_fraction": validation_fraction})
     table = table.replace_schema_metadata(metadata)
     with atomic_write(path, "wb") as f:
-        pq.write_table(table, f, row_group_size=ROWS_PER_ROW_GROUP, compression="zstd")
+        pq.write_table(table, f, row_group_size=ROWS_PER_ROW_GROUP, compression=COMPRESSION)
     return path
+
+
+class ShardWriter:
+    """Write a stream of Arrow tables as the shards ``<split>-NNNNN-of-MMMMM.parquet`` of one split.
+
+    Images are embedded (``datasets.table.embed_table_storage``, as ``push_to_hub`` does) and
+    the first table's schema, with its ``huggingface`` features metadata, is every shard's.
+    A shard is closed once it holds about ``max_shard_bytes`` of Arrow data; shards carry a
+    provisional name until :meth:`close` knows their count and :attr:`fingerprint`, a hash of
+    the split's shard files that ends every name, so a card naming ``<split>-*-<fingerprint>``
+    changes whenever the data do (``datasets`` keys its cache of a local directory on the card
+    alone).  Write into a staging directory: the shards of an unfinished split are not a
+    dataset yet (on an error they are removed).
+
+    >>> import tempfile
+    >>> data = Path(tempfile.mkdtemp()) / "data"
+    >>> with ShardWriter(data, "train", max_shard_bytes=8) as shards:
+    ...     shards.write(pa.table({"n": [1]}))
+    ...     shards.write(pa.table({"n": [2, 3]}))
+    >>> [path.name.replace(shards.fingerprint, "F") for path in shards.paths], shards.num_rows
+    (['train-00000-of-00002-F.parquet', 'train-00001-of-00002-F.parquet'], 3)
+    """
+
+    def __init__(
+        self, data_dir: Union[str, os.PathLike], split: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
+    ):
+        self.data_dir, self.split, self.max_shard_bytes = Path(data_dir), split, max_shard_bytes
+        self.paths: list[Path] = []
+        self.num_rows = 0
+        self.fingerprint: Optional[str] = None
+        self._parquet: Optional[pq.ParquetWriter] = None
+        self._shard_bytes = 0
+
+    def write(self, table: pa.Table) -> None:
+        """Append ``table``'s rows, in a new shard if the current one is full (no rows: nothing)."""
+        from datasets.table import embed_table_storage
+
+        if table.num_rows == 0:
+            return
+        if self._parquet is not None and self._shard_bytes >= self.max_shard_bytes:
+            self._close_shard()
+        table = embed_table_storage(table)
+        if self._parquet is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.paths.append(self.data_dir / f"{self.split}-{len(self.paths):05d}.parquet.partial")
+            self._parquet = pq.ParquetWriter(self.paths[-1], table.schema, compression=COMPRESSION)
+            self._shard_bytes = 0
+        self._parquet.write_table(table.cast(self._parquet.schema), row_group_size=ROWS_PER_ROW_GROUP)
+        self._shard_bytes += table.nbytes
+        self.num_rows += table.num_rows
+
+    def close(self) -> list[Path]:
+        """Finish the last shard and give every shard its final name; return their paths."""
+        import xxhash
+
+        self._close_shard()
+        digest = xxhash.xxh3_64()
+        for path in self.paths:
+            with open(path, "rb") as shard:
+                for block in iter(lambda: shard.read(1 << 24), b""):
+                    digest.update(block)
+        self.fingerprint = digest.hexdigest()
+        total = len(self.paths)
+        final = [self.data_dir / shard_name(self.split, i, total, self.fingerprint) for i in range(total)]
+        for provisional, path in zip(self.paths, final):
+            os.replace(provisional, path)
+        self.paths = final
+        return final
+
+    def _close_shard(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, error_type: Any, *_: Any) -> None:
+        if error_type is None:
+            self.close()
+            return
+        self._close_shard()
+        for path in self.paths:
+            path.unlink(missing_ok=True)
 
 
 def split_sizes(out_dir: Union[str, os.PathLike]) -> dict[str, dict[str, int]]:
