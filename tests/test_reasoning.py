@@ -19,7 +19,7 @@ from imagenet_think.reasoning import (
     STYLES,
     THINK_CLOSE,
     THINK_OPEN,
-    Split,
+    ReasoningSplit,
     detect_style,
     join_reasoning,
     split_batch,
@@ -286,7 +286,7 @@ any_text = st.lists(
        finish_reason=st.sampled_from([None, "stop", "length"]), keep_raw=st.booleans())
 def test_no_input_raises_and_results_are_well_formed(text, style, finish_reason, keep_raw):
     split = split_reasoning(text, style, finish_reason=finish_reason, keep_raw=keep_raw)
-    assert isinstance(split, Split)
+    assert isinstance(split, ReasoningSplit)
     assert split.status in STATUSES
     assert split.style in STYLES
     assert split.think == split.think.strip() and split.answer == split.answer.strip()
