@@ -33,18 +33,8 @@ except ImportError:  # pragma: no cover - older datasets take any hashable key
         return (file_idx, batch_idx)
 
 
-METADATA_KEY = b"imagenet_think"
-"""Parquet schema-metadata key holding ``{"split": ..., "validation_fraction": ...}``."""
-
 DATA_REVISION = "1"
 """Bump when the meaning of stored data changes; part of the cache key with the version."""
-
-CITATION = """@article{imagenet_think_2025,
-  title   = {ImageNet-Think-250K: A Large-Scale Synthetic Dataset for Multimodal Reasoning for Vision Language Models},
-  author  = {Krishna Teja Chitty-Venkata and Murali Emani},
-  journal = {arXiv preprint arXiv:2510.01582},
-  year    = {2025}
-}"""
 
 
 @dataclass
@@ -55,8 +45,7 @@ class ImageNetThinkConfig(datasets.BuilderConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.name not in schema.CONFIGS:
-            raise ValueError(f"unknown config {self.name!r}; choose one of {', '.join(schema.CONFIGS)}")
+        schema.check_config(self.name)
         check_fraction(self.validation_fraction)
 
 
@@ -68,7 +57,7 @@ def builder_hash(data_fingerprint: str = "") -> str:
 def read_split_metadata(file) -> dict:
     """The ``imagenet_think`` metadata of an open Parquet file, ``{}`` when absent."""
     metadata = pq.read_schema(file).metadata or {}
-    return json.loads(metadata[METADATA_KEY]) if METADATA_KEY in metadata else {}
+    return json.loads(metadata[schema.METADATA_KEY]) if schema.METADATA_KEY in metadata else {}
 
 
 class ImageNetThink(datasets.ArrowBasedBuilder):
@@ -84,7 +73,7 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
             features=schema.features(self.config.name),
             homepage=f"https://huggingface.co/datasets/{schema.HUB_REPO}",
             license="cc-by-4.0 (texts); ImageNet terms, non-commercial research only (images)",
-            citation=CITATION,
+            citation=schema.CITATION,
         )
 
     def _split_generators(self, dl_manager):

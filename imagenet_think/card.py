@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Optional
 
 from imagenet_think import __version__, schema
-from imagenet_think.builder import CITATION
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 
 
@@ -155,6 +154,6 @@ only**; you must agree to the ImageNet terms (https://image-net.org/download.php
 ## Citation
 
 ```bibtex
-{CITATION}
+{schema.CITATION}
 ```
 """

@@ -231,8 +231,7 @@ def load_dataset(
     from imagenet_think.normalize import LayoutError
     from imagenet_think.split import check_fraction
 
-    if name not in schema.CONFIGS:
-        raise ValueError(f"unknown config {name!r}; choose one of {', '.join(schema.CONFIGS)}")
+    schema.check_config(name)
     check_fraction(validation_fraction)
     data_files, fingerprint = resolve_source(str(path), hub_repo=hub_repo, revision=revision)
     builder = ImageNetThink(

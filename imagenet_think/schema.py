@@ -56,6 +56,31 @@ GENERATION_FIELDS = ("pair", "engine", "revision", "sampling", "raw")
 """Fields of each ``generation`` entry: pair number, engine name and version, model revision,
 sampling parameters as JSON, raw model output."""
 
+METADATA_KEY = b"imagenet_think"
+"""Parquet schema-metadata key holding ``{"split": ..., "validation_fraction": ...}``."""
+
+CITATION = """@article{imagenet_think_2025,
+  title   = {ImageNet-Think-250K: A Large-Scale Synthetic Dataset for Multimodal Reasoning for Vision Language Models},
+  author  = {Krishna Teja Chitty-Venkata and Murali Emani},
+  journal = {arXiv preprint arXiv:2510.01582},
+  year    = {2025}
+}"""
+
+
+def check_config(config: str) -> str:
+    """Return ``config`` if it is one of :data:`CONFIGS`; else a ``ValueError`` listing them.
+
+    >>> check_config("pairs")
+    'pairs'
+    >>> check_config("cot")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown config 'cot'; choose one of default, glm, kimi, pairs
+    """
+    if config not in CONFIGS:
+        raise ValueError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
+    return config
+
 
 @functools.lru_cache(maxsize=None)
 def features(config: str = "default") -> "datasets.Features":
@@ -70,8 +95,7 @@ def features(config: str = "default") -> "datasets.Features":
     """
     import datasets
 
-    if config not in CONFIGS:
-        raise ValueError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
+    check_config(config)
     string = datasets.Value("string")
     field_types = dict.fromkeys(PAIR_FIELDS, string) | {"num_tokens": datasets.Value("int32")}
     identity = dict.fromkeys(IDENTITY_COLUMNS, string) | {"image": datasets.Image()}

@@ -45,9 +45,8 @@ import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
-import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -62,6 +61,9 @@ from imagenet_think.sft import (
     sft_table,
 )
 
+if TYPE_CHECKING:
+    import datasets
+
 FORMATS = ("trl", "llamafactory", "llava")
 FILE_FORMATS = {"trl": ("jsonl", "parquet"), "llamafactory": ("jsonl", "parquet"), "llava": ("json", "jsonl")}
 """File formats each format can be written as; the first is the default."""
@@ -74,7 +76,7 @@ LLAMAFACTORY_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-Source = Union[datasets.Dataset, datasets.IterableDataset, pa.Table]
+Source = Union["datasets.Dataset", "datasets.IterableDataset", pa.Table]
 
 
 def image_suffix(image: Mapping[str, Any]) -> str:
@@ -242,6 +244,7 @@ def export_sft(
     counts = {"records": 0, "examples": 0}
     image_ids: set[str] = set()
 
+    from datasets.table import embed_table_storage
     from tqdm.auto import tqdm
 
     with _writing(path, file_format) as writer, tqdm(
@@ -253,7 +256,7 @@ def export_sft(
             counts["examples"] += examples.num_rows
             bar.update(batch.num_rows)
             if embed:
-                writer.write_table(datasets.table.embed_table_storage(examples))
+                writer.write_table(embed_table_storage(examples))
                 image_ids.update(examples.column("id").to_pylist())
                 continue
             rows = []
@@ -290,6 +293,8 @@ def _batches(source: Source, batch_size: int, limit: Optional[int]) -> Iterator[
         table = source if limit is None else source.slice(0, limit)
         yield from (pa.Table.from_batches([b]) for b in table.to_batches(max_chunksize=batch_size))
         return
+    import datasets
+
     if isinstance(source, datasets.IterableDataset) and limit is not None:
         source = source.take(limit)
     elif limit is not None:

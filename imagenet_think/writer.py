@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imagenet_think import schema
-from imagenet_think.builder import METADATA_KEY
 from imagenet_think.fileio import atomic_write
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 
@@ -65,7 +64,7 @@ def write_shard(
     table = embed_table_storage(table_cast(table.select(target.names), target))
     metadata = dict(target.metadata)
     if split is not None:
-        metadata[METADATA_KEY] = json.dumps({"split": split, "validation_fraction": validation_fraction})
+        metadata[schema.METADATA_KEY] = json.dumps({"split": split, "validation_fraction": validation_fraction})
     table = table.replace_schema_metadata(metadata)
     with atomic_write(path, "wb") as f:
         pq.write_table(table, f, row_group_size=ROWS_PER_ROW_GROUP, compression="zstd")

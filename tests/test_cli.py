@@ -51,3 +51,14 @@ def test_import_is_light():
     code = "import sys, imagenet_think; print(sorted(m for m in ('datasets','torch','transformers','vllm','pyarrow') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_imports_no_heavy_library(command):
+    code = (
+        "import sys\nfrom imagenet_think.cli import main\n"
+        f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('datasets', 'pandas', 'torch', 'transformers', 'vllm', 'matplotlib') if m in sys.modules))"
+    )
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert printed.startswith(f"usage: imagenet-think {command}") and printed.splitlines()[-1] == "[]", printed
