@@ -75,20 +75,27 @@ def test_export_roundtrip_loads_without_the_package(tmp_path):
     assert len([s for s in shards if s.startswith("train")]) > 1
     code = (
         "import datasets, json, sys; d = datasets.load_dataset(sys.argv[1]);"
-        "g = datasets.load_dataset(sys.argv[1], 'glm', split='train');"
+        "g = datasets.load_dataset(sys.argv[1], 'glm_1', split='train');"
+        "k = datasets.load_dataset(sys.argv[1], 'kimi_2', split='train');\n"
+        "try:\n    datasets.load_dataset(sys.argv[1], 'glm', split='train'); glm = 'loaded'\n"
+        "except ValueError as error:\n    glm = str(error)\n"
         "print(json.dumps([d['train'].features.to_dict(), len(d['train']), len(d['validation']), g.column_names,"
-        " d['train'][0]['image'].size]))"
+        " k.column_names, glm, d['train'][0]['image'].size, [m for m in sys.modules if m.startswith('imagenet_think')]]))"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     import json
 
-    features, n_train, n_val, glm_columns, size = json.loads(result.stdout.strip().splitlines()[-1])
+    features, n_train, n_val, glm_1, kimi_2, glm, size, ours_imported = json.loads(result.stdout.strip().splitlines()[-1])
     assert datasets.Features.from_dict(features) == schema.FEATURES["default"]
     assert n_train + n_val == 24 and n_val > 0
-    assert glm_columns[-1] == "num_tokens_1" and size == [256, 256]
-    assert "imagenet_think" not in result.stdout
+    for columns, pair in ((glm_1, 1), (kimi_2, 2)):
+        assert columns == [*schema.IDENTITY_COLUMNS, *(f"{name}_{pair}" for name in schema.PAIR_FIELDS)]
+    # one config name, one meaning: plain datasets has no 'glm' here, the package's 'glm' renames the columns
+    assert "'glm' not found" in glm, glm
+    assert imagenet_think.load_dataset(str(out), "glm", split="train").column_names == list(schema.FEATURES["glm"])
+    assert size == [256, 256] and ours_imported == []
     ours = imagenet_think.load_dataset(str(out), "pairs", validation_fraction=0.3)
     assert len(ours["train"]) + len(ours["validation"]) == 48
     stream = imagenet_think.load_dataset(str(out), split="train", streaming=True, validation_fraction=0.3)
