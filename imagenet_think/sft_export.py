@@ -42,7 +42,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
@@ -51,6 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imagenet_think import schema
+from imagenet_think.cli import add_source_argument
 from imagenet_think.fileio import atomic_write
 from imagenet_think.images import image_kind
 from imagenet_think.sft import (
@@ -350,7 +350,7 @@ def _writing(path: Path, file_format: str) -> Iterator[_Writer]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imagenet-think export-sft``."""
-    parser.add_argument("--source", default="sample", help="'sample', 'imagenet-think' (the Hub copy) or a directory")
+    add_source_argument(parser)
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--teacher", default="1", choices=[*map(str, schema.TEACHER_NAMES), "both"],
                         help="1 = GLM-4.1V-9B-Thinking, 2 = Kimi-VL-A3B-Thinking-2506, both = one example each")
@@ -396,8 +396,7 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
         )
     except ValueError as error:
-        print(f"export-sft: {error} (options: --require-status, --strict)", file=sys.stderr)
-        return 2
+        raise ValueError(f"{error} (options: --require-status, --strict)") from error
     pairs = summary["records"] * (2 if args.teacher == "both" else 1)
     print(
         f"wrote {summary['examples']} examples from {summary['records']} records "

@@ -195,4 +195,4 @@ def test_cli_on_a_corpus_directory(tmp_path, capsys):
 def test_cli_reports_unusable_pairs(tmp_path, capsys):
     assert cli.main(["export-sft", "--format", "trl", "--teacher", "1", "--out", str(tmp_path), "--strict"]) == 2
     error = capsys.readouterr().err
-    assert "export-sft: record '" in error and "--strict" in error
+    assert "imagenet-think export-sft: error: record '" in error and "--strict" in error
