@@ -283,3 +283,19 @@ def test_alias_wins_over_a_same_named_directory(monkeypatch, tmp_path):
         resolve_source("imagenet-think")
     with pytest.raises(FileNotFoundError, match="no Parquet files found"):
         resolve_source("./imagenet-think")
+
+
+def test_a_missing_path_that_looks_like_a_hub_id_says_both(monkeypatch, tmp_path, empty_hub):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(OfflineError, match=r"^data/corpus: no such directory, and not reachable as a Hub id: the Hugging"):
+        imagenet_think.load_dataset("data/corpus")
+    code = "import imagenet_think; imagenet_think.load_dataset('data/corpus')"
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": empty_hub.url, "HF_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.stderr.splitlines()[-1] == (
+        "FileNotFoundError: data/corpus: no such directory, and no dataset data/corpus on the Hub "
+        "(or it is private: log in with `hf auth login`)"
+    )
+    assert [p for p in empty_hub.paths if p.startswith("/api/datasets/data/corpus")]
