@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Optional
 
 import datasets
 import pyarrow as pa
@@ -39,14 +40,22 @@ DATA_REVISION = "1"
 
 @dataclass
 class ImageNetThinkConfig(datasets.BuilderConfig):
-    """Config of one view of the corpus; ``validation_fraction`` sizes the hash split."""
+    """Config of one view of the corpus; ``validation_fraction`` sizes the hash split.
+
+    ``columns`` keeps only those columns of the config, like the packaged Parquet builder's
+    option: the others are neither read from ImageNet-Think shards nor written to the Arrow
+    cache (``["id", "answer_1"]`` never copies an image).
+    """
 
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION
+    columns: Optional[list[str]] = None
 
     def __post_init__(self):
         super().__post_init__()
         schema.check_config(self.name)
         check_fraction(self.validation_fraction)
+        if self.columns is not None:
+            self.columns = list(schema.features(self.name, tuple(self.columns)))  # checks the names
 
 
 def builder_hash(data_fingerprint: str = "") -> str:
@@ -70,11 +79,15 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description="ImageNet-21k images with two (thinking, answer) pairs from two reasoning VLMs.",
-            features=schema.features(self.config.name),
+            features=schema.features(self.config.name, self._columns),
             homepage=f"https://huggingface.co/datasets/{schema.HUB_REPO}",
             license="cc-by-4.0 (texts); ImageNet terms, non-commercial research only (images)",
             citation=schema.CITATION,
         )
+
+    @property
+    def _columns(self) -> Optional[tuple[str, ...]]:
+        return None if self.config.columns is None else tuple(self.config.columns)
 
     def _split_generators(self, dl_manager):
         if not self.config.data_files:
@@ -111,19 +124,20 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
             with open(file, "rb") as f:
                 try:
                     fragment = ds.ParquetFileFormat().make_fragment(f)
-                    normalize.layout_of(fragment.physical_schema.names, file)
+                    layout = normalize.layout_of(fragment.physical_schema.names, file)
                     if not fragment.row_groups:
                         continue
                     first_row = 0
+                    read = normalize.source_columns(self.config.name, self._columns) if layout == "imagenet-think" else None
                     batches = fragment.to_batches(
-                        batch_size=fragment.row_groups[0].num_rows, batch_readahead=0, fragment_readahead=0
+                        columns=read, batch_size=fragment.row_groups[0].num_rows, batch_readahead=0, fragment_readahead=0
                     )
                     for batch_idx, batch in enumerate(batches):
                         table = pa.Table.from_batches([batch])
                         ids = normalize.row_ids(table, file, first_row)
                         first_row += table.num_rows
                         table, ids = normalize.split_filter(table, ids, keep_validation, self.config.validation_fraction)
-                        table = normalize.to_default(table, ids)
-                        yield Key(file_idx, batch_idx), normalize.project(table, self.config.name)
+                        table = normalize.to_default(table, ids, layout)
+                        yield Key(file_idx, batch_idx), normalize.project(table, self.config.name, self._columns)
                 except (pa.ArrowInvalid, OSError) as err:
                     raise normalize.LayoutError(f"{file}: cannot read Parquet data ({err})") from err

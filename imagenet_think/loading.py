@@ -15,7 +15,7 @@ import socket
 from urllib.parse import urlsplit
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import datasets
 
@@ -234,17 +234,22 @@ def load_dataset(
     hub_repo: str = schema.HUB_REPO,
     revision: Optional[str] = None,
     cache_dir: Optional[str] = None,
+    columns: Optional[Sequence[str]] = None,
     **kw: Any,
 ):
     """Load ImageNet-Think with typed features; returns what ``datasets.load_dataset`` would.
 
     ``name`` is a config (``default``, ``glm``, ``kimi``, ``pairs``); ``validation_fraction``
-    sizes the hash split; ``decode_images=False`` yields ``{"bytes", "path"}`` dicts; other
-    keywords (``num_proc``, ``download_mode``...) go to ``download_and_prepare``.
+    sizes the hash split; ``decode_images=False`` yields ``{"bytes", "path"}`` dicts;
+    ``columns`` keeps only those columns (the others, images included, are never copied
+    into the Arrow cache); other keywords (``num_proc``, ``download_mode``...) go to
+    ``download_and_prepare``.
 
     >>> ds = load_dataset("sample", "pairs", split="train")
     >>> ds.features["teacher"].dtype, ds[0]["teacher"]
     ('int8', 1)
+    >>> load_dataset("sample", "glm", split="train", columns=["id", "answer"]).column_names
+    ['id', 'answer']
     """
     from imagenet_think.builder import ImageNetThink, builder_hash
     from imagenet_think.normalize import LayoutError
@@ -260,6 +265,7 @@ def load_dataset(
         hash=builder_hash(fingerprint),
         dataset_name="imagenet_think",
         validation_fraction=validation_fraction,
+        **({} if columns is None else {"columns": list(columns)}),
     )
     image = IdentifiedImage() if decode_images else datasets.Image(decode=False)
     if streaming:
@@ -273,6 +279,8 @@ def load_dataset(
                 raise LayoutError(str(cause)) from err
             raise
         result = _as_dataset(builder, split)
+    if "image" not in builder.info.features:
+        return result
     if isinstance(result, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         for key in list(result):
             result[key] = result[key].cast_column("image", image)

@@ -39,16 +39,24 @@ AGREEMENT_BINS = 10
 FIELDS = ("think", "answer")
 
 
+def text_columns(suffixes: Sequence[str] = PAIRS) -> list[str]:
+    """The columns :func:`measure` reads (load only these: ``load_dataset(..., columns=...)``).
+
+    >>> text_columns(("",))
+    ['status', 'think', 'answer']
+    """
+    return [f"{name}{s}" for s in suffixes for name in ("status", *FIELDS)]
+
+
 def measure(dataset: Any, suffixes: Sequence[str] = PAIRS, batch_size: int = 10_000) -> pa.Table:
     """Per-record ``status<s>``, ``think_chars<s>``, ``answer_chars<s>`` for each suffix ``s``,
     plus ``agreement`` of ``answer_1`` and ``answer_2`` when both pairs are measured.
 
-    ``dataset`` is a ``Dataset`` or ``IterableDataset``; only its text columns are read.
+    ``dataset`` is a ``Dataset`` or ``IterableDataset``; only its :func:`text_columns` are read.
     """
     with_agreement = tuple(suffixes) == PAIRS
-    columns = [f"{name}{s}" for s in suffixes for name in ("status", *FIELDS)]
     batches = []
-    for batch in dataset.select_columns(columns).with_format("arrow").iter(batch_size=batch_size):
+    for batch in dataset.select_columns(text_columns(suffixes)).with_format("arrow").iter(batch_size=batch_size):
         measured = {}
         for s in suffixes:
             measured[f"status{s}"] = batch[f"status{s}"]
@@ -204,10 +212,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``imagenet-think stats``."""
+    """Run ``imagenet-think stats`` (only the text columns are loaded: no image reaches the cache)."""
     from imagenet_think.loading import load_dataset
 
-    dataset = load_dataset(args.source, split=args.split, decode_images=False)
+    dataset = load_dataset(args.source, split=args.split, columns=text_columns())
     table = measure(dataset)
     summary = {"source": args.source, "split": args.split, **summarize(table)}
     if args.out:
