@@ -373,3 +373,21 @@ def test_stats_and_evaluate_copy_no_image_into_the_arrow_cache(tmp_path, monkeyp
     for file in cached:
         with pa.memory_map(str(file)) as source:
             assert "image" not in pa.ipc.open_stream(source).schema.names, file
+
+
+def test_published_texts_are_trimmed_of_unicode_whitespace(tmp_path):
+    image = {"bytes": b"", "path": "n07753592_n07753592_1.JPEG"}
+    texts = {
+        "think_1": ["\n  Yellow and curved.\u3000", " \t"],
+        "answer_1": ["\xa0A banana.\n", "A banana."],
+        "think_2": ["Curved ", ""],
+        "answer_2": ["  \n", " A banana. "],
+    }
+    table = pa.table({"image": [image, image | {"path": "n07753592_n07753592_2.JPEG"}],
+                      "question": [imagenet_think.PROMPT] * 2, **texts})
+    (tmp_path / "d").mkdir()
+    pq.write_table(table, tmp_path / "d" / "train.parquet")
+    ds = imagenet_think.load_dataset(str(tmp_path / "d"), split="train", validation_fraction=0.0, decode_images=False)
+    for column, raw in texts.items():
+        assert ds[column] == [text.strip() for text in raw], column
+    assert ds["status_1"] == ["ok", "no_think"] and ds["status_2"] == ["empty_answer", "no_think"]

@@ -51,6 +51,11 @@ CASES = [
      "ok", "ρ stripes and fur", "A tiger."),
     ("glm truncated reasoning", "<think>ρ Let me check the stripes again. ρ Again.", "glm", "length",
      "unclosed_think", "ρ Let me check the stripes again. ρ Again.", ""),
+    ("glm truncated reasoning after blank lines", "\n \n<think>ρ Let me check", "glm", "length", "unclosed_think",
+     "ρ Let me check", ""),
+    ("kimi truncated reasoning after a blank", " ◁think▷ρ stripes", "kimi", "length", "unclosed_think", "ρ stripes", ""),
+    ("glm newline after the closing answer tag", "<think>ρ</think><answer>A tiger.</answer>\n", "glm", "stop", "ok",
+     "ρ", "A tiger."),
     ("glm empty answer", "<think>ρ done</think><answer></answer>", "glm", "stop", "empty_answer", "ρ done", ""),
     ("glm think closed, nothing after", "<think>ρ done</think>  \n", "auto", "stop", "empty_answer", "ρ done", ""),
     ("glm two boxes", "<think>ρ</think><answer><|begin_of_box|>A<|end_of_box|> or "
