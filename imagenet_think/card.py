@@ -10,8 +10,8 @@ and one config name keeps one meaning.  The ``glm``, ``kimi`` and ``pairs`` resh
 this package (``imagenet_think.load_dataset(dir, "pairs")``).
 
 >>> text = render_card({"train": {"num_examples": 2, "num_bytes": 10, "download_size": 9}})
->>> text.startswith("---") and "config_name: glm_1" in text and "config_name: glm\n" not in text
-True
+>>> text.startswith("---"), sorted({line.split()[-1] for line in text.splitlines() if "config_name:" in line})
+(True, ['default', 'glm_1', 'kimi_2'])
 """
 
 from __future__ import annotations
