@@ -169,6 +169,7 @@ def _write_split(
 
     Each shard records ``split`` and ``validation_fraction``: loaded with that fraction, its rows
     stay in ``split`` (with another fraction the builder splits them again by hash)."""
+    import datasets
     from tqdm.auto import tqdm
 
     written: list[Path] = []
@@ -181,8 +182,10 @@ def _write_split(
         written.append(write_shard(pa.concat_tables(pending), path, split, validation_fraction))
         pending, pending_bytes = [], 0
 
+    total = None if isinstance(dataset, datasets.IterableDataset) else len(dataset)
+    total = limit if total is None else total if limit is None else min(total, limit)
     batches = dataset.with_format("arrow").iter(batch_size=10 * ROWS_PER_ROW_GROUP)
-    with tqdm(desc=f"export {split}", unit="row", total=_length(dataset, limit)) as bar:
+    with tqdm(desc=f"export {split}", unit="row", total=total) as bar:
         for batch in batches:
             if limit is not None:
                 batch = batch.slice(0, limit - rows)
@@ -203,13 +206,6 @@ def _write_split(
             flush()
     return written
 
-
-def _length(dataset: Any, limit: Optional[int]) -> Optional[int]:
-    try:
-        total = len(dataset)
-    except TypeError:  # an IterableDataset
-        return limit
-    return total if limit is None else min(total, limit)
 
 
 def export_hub_layout(
