@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Optional
 
 import datasets
 import pyarrow as pa
@@ -33,31 +34,28 @@ except ImportError:  # pragma: no cover - older datasets take any hashable key
         return (file_idx, batch_idx)
 
 
-METADATA_KEY = b"imagenet_think"
-"""Parquet schema-metadata key holding ``{"split": ..., "validation_fraction": ...}``."""
-
 DATA_REVISION = "1"
 """Bump when the meaning of stored data changes; part of the cache key with the version."""
-
-CITATION = """@article{imagenet_think_2025,
-  title   = {ImageNet-Think-250K: A Large-Scale Synthetic Dataset for Multimodal Reasoning for Vision Language Models},
-  author  = {Krishna Teja Chitty-Venkata and Murali Emani},
-  journal = {arXiv preprint arXiv:2510.01582},
-  year    = {2025}
-}"""
 
 
 @dataclass
 class ImageNetThinkConfig(datasets.BuilderConfig):
-    """Config of one view of the corpus; ``validation_fraction`` sizes the hash split."""
+    """Config of one view of the corpus; ``validation_fraction`` sizes the hash split.
+
+    ``columns`` keeps only those columns of the config, like the packaged Parquet builder's
+    option: the others are neither read from ImageNet-Think shards nor written to the Arrow
+    cache (``["id", "answer_1"]`` never copies an image).
+    """
 
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION
+    columns: Optional[list[str]] = None
 
     def __post_init__(self):
         super().__post_init__()
-        if self.name not in schema.CONFIGS:
-            raise ValueError(f"unknown config {self.name!r}; choose one of {', '.join(schema.CONFIGS)}")
+        schema.check_config(self.name)
         check_fraction(self.validation_fraction)
+        if self.columns is not None:
+            self.columns = list(schema.features(self.name, tuple(self.columns)))  # checks the names
 
 
 def builder_hash(data_fingerprint: str = "") -> str:
@@ -68,7 +66,7 @@ def builder_hash(data_fingerprint: str = "") -> str:
 def read_split_metadata(file) -> dict:
     """The ``imagenet_think`` metadata of an open Parquet file, ``{}`` when absent."""
     metadata = pq.read_schema(file).metadata or {}
-    return json.loads(metadata[METADATA_KEY]) if METADATA_KEY in metadata else {}
+    return json.loads(metadata[schema.METADATA_KEY]) if schema.METADATA_KEY in metadata else {}
 
 
 class ImageNetThink(datasets.ArrowBasedBuilder):
@@ -81,11 +79,15 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
             description="ImageNet-21k images with two (thinking, answer) pairs from two reasoning VLMs.",
-            features=schema.features(self.config.name),
+            features=schema.features(self.config.name, self._columns),
             homepage=f"https://huggingface.co/datasets/{schema.HUB_REPO}",
             license="cc-by-4.0 (texts); ImageNet terms, non-commercial research only (images)",
-            citation=CITATION,
+            citation=schema.CITATION,
         )
+
+    @property
+    def _columns(self) -> Optional[tuple[str, ...]]:
+        return None if self.config.columns is None else tuple(self.config.columns)
 
     def _split_generators(self, dl_manager):
         if not self.config.data_files:
@@ -122,19 +124,20 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
             with open(file, "rb") as f:
                 try:
                     fragment = ds.ParquetFileFormat().make_fragment(f)
-                    normalize.layout_of(fragment.physical_schema.names, file)
+                    layout = normalize.layout_of(fragment.physical_schema.names, file)
                     if not fragment.row_groups:
                         continue
                     first_row = 0
+                    read = normalize.source_columns(self.config.name, self._columns) if layout == "imagenet-think" else None
                     batches = fragment.to_batches(
-                        batch_size=fragment.row_groups[0].num_rows, batch_readahead=0, fragment_readahead=0
+                        columns=read, batch_size=fragment.row_groups[0].num_rows, batch_readahead=0, fragment_readahead=0
                     )
                     for batch_idx, batch in enumerate(batches):
                         table = pa.Table.from_batches([batch])
                         ids = normalize.row_ids(table, file, first_row)
                         first_row += table.num_rows
                         table, ids = normalize.split_filter(table, ids, keep_validation, self.config.validation_fraction)
-                        table = normalize.to_default(table, ids)
-                        yield Key(file_idx, batch_idx), normalize.project(table, self.config.name)
+                        table = normalize.to_default(table, ids, layout)
+                        yield Key(file_idx, batch_idx), normalize.project(table, self.config.name, self._columns)
                 except (pa.ArrowInvalid, OSError) as err:
                     raise normalize.LayoutError(f"{file}: cannot read Parquet data ({err})") from err

@@ -15,7 +15,7 @@ import socket
 from urllib.parse import urlsplit
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import datasets
 
@@ -128,11 +128,7 @@ def hub_data_files(repo: str, revision: Optional[str] = None) -> tuple[dict[str,
         cached = _read_listing(listing)
         if cached is not None:
             return cached["files"], cached["commit"]
-        raise OfflineError(
-            f"cannot load {repo!r}: the Hugging Face Hub is unreachable (HF_HUB_OFFLINE=1 or no network) and it is "
-            "not in the local cache. Run once online (set HF_HUB_DISABLE_XET=1 if downloads stall), or load a local "
-            'copy with imagenet_think.load_dataset("/path/to/dir"), or try the bundled sample: load_dataset("sample").'
-        )
+        raise OfflineError(f"cannot load {repo!r}: {_unreachable(repo)}")
     from datasets.data_files import DataFilesDict, get_data_patterns
     from huggingface_hub import HfApi
 
@@ -143,6 +139,14 @@ def hub_data_files(repo: str, revision: Optional[str] = None) -> tuple[dict[str,
     with atomic_write(listing) as f:
         json.dump({"files": files, "commit": commit}, f)
     return files, commit
+
+
+def _unreachable(repo: str) -> str:
+    return (
+        f"the Hugging Face Hub is unreachable (HF_HUB_OFFLINE=1 or no network) and {repo} is not in the local "
+        "cache. Run once online (set HF_HUB_DISABLE_XET=1 if downloads stall), or load a local copy with "
+        'imagenet_think.load_dataset("/path/to/dir"), or try the bundled sample: load_dataset("sample").'
+    )
 
 
 def _read_listing(listing: Path) -> Optional[dict]:
@@ -188,8 +192,23 @@ def resolve_source(path: str, hub_repo: str = schema.HUB_REPO, revision: Optiona
         return files, _fingerprint(files)
     repo = hub_repo if path in SOURCE_ALIASES else path
     if not _is_hub_id(repo):
-        raise FileNotFoundError(f"{path!r} is neither a directory, 'sample', 'imagenet-think' nor a Hub id owner/name")
-    files, commit = hub_data_files(repo, revision)
+        raise FileNotFoundError(
+            f"{path}: no such directory (a corpus is 'sample', 'imagenet-think', a directory of Parquet files, "
+            "or a Hub dataset id owner/name)"
+        )
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        files, commit = hub_data_files(repo, revision)
+    except OfflineError as err:
+        if path in SOURCE_ALIASES:
+            raise
+        raise OfflineError(f"{path}: no such directory, and not reachable as a Hub id: {_unreachable(repo)}") from err
+    except RepositoryNotFoundError as err:
+        where = "no such directory, and" if path == repo else f"{path!r} stands for {repo}, but there is"
+        raise FileNotFoundError(
+            f"{path}: {where} no dataset {repo} on the Hub (or it is private: log in with `hf auth login`)"
+        ) from err
     return files, _fingerprint({}, f"{repo}@{commit}")
 
 
@@ -215,24 +234,28 @@ def load_dataset(
     hub_repo: str = schema.HUB_REPO,
     revision: Optional[str] = None,
     cache_dir: Optional[str] = None,
+    columns: Optional[Sequence[str]] = None,
     **kw: Any,
 ):
     """Load ImageNet-Think with typed features; returns what ``datasets.load_dataset`` would.
 
     ``name`` is a config (``default``, ``glm``, ``kimi``, ``pairs``); ``validation_fraction``
-    sizes the hash split; ``decode_images=False`` yields ``{"bytes", "path"}`` dicts; other
-    keywords (``num_proc``, ``download_mode``...) go to ``download_and_prepare``.
+    sizes the hash split; ``decode_images=False`` yields ``{"bytes", "path"}`` dicts;
+    ``columns`` keeps only those columns (the others, images included, are never copied
+    into the Arrow cache); other keywords (``num_proc``, ``download_mode``...) go to
+    ``download_and_prepare``.
 
     >>> ds = load_dataset("sample", "pairs", split="train")
     >>> ds.features["teacher"].dtype, ds[0]["teacher"]
     ('int8', 1)
+    >>> load_dataset("sample", "glm", split="train", columns=["id", "answer"]).column_names
+    ['id', 'answer']
     """
     from imagenet_think.builder import ImageNetThink, builder_hash
     from imagenet_think.normalize import LayoutError
     from imagenet_think.split import check_fraction
 
-    if name not in schema.CONFIGS:
-        raise ValueError(f"unknown config {name!r}; choose one of {', '.join(schema.CONFIGS)}")
+    schema.check_config(name)
     check_fraction(validation_fraction)
     data_files, fingerprint = resolve_source(str(path), hub_repo=hub_repo, revision=revision)
     builder = ImageNetThink(
@@ -242,6 +265,7 @@ def load_dataset(
         hash=builder_hash(fingerprint),
         dataset_name="imagenet_think",
         validation_fraction=validation_fraction,
+        **({} if columns is None else {"columns": list(columns)}),
     )
     image = IdentifiedImage() if decode_images else datasets.Image(decode=False)
     if streaming:
@@ -255,6 +279,8 @@ def load_dataset(
                 raise LayoutError(str(cause)) from err
             raise
         result = _as_dataset(builder, split)
+    if "image" not in builder.info.features:
+        return result
     if isinstance(result, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         for key in list(result):
             result[key] = result[key].cast_column("image", image)

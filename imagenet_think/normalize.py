@@ -17,7 +17,7 @@ Unicode whitespace at both ends.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -76,12 +76,43 @@ def _id_from_name(name: str) -> str:
     return schema.record_id(wnid, name) if wnid else name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
-def to_default(table: pa.Table, ids: list[str]) -> pa.Table:
+def to_default(table: pa.Table, ids: list[str], layout: Optional[str] = None) -> pa.Table:
     """Return ``table`` in the ``default`` config's Arrow schema; ``ids`` are its
-    :func:`row_ids` (used by the published layout)."""
-    if layout_of(table.column_names, "table") == "imagenet-think":
-        return table_cast(table.select(list(schema.features("default"))), schema.arrow_schema("default"))
+    :func:`row_ids` (used by the published layout).
+
+    With ``layout="imagenet-think"`` given, ``table`` may hold only some of the ``default``
+    columns (read with :func:`source_columns`): those are cast, in the config's order.
+    """
+    if (layout or layout_of(table.column_names, "table")) == "imagenet-think":
+        present = tuple(name for name in schema.features("default") if name in table.column_names)
+        return table_cast(table.select(list(present)), schema.arrow_schema("default", present))
     return _from_published(table, ids)
+
+
+def _teachers(config: str) -> tuple[int, ...]:
+    return (schema.CONFIG_TEACHER[config],) if config in schema.CONFIG_TEACHER else tuple(schema.TEACHER_NAMES)
+
+
+def source_columns(config: str, columns: Optional[Sequence[str]] = None) -> list[str]:
+    """The ``default`` columns :func:`project` needs to give ``columns`` of ``config``
+    (all when ``None``); ``id`` first, which the hash split always reads.
+
+    >>> source_columns("glm", ["answer", "teacher"])
+    ['id', 'answer_1', 'status_1']
+    >>> source_columns("default", ["think_2"])
+    ['id', 'think_2']
+    """
+    if columns is None:
+        return list(schema.features("default"))
+    needed = dict.fromkeys(["id"])
+    for name in columns:
+        if config == "default" or name in schema.IDENTITY_COLUMNS:
+            needed[name] = None
+        elif name in schema.PAIR_FIELDS:
+            needed.update(dict.fromkeys(f"{name}_{pair}" for pair in _teachers(config)))
+    if config != "default":  # the missing-pair filter
+        needed.update(dict.fromkeys(f"status_{pair}" for pair in _teachers(config)))
+    return list(needed)
 
 
 def _has_marker(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -168,30 +199,32 @@ def _from_published(table: pa.Table, ids: list[str]) -> pa.Table:
     return table_cast(pa.table(arrays, names=target.names), target)
 
 
-def project(table: pa.Table, config: str) -> pa.Table:
-    """Reshape a ``default`` table into ``config`` (``default``, ``pairs``, ``glm``, ``kimi``).
+def project(table: pa.Table, config: str, columns: Optional[Sequence[str]] = None) -> pa.Table:
+    """Reshape a ``default`` table into ``config`` (``default``, ``pairs``, ``glm``, ``kimi``),
+    keeping ``columns`` of it (all when ``None``; ``table`` needs :func:`source_columns`).
 
-    ``pairs`` has one row per image and teacher, teacher 1 first; pairs with status
-    ``missing`` are dropped.
+    ``pairs`` has one row per image and teacher, teacher 1 first; in ``pairs``, ``glm`` and
+    ``kimi``, pairs with status ``missing`` are dropped.
     """
+    keep = None if columns is None else tuple(columns)
+    target = schema.arrow_schema(config, keep)
     if config == "default":
-        return table
-    teachers = (schema.CONFIG_TEACHER[config],) if config in schema.CONFIG_TEACHER else (1, 2)
-    target = schema.arrow_schema(config)
-    parts = []
-    for pair in teachers:
-        columns = {name: table[name] for name in schema.IDENTITY_COLUMNS}
-        columns["teacher"] = pa.repeat(pa.scalar(pair, pa.int8()), table.num_rows)
-        for name in schema.PAIR_FIELDS:
-            columns[name] = table[f"{name}_{pair}"]
-        parts.append(pa.table([columns[f.name] for f in target], schema=target))
+        return table.select(target.names)
+    parts, present = [], []
+    for pair in _teachers(config):
+        arrays = []
+        for name in target.names:
+            if name == "teacher":
+                arrays.append(pa.repeat(pa.scalar(pair, pa.int8()), table.num_rows))
+            else:
+                arrays.append(table[name if name in schema.IDENTITY_COLUMNS else f"{name}_{pair}"])
+        parts.append(pa.table(arrays, schema=target))
+        present.append(pc.not_equal(table[f"status_{pair}"], "missing"))
     if len(parts) == 1:
-        out = parts[0]
-    else:
-        n = table.num_rows
-        order = pa.array([i + k * n for i in range(n) for k in range(len(parts))], pa.int64())
-        out = pa.concat_tables(parts).take(order)
-    return out.filter(pc.not_equal(out["status"], "missing"))
+        return parts[0].filter(present[0])
+    n = table.num_rows
+    order = pa.array([i + k * n for i in range(n) for k in range(len(parts))], pa.int64())
+    return pa.concat_tables(parts).take(order).filter(pa.concat_arrays([p.combine_chunks() for p in present]).take(order))
 
 
 def split_filter(

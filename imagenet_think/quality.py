@@ -105,6 +105,7 @@ def apply_filters(dataset: Any, *filters: RowFilter, **filter_kwargs: Any) -> An
     import datasets
 
     combined = filters[0] if len(filters) == 1 else all_of(*filters)
+    require_columns(dataset, combined.columns, f"filter {combined.name!r}")
     # A map-style Dataset formats only the input columns; an IterableDataset decodes every column
     # of the batch, so switch decoding off for the columns the filters do not read, then back on.
     decoded = {}
@@ -117,6 +118,33 @@ def apply_filters(dataset: Any, *filters: RowFilter, **filter_kwargs: Any) -> An
     for name, feature in decoded.items():
         kept = kept.cast_column(name, feature)
     return kept
+
+
+def require_columns(dataset: Any, columns: Sequence[str], reader: str) -> None:
+    """Raise a ``ValueError`` saying what to do when ``dataset`` lacks some of ``columns``.
+
+    Filters default to the ``default`` config's ``*_1`` / ``*_2`` columns; on a one-pair-per-row
+    dataset (``glm``, ``kimi``, ``pairs``) the error says to build them with ``SINGLE``.
+
+    >>> import datasets
+    >>> pairs = datasets.Dataset.from_dict({"id": ["a"], "teacher": [1], "status": ["ok"]})
+    >>> require_columns(pairs, complete().columns, "filter 'complete'")
+    Traceback (most recent call last):
+    ...
+    ValueError: filter 'complete' reads status_1, status_2, which this dataset lacks (it has id, teacher, status): ...
+    """
+    names = dataset.column_names
+    missing = [c for c in columns if names is not None and c not in names]
+    if not missing:
+        return
+    hint = ""
+    if {c[: -len(PAIRS[0])] for c in missing if c.endswith(PAIRS)} & set(names):
+        hint = (
+            ": it has one pair per row (the glm, kimi or pairs config), and filters read both pairs of the default "
+            "config unless built with suffixes=quality.SINGLE, e.g. quality.complete(quality.SINGLE); "
+            "teachers_agree compares the two pairs of a row, so it needs the default config"
+        )
+    raise ValueError(f"{reader} reads {', '.join(missing)}, which this dataset lacks (it has {', '.join(names)}){hint}")
 
 
 def _columns(field: str, suffixes: Sequence[str]) -> tuple[str, ...]:
@@ -418,9 +446,15 @@ def unique_texts(
     ['a', 'b']
     """
     columns = _columns(field, suffixes)
+    require_columns(dataset, ["id", *columns], "unique_texts")
     batches = list(dataset.select_columns(["id", *columns]).with_format("arrow").iter(batch_size=batch_size))
     # an empty dataset yields no batch at all
     table = pa.concat_tables(batches) if batches else pa.table({c: pa.array([], pa.string()) for c in ["id", *columns]})
+    if pc.count_distinct(table["id"]).as_py() != table.num_rows:
+        raise ValueError(
+            "unique_texts drops rows by id, but ids repeat in this dataset (the pairs config has one row per id "
+            "and teacher): use the default config, or glm / kimi with suffixes=quality.SINGLE"
+        )
     flagged = np.zeros(table.num_rows, dtype=bool)
     for column in columns:
         flagged |= near_duplicates(table[column], threshold)

@@ -54,7 +54,7 @@ Rules that decide what goes where:
   one leading opening marker dropped.
 
 >>> split_reasoning("<think>A tabby cat.</think><answer>A <|begin_of_box|>cat<|end_of_box|>")
-Split(think='A tabby cat.', answer='A cat', status='ok', markers=('<think>', '</think>', '<answer>', '<|begin_of_box|>', '<|end_of_box|>'), style='glm', raw_answer=None)
+ReasoningSplit(think='A tabby cat.', answer='A cat', status='ok', markers=('<think>', '</think>', '<answer>', '<|begin_of_box|>', '<|end_of_box|>'), style='glm', raw_answer=None)
 >>> split_reasoning("◁think▷Fur, whiskers.◁/think▷A cat.").answer
 'A cat.'
 >>> split_reasoning("<think>Fur, whiskers, and then", finish_reason="length").status
@@ -119,14 +119,14 @@ _JOIN_FORMATS = {
 
 
 @dataclass(frozen=True, slots=True)
-class Split:
+class ReasoningSplit:
     """One output split into reasoning and answer.
 
     ``markers`` lists every marker found in the text, in order; ``style`` is the style the text
     was parsed as (the one asked for, or the detected one with ``style="auto"``);
     ``raw_answer`` is the verbatim answer region, kept only with ``keep_raw=True``.
 
-    >>> Split("", "A cat.", "no_think", (), "none").answer
+    >>> ReasoningSplit("", "A cat.", "no_think", (), "none").answer
     'A cat.'
     """
 
@@ -142,7 +142,7 @@ _Token = tuple[str, int, int]
 """A marker occurrence: (marker, start, end)."""
 
 _Fields = tuple[str, str, str, tuple, str, Optional[str]]
-"""The fields of a :class:`Split`, in order."""
+"""The fields of a :class:`ReasoningSplit`, in order."""
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -258,7 +258,7 @@ def split_reasoning(
     *,
     finish_reason: Optional[str] = None,
     keep_raw: bool = False,
-) -> Split:
+) -> ReasoningSplit:
     """Split ``text`` into reasoning and answer; never raises on any string.
 
     ``style`` is ``"auto"`` (detect it) or one of :data:`STYLES`; with an explicit style,
@@ -273,7 +273,7 @@ def split_reasoning(
     'missing'
     """
     _check_style(style, "auto")
-    return Split(*_split_fields(text, style, finish_reason, keep_raw))
+    return ReasoningSplit(*_split_fields(text, style, finish_reason, keep_raw))
 
 
 def _split_fields(text: Optional[str], style: str, finish_reason: Optional[str], keep_raw: bool) -> _Fields:

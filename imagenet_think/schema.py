@@ -56,22 +56,56 @@ GENERATION_FIELDS = ("pair", "engine", "revision", "sampling", "raw")
 """Fields of each ``generation`` entry: pair number, engine name and version, model revision,
 sampling parameters as JSON, raw model output."""
 
+METADATA_KEY = b"imagenet_think"
+"""Parquet schema-metadata key holding ``{"split": ..., "validation_fraction": ...}``."""
+
+CITATION = """@article{imagenet_think_2025,
+  title   = {ImageNet-Think-250K: A Large-Scale Synthetic Dataset for Multimodal Reasoning for Vision Language Models},
+  author  = {Krishna Teja Chitty-Venkata and Murali Emani},
+  journal = {arXiv preprint arXiv:2510.01582},
+  year    = {2025}
+}"""
+
+
+def check_config(config: str) -> str:
+    """Return ``config`` if it is one of :data:`CONFIGS`; else a ``ValueError`` listing them.
+
+    >>> check_config("pairs")
+    'pairs'
+    >>> check_config("cot")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown config 'cot'; choose one of default, glm, kimi, pairs
+    """
+    if config not in CONFIGS:
+        raise ValueError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
+    return config
+
 
 @functools.lru_cache(maxsize=None)
-def features(config: str = "default") -> "datasets.Features":
+def features(config: str = "default", columns: Optional[tuple[str, ...]] = None) -> "datasets.Features":
     """``datasets.Features`` of ``config`` (built on first use, so importing this module
-    does not import ``datasets``).  ``generation`` is a list of structs spelled ``[{...}]``, so
-    datasets 3.6 and 5.x read it alike.
+    does not import ``datasets``), or of its ``columns`` only, in the config's order (like the
+    packaged Parquet builder's ``columns``).  ``generation`` is a list of structs spelled
+    ``[{...}]``, so datasets 3.6 and 5.x read it alike.
 
     >>> features("pairs")["teacher"].dtype
     'int8'
     >>> features("glm") == features("pairs")
     True
+    >>> list(features("glm", ("answer", "id")))
+    ['id', 'answer']
     """
     import datasets
 
-    if config not in CONFIGS:
-        raise ValueError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
+    if columns is not None:
+        every = features(config)
+        unknown = [name for name in columns if name not in every]
+        if unknown or not columns:
+            problem = f"unknown column(s) {', '.join(unknown)}" if unknown else "no column"
+            raise ValueError(f"{problem} for config {config!r}; choose from {', '.join(every)}")
+        return datasets.Features({name: feature for name, feature in every.items() if name in columns})
+    check_config(config)
     string = datasets.Value("string")
     field_types = dict.fromkeys(PAIR_FIELDS, string) | {"num_tokens": datasets.Value("int32")}
     identity = dict.fromkeys(IDENTITY_COLUMNS, string) | {"image": datasets.Image()}
@@ -94,8 +128,9 @@ def __getattr__(name: str):
 
 
 @functools.lru_cache(maxsize=None)
-def arrow_schema(config: str = "default") -> pa.Schema:
-    """Arrow schema of ``config``, with the ``huggingface`` features metadata attached.
+def arrow_schema(config: str = "default", columns: Optional[tuple[str, ...]] = None) -> pa.Schema:
+    """Arrow schema of ``config`` (or of its ``columns``, see :func:`features`), with the
+    ``huggingface`` features metadata attached.
 
     Cached: ``Features.arrow_schema`` serialises the features each time, and readers ask for
     the schema once per Parquet row group.
@@ -103,7 +138,7 @@ def arrow_schema(config: str = "default") -> pa.Schema:
     >>> arrow_schema("pairs").field("teacher").type
     DataType(int8)
     """
-    return features(config).arrow_schema
+    return features(config, columns).arrow_schema
 
 
 class Pair(TypedDict):

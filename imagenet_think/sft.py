@@ -55,9 +55,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
-import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -73,7 +72,10 @@ from imagenet_think.reasoning import (
     THINK_OPEN,
     join_reasoning,
 )
-from imagenet_think.schema import FEATURES, TEACHER_NAMES
+from imagenet_think.schema import TEACHER_NAMES, arrow_schema
+
+if TYPE_CHECKING:
+    import datasets
 
 THINK_MODES = ("tags", "native", "field", "none")
 IMAGE_PLACEMENTS = ("before", "after")
@@ -83,11 +85,10 @@ DEFAULT_REQUIRE_STATUS = ("ok",)
 Teacher = Union[int, str]
 
 
+
 class UnusablePairError(ValueError):
     """A pair's status is not in ``require_status`` (or no pair is usable at all): the
     error that ``require_status`` and ``on_unusable`` answer."""
-
-_STRING = datasets.Value("string")
 
 
 def teachers_of(teacher: Teacher) -> tuple[int, ...]:
@@ -127,13 +128,16 @@ def sft_features(think: str = "tags") -> datasets.Features:
 
 @functools.lru_cache(maxsize=None)
 def _sft_features(think: str) -> datasets.Features:
+    import datasets
+
     _check_choice("think", think, THINK_MODES)
-    message = {"role": _STRING, "content": [{"type": _STRING, "text": _STRING}]}
+    string = datasets.Value("string")
+    message = {"role": string, "content": [{"type": string, "text": string}]}
     if think == "field":
-        message["reasoning_content"] = _STRING
+        message["reasoning_content"] = string
     return datasets.Features(
         {
-            "id": _STRING,
+            "id": string,
             "teacher": datasets.Value("int8"),
             "images": datasets.List(datasets.Image()),
             "messages": [message],
@@ -298,7 +302,7 @@ def _check_columns(available: Sequence[str], teachers: Sequence[int]) -> list[st
 def _table_from_columns(columns: Mapping[str, list], teachers: Sequence[int]) -> pa.Table:
     """The columns :func:`sft_table` reads, typed by the ``default`` config."""
     names = _check_columns(list(columns), teachers)
-    schema = pa.schema([FEATURES["default"].arrow_schema.field(name) for name in names])
+    schema = pa.schema([arrow_schema("default").field(name) for name in names])
     try:
         return pa.table({name: columns[name] for name in names}, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:

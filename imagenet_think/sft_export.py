@@ -55,17 +55,16 @@ import json
 import os
 import re
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
-import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imagenet_think import schema
+from imagenet_think.cli import add_source_argument
 from imagenet_think.fileio import atomic_write
 from imagenet_think.images import image_kind
 from imagenet_think.sft import (
@@ -79,6 +78,9 @@ from imagenet_think.sft import (
     teachers_of,
 )
 from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES, ShardWriter, split_sizes
+
+if TYPE_CHECKING:
+    import datasets
 
 FORMATS = ("trl", "llamafactory", "llava")
 FILE_FORMATS = {"trl": ("parquet", "jsonl"), "llamafactory": ("jsonl", "parquet"), "llava": ("json", "jsonl")}
@@ -111,7 +113,7 @@ LLAMAFACTORY_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-Source = Union[datasets.Dataset, datasets.IterableDataset, pa.Table]
+Source = Union["datasets.Dataset", "datasets.IterableDataset", pa.Table]
 
 
 def image_suffix(image: Mapping[str, Any]) -> str:
@@ -491,6 +493,8 @@ def _batches(source: Source, batch_size: int, limit: Optional[int]) -> Iterator[
         table = source if limit is None else source.slice(0, limit)
         yield from (pa.Table.from_batches([b]) for b in table.to_batches(max_chunksize=batch_size))
         return
+    import datasets
+
     if isinstance(source, datasets.IterableDataset) and limit is not None:
         source = source.take(limit)
     elif limit is not None:
@@ -546,7 +550,7 @@ def _writing(path: Path, file_format: str) -> Iterator[_Writer]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imagenet-think export-sft``."""
-    parser.add_argument("--source", default="sample", help="'sample', 'imagenet-think' (the Hub copy) or a directory")
+    add_source_argument(parser)
     parser.add_argument("--format", required=True, choices=FORMATS,
                         help="trl: a dataset directory that datasets.load_dataset(OUT) reads (Parquet shards "
                              "with the images + card); llamafactory: sharegpt data + dataset_info.json; "
@@ -612,9 +616,7 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
         )
     except UnusablePairError as error:
-        return _error(f"{error} (options: --require-status, --strict)")
-    except (ValueError, KeyError, OSError) as error:
-        return _error(error.args[0] if isinstance(error, KeyError) and error.args else error)
+        raise UnusablePairError(f"{error} (options: --require-status, --strict)") from error
     pairs = summary["records"] * len(teachers_of(teacher))
     print(
         f"wrote {summary['examples']} examples from {summary['records']} records "
@@ -622,8 +624,3 @@ def run(args: argparse.Namespace) -> int:
         f"whose status is not in {', '.join(args.require_status)}"
     )
     return 0
-
-
-def _error(message: Any) -> int:
-    print(f"imagenet-think export-sft: error: {message}", file=sys.stderr)
-    return 2

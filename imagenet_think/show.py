@@ -1,48 +1,107 @@
-"""``imagenet-think show``: print records of a source, texts shortened, images summarised.
+"""``imagenet-think show``: print records of a corpus, texts shortened, images summarised.
 
->>> shorten("a" * 10, 6)
-'aaaaa…'
+Multi-line texts keep their lines, indented under the value column, so a record reads top
+to bottom:
+
+>>> print(format_record({"id": "r1", "answer_1": "A cat.\\n\\n- fur: grey", "num_tokens_1": None}, width=0))
+              id: r1
+        answer_1: A cat.
+<BLANKLINE>
+                  - fur: grey
+    num_tokens_1: None
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from imagenet_think import schema
+from imagenet_think.cli import add_source_argument
+
+LABEL_WIDTH = 16
 
 
 def shorten(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, with an ellipsis when cut."""
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """``text`` cut to ``width`` characters, with an ellipsis when cut (``width`` 0: all).
+
+    >>> shorten("a" * 10, 6), shorten("abc", 0)
+    ('aaaaa…', 'abc')
+    """
+    return text if not width or len(text) <= width else text[: width - 1] + "…"
+
+
+def image_summary(image: Mapping[str, Any]) -> str:
+    """An undecoded image (``{"bytes", "path"}``) as its size and file name.
+
+    >>> image_summary({"bytes": b"12345", "path": "n01_1.JPEG"})
+    '<5 bytes: n01_1.JPEG>'
+    """
+    return f"<{len(image.get('bytes') or b'')} bytes: {image.get('path')}>"
+
+
+def _labelled(label: str, text: str) -> list[str]:
+    """``label: text``, the text's later lines indented under its first."""
+    first, *rest = text.split("\n")
+    indent = " " * (LABEL_WIDTH + 2)
+    return [f"{label:>{LABEL_WIDTH}}: {first}", *(indent + line if line else "" for line in rest)]
+
+
+def _generation_text(entries: list[Mapping[str, Any]], width: int) -> str:
+    """One paragraph per ``generation`` entry: its settings, then its raw output indented."""
+    if not entries:
+        return "[]"
+    paragraphs = []
+    for entry in entries:
+        settings = ", ".join(f"{key} {entry[key]!r}" for key in schema.GENERATION_FIELDS if key not in ("pair", "raw"))
+        raw = shorten(entry.get("raw") or "", width).replace("\n", "\n  ")
+        paragraphs.append(f"pair {entry.get('pair')}: {settings}\n  {raw}")
+    return "\n".join(paragraphs)
+
+
+def format_record(row: Mapping[str, Any], width: int = 160) -> str:
+    """A record as ``label: value`` lines; strings (and ``generation`` raw outputs) cut to
+    ``width`` characters (0: whole), an undecoded image as its size and file name."""
+    lines = []
+    for key, value in row.items():
+        if key == "image" and isinstance(value, Mapping):
+            value = image_summary(value)
+        elif key == "generation" and isinstance(value, list):
+            value = _generation_text(value, width)
+        elif isinstance(value, str):
+            value = shorten(value, width) if value else "''"
+        lines += _labelled(key, str(value))
+    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imagenet-think show``."""
-    parser.add_argument("source", nargs="?", default="sample", help='"sample" (default), a directory, or a Hub id')
-    parser.add_argument("--config", default="default", choices=schema.CONFIGS, help="view of the corpus")
+    add_source_argument(parser)
+    parser.add_argument("--config", default="default", choices=schema.CONFIGS,
+                        help="view of the corpus: both pairs per row, one teacher, or one row per pair")
     parser.add_argument("--split", default="train", help="split to read")
     parser.add_argument("-n", "--num", type=int, default=3, help="records to print")
     parser.add_argument("--width", type=int, default=160, help="characters kept of each text (0: all)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per record")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per record (images summarised)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``imagenet-think show`` (streams, so only the printed rows are read)."""
     from imagenet_think.loading import load_dataset
 
+    if args.num < 0 or args.width < 0:
+        raise ValueError(f"-n/--num and --width must be >= 0, got {args.num} and {args.width}")
     stream = load_dataset(args.source, args.config, split=args.split, streaming=True, decode_images=False)
     for index, row in enumerate(stream.take(args.num)):
-        image = row.pop("image")
-        row["image"] = f"<{len(image['bytes'] or b'')} bytes: {image['path']}>"
-        if args.width:
+        if args.json:
+            row["image"] = image_summary(row["image"])
             row = {k: shorten(v, args.width) if isinstance(v, str) else v for k, v in row.items()}
             if "generation" in row:
                 row["generation"] = [{**g, "raw": shorten(g["raw"] or "", args.width)} for g in row["generation"]]
-        if args.json:
             print(json.dumps(row, ensure_ascii=False))
             continue
         print(f"--- record {index}")
-        for key, value in row.items():
-            print(f"{key:>16}: {value}")
+        print(format_record(row, args.width))
     return 0

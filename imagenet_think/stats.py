@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imagenet_think import schema
+from imagenet_think.cli import add_source_argument
 from imagenet_think.quality import PAIRS, agreement
 
 PERCENTILES = (5, 25, 50, 75, 95, 99)
@@ -38,16 +39,24 @@ AGREEMENT_BINS = 10
 FIELDS = ("think", "answer")
 
 
+def text_columns(suffixes: Sequence[str] = PAIRS) -> list[str]:
+    """The columns :func:`measure` reads (load only these: ``load_dataset(..., columns=...)``).
+
+    >>> text_columns(("",))
+    ['status', 'think', 'answer']
+    """
+    return [f"{name}{s}" for s in suffixes for name in ("status", *FIELDS)]
+
+
 def measure(dataset: Any, suffixes: Sequence[str] = PAIRS, batch_size: int = 10_000) -> pa.Table:
     """Per-record ``status<s>``, ``think_chars<s>``, ``answer_chars<s>`` for each suffix ``s``,
     plus ``agreement`` of ``answer_1`` and ``answer_2`` when both pairs are measured.
 
-    ``dataset`` is a ``Dataset`` or ``IterableDataset``; only its text columns are read.
+    ``dataset`` is a ``Dataset`` or ``IterableDataset``; only its :func:`text_columns` are read.
     """
     with_agreement = tuple(suffixes) == PAIRS
-    columns = [f"{name}{s}" for s in suffixes for name in ("status", *FIELDS)]
     batches = []
-    for batch in dataset.select_columns(columns).with_format("arrow").iter(batch_size=batch_size):
+    for batch in dataset.select_columns(text_columns(suffixes)).with_format("arrow").iter(batch_size=batch_size):
         measured = {}
         for s in suffixes:
             measured[f"status{s}"] = batch[f"status{s}"]
@@ -108,16 +117,20 @@ def summarize(table: pa.Table) -> dict[str, Any]:
 def format_summary(summary: dict[str, Any], title: str = "ImageNet-Think") -> str:
     """The summary as plain-text tables.
 
+    Counts are integers; every other number has one decimal.
+
+    >>> think = {"count": 2, "mean": 4.5, "p5": 3.15, "p25": 3.75, "p50": 4.5, "p75": 5.25, "p95": 5.85,
+    ...          "p99": 5.97, "max": 6.0}
     >>> print(format_summary({"rows": 2, "teachers": {"1": {"model": "m", "status": {"ok": 2},
-    ...       "think_chars": {"count": 0}, "answer_chars": {"count": 0}}}}))
+    ...       "think_chars": think, "answer_chars": {"count": 0}}}}))
     ImageNet-Think: 2 rows
     <BLANKLINE>
     status            pair 1
     ok                     2
     <BLANKLINE>
-    chars           count   mean     p5    p25    p50    p75    p95    p99    max
-    think_1             0
-    answer_1            0
+    chars             count     mean       p5      p25      p50      p75      p95      p99      max
+    think_1               2      4.5      3.1      3.8      4.5      5.2      5.8      6.0      6.0
+    answer_1              0
     """
     teachers = summary["teachers"]
     lines = [f"{title}: {summary['rows']} rows", ""]
@@ -126,12 +139,12 @@ def format_summary(summary: dict[str, Any], title: str = "ImageNet-Think") -> st
     for status in statuses:
         lines.append(f"{status:<14}" + "".join(f"{info['status'].get(status, 0):>10}" for info in teachers.values()))
     keys = ("count", "mean", *(f"p{p}" for p in PERCENTILES), "max")
-    lines += ["", "chars         " + "".join(f"{k:>7}" for k in keys)]
+    lines += ["", "chars         " + "".join(f"{k:>9}" for k in keys)]
     for t, info in teachers.items():
         for field in FIELDS:
             dist = info[f"{field}_chars"]
             label = f"{field}_{t}" if t else field
-            lines.append(f"{label:<14}" + "".join(f"{_number(dist[k]):>7}" for k in keys if k in dist))
+            lines.append(f"{label:<14}" + "".join(f"{_number(k, dist[k]):>9}" for k in keys if k in dist))
     if "agreement" in summary:
         agree = summary["agreement"]
         lines += ["", f"answer agreement (Jaccard of word sets): mean {agree.get('mean', 0):.3f}, median {agree.get('p50', 0):.3f}"]
@@ -146,8 +159,8 @@ def _status_order(status: str) -> tuple[int, str]:
     return (schema.STATUSES.index(status) if status in schema.STATUSES else len(schema.STATUSES), status)
 
 
-def _number(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:.2f}"
+def _number(key: str, value: float) -> str:
+    return str(int(value)) if key == "count" else f"{value:.1f}"
 
 
 def write_histograms(table: pa.Table, out_dir: str | Path) -> list[Path]:
@@ -192,19 +205,17 @@ def _save(fig: Any, path: Path) -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imagenet-think stats``."""
-    parser.add_argument(
-        "--source", default="imagenet-think", help='"sample", a corpus directory, or a Hub dataset id (default: the Hub copy)'
-    )
-    parser.add_argument("--split", default="train", help="split to measure (default: train)")
+    add_source_argument(parser)
+    parser.add_argument("--split", default="train", help="split to measure")
     parser.add_argument("--out", metavar="DIR", help="also write PNG histograms into DIR")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``imagenet-think stats``."""
+    """Run ``imagenet-think stats`` (only the text columns are loaded: no image reaches the cache)."""
     from imagenet_think.loading import load_dataset
 
-    dataset = load_dataset(args.source, split=args.split, decode_images=False)
+    dataset = load_dataset(args.source, split=args.split, columns=text_columns())
     table = measure(dataset)
     summary = {"source": args.source, "split": args.split, **summarize(table)}
     if args.out:

@@ -25,15 +25,18 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imagenet_think import schema
-from imagenet_think.builder import METADATA_KEY
+from imagenet_think.cli import add_source_argument
 from imagenet_think.fileio import atomic_write
-from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction
+
+if TYPE_CHECKING:
+    import datasets
 
 ROWS_PER_ROW_GROUP = 100
 """Rows per Parquet row group (``datasets`` uses 100 for image datasets)."""
@@ -73,7 +76,7 @@ def write_shard(
     table = embed_table_storage(table_cast(table.select(target.names), target))
     metadata = dict(target.metadata)
     if split is not None:
-        metadata[METADATA_KEY] = json.dumps({"split": split, "validation_fraction": validation_fraction})
+        metadata[schema.METADATA_KEY] = json.dumps({"split": split, "validation_fraction": validation_fraction})
     table = table.replace_schema_metadata(metadata)
     with atomic_write(path, "wb") as f:
         pq.write_table(table, f, row_group_size=ROWS_PER_ROW_GROUP, compression=COMPRESSION)
@@ -195,62 +198,221 @@ def write_card(out_dir: Union[str, os.PathLike], **card_info) -> Path:
     return readme
 
 
+Corpus = Union[str, "datasets.Dataset", "datasets.DatasetDict", "datasets.IterableDataset", "datasets.IterableDatasetDict"]
+"""What :func:`export_hub_layout` exports: a source name or a dataset already loaded."""
+
+
+def is_saved_dataset(path: Union[str, os.PathLike]) -> bool:
+    """Whether ``path`` is a directory written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``."""
+    return Path(path, "state.json").is_file() or Path(path, "dataset_dict.json").is_file()
+
+
+def corpus_splits(source: Corpus, validation_fraction: float = DEFAULT_VALIDATION_FRACTION) -> dict[str, Any]:
+    """The splits of ``source`` by name, each a ``Dataset`` or ``IterableDataset``.
+
+    ``source`` is a source name (``"sample"``, a corpus directory, a Hub id: loaded with
+    :func:`imagenet_think.load_dataset` and ``validation_fraction``), a directory written by
+    ``save_to_disk``, a ``DatasetDict`` / ``IterableDatasetDict``, or one ``Dataset`` /
+    ``IterableDataset`` (its split name, ``train`` when it has none).
+
+    >>> import datasets
+    >>> list(corpus_splits(datasets.Dataset.from_dict({"id": ["a"]}, split="validation")))
+    ['validation']
+    """
+    import datasets
+
+    if isinstance(source, (str, os.PathLike)):
+        if is_saved_dataset(source):
+            return corpus_splits(datasets.load_from_disk(str(source)), validation_fraction)
+        from imagenet_think.loading import load_dataset
+
+        source = load_dataset(str(source), validation_fraction=validation_fraction, decode_images=False)
+    if isinstance(source, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return {str(name): split for name, split in source.items()}
+    if isinstance(source, (datasets.Dataset, datasets.IterableDataset)):
+        return {str(source.split or "train"): source}
+    raise TypeError(
+        f"cannot export a {type(source).__name__}: pass a source name or directory, a Dataset, DatasetDict or IterableDataset"
+    )
+
+
+def _default_rows(batch: pa.Table, split: str, first_row: int) -> pa.Table:
+    """``batch`` as ``default``-config rows (the published six columns are normalised)."""
+    from imagenet_think import normalize
+
+    try:
+        layout = normalize.layout_of(batch.column_names, f"split {split!r}")
+    except normalize.LayoutError as err:
+        raise ValueError(
+            f"split {split!r}: export writes the default config (one row per image, both pairs, columns "
+            f"{', '.join(schema.features('default'))}), or the published six columns; this dataset has "
+            f"{', '.join(batch.column_names)}. Load it with the default config."
+        ) from err
+    if layout == "imagenet-think":
+        return batch
+    return normalize.to_default(batch, normalize.row_ids(batch, f"split {split!r}", first_row))
+
+
+def _write_split(
+    dataset: Any, split: str, data_dir: Path, validation_fraction: float, max_shard_bytes: int, limit: Optional[int]
+) -> list[Path]:
+    """Write ``dataset`` (a ``Dataset`` or ``IterableDataset``) as shards of about
+    ``max_shard_bytes`` (Arrow bytes) into ``data_dir``; return them, named without their total.
+
+    Each shard records ``split`` and ``validation_fraction``: loaded with that fraction, its rows
+    stay in ``split`` (with another fraction the builder splits them again by hash)."""
+    import datasets
+    from tqdm.auto import tqdm
+
+    written: list[Path] = []
+    pending: list[pa.Table] = []
+    pending_bytes = rows = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_bytes
+        path = data_dir / f"{split}-{len(written):05d}.parquet"
+        written.append(write_shard(pa.concat_tables(pending), path, split, validation_fraction))
+        pending, pending_bytes = [], 0
+
+    total = None if isinstance(dataset, datasets.IterableDataset) else len(dataset)
+    total = limit if total is None else total if limit is None else min(total, limit)
+    batches = dataset.with_format("arrow").iter(batch_size=10 * ROWS_PER_ROW_GROUP)
+    with tqdm(desc=f"export {split}", unit="row", total=total) as bar:
+        for batch in batches:
+            if limit is not None:
+                batch = batch.slice(0, limit - rows)
+            if batch.num_rows == 0:
+                break
+            batch = _default_rows(batch, split, rows)
+            rows += batch.num_rows
+            bar.update(batch.num_rows)
+            row_bytes = max(1, batch.nbytes // batch.num_rows)
+            while batch.num_rows:
+                take = max(1, (max_shard_bytes - pending_bytes) // row_bytes)
+                pending.append(batch.slice(0, take))
+                pending_bytes += pending[-1].nbytes
+                batch = batch.slice(take)
+                if pending_bytes >= max_shard_bytes:
+                    flush()
+        if pending:
+            flush()
+    return written
+
+
+
 def export_hub_layout(
-    source: str,
+    source: Corpus,
     out_dir: Union[str, os.PathLike],
     *,
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     overwrite: bool = False,
     limit: Optional[int] = None,
+    push_to_hub: Optional[str] = None,
     **card_info,
 ) -> Path:
-    """Write ``source`` (``"sample"``, a directory, a Hub id) to ``out_dir`` in Hub layout.
+    """Write ``source`` to ``out_dir`` in Hub layout; return the card's path.
 
-    Shards are sized to about ``max_shard_bytes`` of Parquet data.  Everything is written in
-    a staging directory next to ``out_dir`` and moved into place at the end; an existing
-    ``out_dir/data`` is only replaced with ``overwrite=True``.
+    ``source`` is anything :func:`corpus_splits` takes: ``"sample"``, a corpus directory, a Hub
+    id, a ``save_to_disk`` directory, or a loaded ``Dataset`` / ``DatasetDict`` /
+    ``IterableDataset`` of ``default``-config rows, e.g. after
+    :func:`imagenet_think.quality.apply_filters`.  Shards hold about ``max_shard_bytes`` of
+    Arrow data; ``limit`` keeps the first rows of each split.  Everything is written in a
+    staging directory next to ``out_dir`` and moved into place at the end; an existing
+    ``out_dir/data`` is only replaced with ``overwrite=True``.  ``push_to_hub`` names a Hub
+    dataset repo to upload the result to; access is checked before any work.
+
+    >>> import imagenet_think, tempfile
+    >>> from imagenet_think import quality
+    >>> ds = imagenet_think.load_dataset("sample", split="train")
+    >>> clean = quality.apply_filters(ds, quality.complete())
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     readme = export_hub_layout(clean, tmp + "/clean")
+    ...     split_sizes(readme.parent)["train"]["num_examples"] == len(clean) < len(ds)
+    True
     """
-    from tqdm.auto import tqdm
-
-    from imagenet_think.loading import load_dataset
-
+    check_fraction(validation_fraction)
+    if push_to_hub:
+        check_hub_access(push_to_hub)
     out_dir = Path(out_dir).resolve()
     if (out_dir / "data").exists() and any((out_dir / "data").iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir}/data already holds files; pass overwrite=True (--overwrite) to replace them")
-    splits = load_dataset(source, validation_fraction=validation_fraction, decode_images=False)
+    splits = corpus_splits(source, validation_fraction)
     staging = out_dir.with_name(f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}")
     try:
         for split, dataset in splits.items():
-            if limit is not None:
-                dataset = dataset.select(range(min(limit, len(dataset))))
-            if len(dataset) == 0:
-                continue
-            total = max(1, -(-dataset.data.nbytes // max_shard_bytes))
-            for index in tqdm(range(total), desc=f"export {split}", unit="shard"):
-                shard = dataset.shard(total, index, contiguous=True)
-                write_shard(shard.data.table, staging / "data" / shard_name(split, index, total), split, validation_fraction)
+            shards = _write_split(dataset, split, staging / "data", validation_fraction, max_shard_bytes, limit)
+            for index, shard in enumerate(shards):
+                shard.rename(shard.with_name(shard_name(split, index, len(shards))))
         if not (staging / "data").exists():
-            raise ValueError(f"{source}: no rows to export")
+            raise ValueError(f"{_describe(source)}: no rows to export")
         out_dir.mkdir(parents=True, exist_ok=True)
         if (out_dir / "data").exists():
             shutil.rmtree(out_dir / "data")
         os.replace(staging / "data", out_dir / "data")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    card_info.setdefault("source", source)
-    return write_card(out_dir, validation_fraction=validation_fraction, **card_info)
+    card_info.setdefault("source", source if isinstance(source, str) else None)
+    readme = write_card(out_dir, validation_fraction=validation_fraction, **card_info)
+    if push_to_hub:
+        upload(out_dir, push_to_hub)
+    return readme
+
+
+def _describe(source: Corpus) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"the {type(source).__name__}"
+
+
+def check_hub_access(repo: str) -> None:
+    """Fail before any work when ``repo`` cannot be pushed to: the Hub unreachable, no token,
+    or a token the Hub refuses."""
+    from huggingface_hub import HfApi, get_token
+
+    from imagenet_think.loading import hub_reachable
+
+    if not hub_reachable():
+        raise ConnectionError(
+            f"cannot push to {repo}: the Hugging Face Hub is unreachable (HF_HUB_OFFLINE=1 or no network); "
+            "nothing was written. Export without --push-to-hub, then upload the directory from a machine online"
+        )
+    if get_token() is None:
+        raise PermissionError(f"cannot push to {repo}: not logged in to the Hugging Face Hub (run `hf auth login` or set HF_TOKEN)")
+    try:
+        HfApi().whoami()
+    except Exception as err:  # HTTP and network errors of several libraries
+        raise PermissionError(f"cannot push to {repo}: the Hub refused the token ({type(err).__name__}: {err})") from err
+
+
+def upload(out_dir: Union[str, os.PathLike], repo: str) -> None:
+    """Upload ``README.md`` and ``data/*.parquet`` of ``out_dir`` to the Hub dataset ``repo``
+    (created if needed) in one commit that also deletes the repo's other ``data/*.parquet``."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo, repo_type="dataset", exist_ok=True)
+    api.upload_folder(
+        repo_id=repo,
+        folder_path=str(out_dir),
+        repo_type="dataset",
+        allow_patterns=["README.md", "data/*.parquet"],
+        delete_patterns=["data/*.parquet"],
+        commit_message="Upload with imagenet-think export",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imagenet-think export``."""
-    parser.add_argument("source", help='"sample", a corpus directory, or a Hub dataset id')
-    parser.add_argument("out_dir", help="directory to write (README.md + data/*.parquet)")
-    parser.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION, help="hash split size")
-    parser.add_argument("--max-shard-mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20, help="target shard size")
+    add_source_argument(parser, default=None)
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (README.md + data/*.parquet)")
+    parser.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION,
+                        help="share of rows in the validation split, by a hash of their id")
+    parser.add_argument("--max-shard-mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
+                        help="target size of one Parquet shard, in MiB of Arrow data")
     parser.add_argument("--limit", type=int, help="export at most N rows per split")
     parser.add_argument("--pretty-name", default="ImageNet-Think", help="title of the dataset card")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing data/ directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/data directory")
+    parser.add_argument("--push-to-hub", metavar="REPO",
+                        help="then upload README.md and data/ to this Hub dataset repo (checked before any work)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -262,8 +424,10 @@ def run(args: argparse.Namespace) -> int:
         max_shard_bytes=int(args.max_shard_mb * 2**20),
         overwrite=args.overwrite,
         limit=args.limit,
+        push_to_hub=args.push_to_hub,
         pretty_name=args.pretty_name,
     )
     counts = ", ".join(f"{split}: {size['num_examples']} rows" for split, size in split_sizes(readme.parent).items())
-    print(f"wrote {readme.parent} ({counts})")
+    pushed = f"; pushed to https://huggingface.co/datasets/{args.push_to_hub}" if args.push_to_hub else ""
+    print(f"wrote {readme.parent} ({counts}){pushed}")
     return 0

@@ -1,8 +1,12 @@
-"""Shared fixtures: corpus directories in both on-disk layouts, made from the bundled sample."""
+"""Shared fixtures: corpus directories in both on-disk layouts, made from the bundled sample, and a
+Hub endpoint on 127.0.0.1 that knows nothing."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -32,3 +36,39 @@ def published_dir(tmp_path: Path) -> Path:
     six = table.select(list(schema.PUBLISHED_COLUMNS)).replace_schema_metadata(None)
     pq.write_table(six, out / "train-00000-of-00001.parquet", row_group_size=10)
     return out.parent
+
+
+class _EmptyHubHandler(BaseHTTPRequestHandler):
+    """The Hub's own error answers: 401 for whoami, 404 ``RepoNotFound`` for anything else."""
+
+    def _answer(self) -> None:
+        self.server.paths.append(self.path)
+        if self.path.startswith("/api/whoami"):
+            status, headers, body = 401, {}, {"error": "Invalid credentials in Authorization header"}
+        else:
+            status, headers, body = 404, {"X-Error-Code": "RepoNotFound"}, {"error": "Repository not found"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        for key, value in {**headers, "Content-Type": "application/json", "Content-Length": str(len(data))}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_HEAD = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def empty_hub():
+    """A Hub endpoint on 127.0.0.1 that knows no repository and no token; ``.url`` goes in
+    ``HF_ENDPOINT`` of a subprocess (``huggingface_hub`` reads it at import), ``.paths`` lists
+    the requests it got."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyHubHandler)
+    server.paths = []
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()

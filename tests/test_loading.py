@@ -29,7 +29,10 @@ def rows_by_id(ds) -> dict:
 def test_sample_loads_typed_map_and_streaming(config):
     ds = imagenet_think.load_dataset("sample", config, split="train")
     assert ds.features == schema.FEATURES[config]
-    assert len(ds) == (48 - 0 if config == "pairs" else 24)
+    default = imagenet_think.load_dataset("sample", split="train", columns=["status_1", "status_2"])
+    present = {pair: sum(s != "missing" for s in default[f"status_{pair}"]) for pair in (1, 2)}
+    expected = {"default": len(default), "glm": present[1], "kimi": present[2], "pairs": present[1] + present[2]}
+    assert len(ds) == expected[config]
     streamed = list(imagenet_think.load_dataset("sample", config, split="train", streaming=True))
     assert [r["id"] for r in streamed] == ds["id"]
     first = ds[0]
@@ -75,20 +78,27 @@ def test_export_roundtrip_loads_without_the_package(tmp_path):
     assert len([s for s in shards if s.startswith("train")]) > 1
     code = (
         "import datasets, json, sys; d = datasets.load_dataset(sys.argv[1]);"
-        "g = datasets.load_dataset(sys.argv[1], 'glm', split='train');"
+        "g = datasets.load_dataset(sys.argv[1], 'glm_1', split='train');"
+        "k = datasets.load_dataset(sys.argv[1], 'kimi_2', split='train');\n"
+        "try:\n    datasets.load_dataset(sys.argv[1], 'glm', split='train'); glm = 'loaded'\n"
+        "except ValueError as error:\n    glm = str(error)\n"
         "print(json.dumps([d['train'].features.to_dict(), len(d['train']), len(d['validation']), g.column_names,"
-        " d['train'][0]['image'].size]))"
+        " k.column_names, glm, d['train'][0]['image'].size, [m for m in sys.modules if m.startswith('imagenet_think')]]))"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     import json
 
-    features, n_train, n_val, glm_columns, size = json.loads(result.stdout.strip().splitlines()[-1])
+    features, n_train, n_val, glm_1, kimi_2, glm, size, ours_imported = json.loads(result.stdout.strip().splitlines()[-1])
     assert datasets.Features.from_dict(features) == schema.FEATURES["default"]
     assert n_train + n_val == 24 and n_val > 0
-    assert glm_columns[-1] == "num_tokens_1" and size == [256, 256]
-    assert "imagenet_think" not in result.stdout
+    for columns, pair in ((glm_1, 1), (kimi_2, 2)):
+        assert columns == [*schema.IDENTITY_COLUMNS, *(f"{name}_{pair}" for name in schema.PAIR_FIELDS)]
+    # one config name, one meaning: plain datasets has no 'glm' here, the package's 'glm' renames the columns
+    assert "'glm' not found" in glm, glm
+    assert imagenet_think.load_dataset(str(out), "glm", split="train").column_names == list(schema.FEATURES["glm"])
+    assert size == [256, 256] and ours_imported == []
     ours = imagenet_think.load_dataset(str(out), "pairs", validation_fraction=0.3)
     assert len(ours["train"]) + len(ours["validation"]) == 48
     stream = imagenet_think.load_dataset(str(out), split="train", streaming=True, validation_fraction=0.3)
@@ -276,3 +286,108 @@ def test_alias_wins_over_a_same_named_directory(monkeypatch, tmp_path):
         resolve_source("imagenet-think")
     with pytest.raises(FileNotFoundError, match="no Parquet files found"):
         resolve_source("./imagenet-think")
+
+
+def test_a_missing_path_that_looks_like_a_hub_id_says_both(monkeypatch, tmp_path, empty_hub):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(OfflineError, match=r"^data/corpus: no such directory, and not reachable as a Hub id: the Hugging"):
+        imagenet_think.load_dataset("data/corpus")
+    code = "import imagenet_think; imagenet_think.load_dataset('data/corpus')"
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": empty_hub.url, "HF_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.stderr.splitlines()[-1] == (
+        "FileNotFoundError: data/corpus: no such directory, and no dataset data/corpus on the Hub "
+        "(or it is private: log in with `hf auth login`)"
+    )
+    assert [p for p in empty_hub.paths if p.startswith("/api/datasets/data/corpus")]
+
+
+@pytest.fixture
+def corpus_with_missing_pairs(sample_copy):
+    """The sample with pair 2 of rows 0 and 3 and pair 1 of row 5 never produced (status missing)."""
+    shard = next(sample_copy.glob("data/*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    for index, pair in ((0, 2), (3, 2), (5, 1)):
+        rows[index].update({f"think_{pair}": "", f"answer_{pair}": "", f"status_{pair}": "missing"})
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    return sample_copy, [rows[5]["id"]], [rows[0]["id"], rows[3]["id"]]
+
+
+@pytest.mark.parametrize("columns", [None, ["id", "teacher"]])
+def test_single_pair_configs_drop_missing_pairs(corpus_with_missing_pairs, columns):
+    corpus, missing_1, missing_2 = corpus_with_missing_pairs
+    ids = imagenet_think.load_dataset(str(corpus), split="train", columns=["id"])["id"]
+    pairs = imagenet_think.load_dataset(str(corpus), "pairs", split="train", columns=columns)
+    expected = [(i, t) for i in ids for t in (1, 2) if i not in (missing_1 if t == 1 else missing_2)]
+    assert list(zip(pairs["id"], pairs["teacher"])) == expected
+    for config, missing in (("glm", missing_1), ("kimi", missing_2)):
+        single = imagenet_think.load_dataset(str(corpus), config, split="train", columns=columns)
+        assert single["id"] == [i for i in ids if i not in missing]
+    streamed = imagenet_think.load_dataset(str(corpus), "pairs", split="train", streaming=True, columns=columns)
+    assert [(r["id"], r["teacher"]) for r in streamed] == expected
+
+
+def arrow_cache_columns(dataset) -> set:
+    names = set()
+    for entry in dataset.cache_files:
+        with pa.memory_map(entry["filename"]) as source:
+            names.update(pa.ipc.open_stream(source).schema.names)
+    return names
+
+
+def test_columns_keep_images_out_of_the_arrow_cache(tmp_path):
+    cache = str(tmp_path / "cache")
+    full = imagenet_think.load_dataset("sample", split="train", cache_dir=cache, decode_images=False)
+    texts = imagenet_think.load_dataset("sample", split="train", cache_dir=cache, columns=["answer_1", "id"])
+    assert "image" in arrow_cache_columns(full)
+    assert texts.column_names == ["id", "answer_1"] == sorted(arrow_cache_columns(texts), key=texts.column_names.index)
+    assert texts["answer_1"] == full["answer_1"] and texts.features == datasets.Features(
+        {name: schema.FEATURES["default"][name] for name in ("id", "answer_1")}
+    )
+    glm = imagenet_think.load_dataset("sample", "glm", split="train", cache_dir=cache, columns=["think", "teacher"])
+    assert glm.column_names == ["teacher", "think"] and arrow_cache_columns(glm) == {"teacher", "think"}
+    assert glm["think"] == full["think_1"] and set(glm["teacher"]) == {1}
+
+
+def test_columns_of_the_published_layout_and_unknown_columns(published_dir):
+    ds = imagenet_think.load_dataset(str(published_dir), "kimi", split="train", validation_fraction=0.0, columns=["id", "answer"])
+    full = imagenet_think.load_dataset(str(published_dir), "kimi", split="train", validation_fraction=0.0)
+    assert ds.column_names == ["id", "answer"] and ds["answer"] == full["answer"]
+    with pytest.raises(ValueError, match="unknown column\\(s\\) answer_1 for config 'glm'; choose from id, wnid"):
+        imagenet_think.load_dataset("sample", "glm", columns=["answer_1"])
+
+
+def test_stats_and_evaluate_copy_no_image_into_the_arrow_cache(tmp_path, monkeypatch, capsys):
+    from imagenet_think.cli import main
+    from imagenet_think.evaluate.subset import load_eval_rows
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path))
+    assert main(["stats", "sample"]) == 0
+    ids, rows = load_eval_rows("sample", size=3, split="all", columns=["answer_1", "think_2"])
+    assert rows.column_names == ["answer_1", "think_2"] and len(ids) == 24
+    cached = list(tmp_path.rglob("*.arrow"))
+    assert len(cached) >= 2
+    for file in cached:
+        with pa.memory_map(str(file)) as source:
+            assert "image" not in pa.ipc.open_stream(source).schema.names, file
+
+
+def test_published_texts_are_trimmed_of_unicode_whitespace(tmp_path):
+    image = {"bytes": b"", "path": "n07753592_n07753592_1.JPEG"}
+    texts = {
+        "think_1": ["\n  Yellow and curved.\u3000", " \t"],
+        "answer_1": ["\xa0A banana.\n", "A banana."],
+        "think_2": ["Curved ", ""],
+        "answer_2": ["  \n", " A banana. "],
+    }
+    table = pa.table({"image": [image, image | {"path": "n07753592_n07753592_2.JPEG"}],
+                      "question": [imagenet_think.PROMPT] * 2, **texts})
+    (tmp_path / "d").mkdir()
+    pq.write_table(table, tmp_path / "d" / "train.parquet")
+    ds = imagenet_think.load_dataset(str(tmp_path / "d"), split="train", validation_fraction=0.0, decode_images=False)
+    for column, raw in texts.items():
+        assert ds[column] == [text.strip() for text in raw], column
+    assert ds["status_1"] == ["ok", "no_think"] and ds["status_2"] == ["empty_answer", "no_think"]

@@ -167,3 +167,25 @@ def test_sample_filters_agree_between_map_style_and_streaming():
     assert 0 < len(kept) <= sum(pair == ("ok", "ok") for pair in statuses)
     assert [row["id"] for row in quality.apply_filters(stream, *filters)] == list(kept["id"])
     assert kept[0]["image"].size  # images still decode afterwards
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_filters_on_the_pairs_config_work_with_single_or_say_what_to_do(streaming):
+    import imagenet_think
+
+    pairs = imagenet_think.load_dataset("sample", "pairs", split="train", streaming=streaming)
+    statuses = [row["status"] for row in imagenet_think.load_dataset("sample", "pairs", split="train", columns=["status"])]
+    with pytest.raises(ValueError, match=r"filter 'complete' reads status_1, status_2, .* one pair per row .*SINGLE"):
+        quality.apply_filters(pairs, quality.complete())
+    with pytest.raises(ValueError, match=r"teachers_agree compares the two pairs of a row"):
+        quality.apply_filters(pairs, quality.teachers_agree())
+    kept = quality.apply_filters(pairs, quality.complete(quality.SINGLE))
+    assert [row["status"] for row in kept] == ["ok"] * statuses.count("ok") and statuses.count("ok") < len(statuses)
+    with pytest.raises(ValueError, match=r"unique_texts reads answer_1, answer_2, .* one pair per row"):
+        quality.unique_texts(pairs)
+    with pytest.raises(ValueError, match=r"ids repeat in this dataset \(the pairs config"):
+        quality.unique_texts(pairs, suffixes=quality.SINGLE)
+    glm = imagenet_think.load_dataset("sample", "glm", split="train", streaming=streaming)
+    answers = [row["answer"] for row in glm]
+    kept = quality.apply_filters(glm, quality.unique_texts(glm, suffixes=quality.SINGLE))
+    assert [row["answer"] for row in kept] == [a for i, a in enumerate(answers) if a not in answers[:i]]

@@ -19,7 +19,7 @@ from imagenet_think.reasoning import (
     STYLES,
     THINK_CLOSE,
     THINK_OPEN,
-    Split,
+    ReasoningSplit,
     detect_style,
     join_reasoning,
     split_batch,
@@ -51,6 +51,11 @@ CASES = [
      "ok", "ρ stripes and fur", "A tiger."),
     ("glm truncated reasoning", "<think>ρ Let me check the stripes again. ρ Again.", "glm", "length",
      "unclosed_think", "ρ Let me check the stripes again. ρ Again.", ""),
+    ("glm truncated reasoning after blank lines", "\n \n<think>ρ Let me check", "glm", "length", "unclosed_think",
+     "ρ Let me check", ""),
+    ("kimi truncated reasoning after a blank", " ◁think▷ρ stripes", "kimi", "length", "unclosed_think", "ρ stripes", ""),
+    ("glm newline after the closing answer tag", "<think>ρ</think><answer>A tiger.</answer>\n", "glm", "stop", "ok",
+     "ρ", "A tiger."),
     ("glm empty answer", "<think>ρ done</think><answer></answer>", "glm", "stop", "empty_answer", "ρ done", ""),
     ("glm think closed, nothing after", "<think>ρ done</think>  \n", "auto", "stop", "empty_answer", "ρ done", ""),
     ("glm two boxes", "<think>ρ</think><answer><|begin_of_box|>A<|end_of_box|> or "
@@ -286,7 +291,7 @@ any_text = st.lists(
        finish_reason=st.sampled_from([None, "stop", "length"]), keep_raw=st.booleans())
 def test_no_input_raises_and_results_are_well_formed(text, style, finish_reason, keep_raw):
     split = split_reasoning(text, style, finish_reason=finish_reason, keep_raw=keep_raw)
-    assert isinstance(split, Split)
+    assert isinstance(split, ReasoningSplit)
     assert split.status in STATUSES
     assert split.style in STYLES
     assert split.think == split.think.strip() and split.answer == split.answer.strip()

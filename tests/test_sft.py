@@ -162,6 +162,15 @@ def test_null_image_is_an_error_naming_the_record():
         sft_table(table)
 
 
+def test_null_question_is_an_error_naming_the_record():
+    rows = [record("r4"), record("r5", question=None)]
+    table = pa.Table.from_pylist(rows, schema=FEATURES["default"].arrow_schema)
+    with pytest.raises(ValueError, match="record 'r5': question is null"):
+        sft_table(table, teacher="both")
+    with pytest.raises(ValueError, match="record 'r5': question is null"):
+        to_sft_messages(rows[1], teacher=2)
+
+
 PIECES = [*"ab <>|/◁▷\n", "think", "é", THINK_OPEN, THINK_CLOSE, KIMI_OPEN, KIMI_CLOSE, "<answer>", "<|begin_of_box|>"]
 TEXT = st.lists(st.sampled_from(PIECES), max_size=12).map("".join)
 

@@ -8,7 +8,8 @@ Three modes:
   layer with the paper's prompt, keep its outputs in ``RUN_DIR/predictions.jsonl``, score them.
 * ``--compare RUN_DIR...``: put the results of earlier runs side by side.
 
-Rows scored: the evaluation subset (:mod:`imagenet_think.evaluate.subset`) of ``--source``,
+Rows scored: the evaluation subset (:mod:`imagenet_think.evaluate.subset`) of ``SOURCE``
+(the bundled ``sample`` when left out; ``imagenet-think`` for the Hub copy),
 ``--size`` ids of ``--split`` (``validation`` by default, disjoint from training; ``train`` or
 ``all`` for corpora whose validation split is tiny, such as the bundled sample).  With
 ``--predictions``, the subset ids the file predicts are scored; every id in the file must exist
@@ -18,8 +19,9 @@ scored), then ``RUN_DIR/scores.parquet`` and ``results.{json,md,png}``
 
 >>> parser = argparse.ArgumentParser()
 >>> add_arguments(parser)
->>> parser.parse_args(["--predictions", "p.jsonl", "--split", "all"]).split
-'all'
+>>> args = parser.parse_args(["imagenet-think", "--predictions", "p.jsonl", "--split", "all"])
+>>> args.source, args.split
+('imagenet-think', 'all')
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Optional, Sequence
 
 import pyarrow as pa
 
+from imagenet_think.cli import HelpFormatter, add_log_level_argument, add_source_argument, run_command
 from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricModelError, MetricSettings, check_models
 from imagenet_think.evaluate.predictions import PredictionError
 from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS
@@ -43,14 +46,13 @@ from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``evaluate`` options to ``parser``."""
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    add_source_argument(parser)
     what = parser.add_argument_group("what to score (exactly one)")
     modes = what.add_mutually_exclusive_group(required=True)
     modes.add_argument("--predictions", metavar="FILE", help="JSONL/Parquet with id + raw output (prediction|output|text|raw)")
     modes.add_argument("--model", metavar="NAME", help="run this registered model (short name or Hub id) on the eval images")
     modes.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="put the results of earlier runs side by side")
     rows = parser.add_argument_group("rows")
-    rows.add_argument("--source", default="imagenet-think", help="corpus: imagenet-think, sample, a directory or a Hub id")
     rows.add_argument("--split", choices=EVAL_SPLITS, default="validation", help="rows the subset is drawn from")
     rows.add_argument("--size", type=int, default=DEFAULT_EVAL_SIZE, help="subset size; 0 for every row of --split")
     rows.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION)
@@ -224,20 +226,19 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``evaluate`` with parsed ``args``; bad input prints a one-line error and returns 2."""
+    """Run ``evaluate`` with parsed ``args`` (errors are reported by :func:`imagenet_think.cli.run_command`)."""
     out = Path(args.out or Path("eval-runs") / _run_name(args))
-    try:
-        return _compare(args, out) if args.compare else _evaluate(args, out)
-    except (PredictionError, OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return _compare(args, out) if args.compare else _evaluate(args, out)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run."""
-    parser = argparse.ArgumentParser(prog="python -m imagenet_think.evaluate", description=__doc__.split("\n")[0])
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run; bad input is a one-line error, status 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m imagenet_think.evaluate", description=__doc__.split("\n")[0], formatter_class=HelpFormatter
+    )
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    add_log_level_argument(parser, default="WARNING")
+    return run_command(parser.prog, run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

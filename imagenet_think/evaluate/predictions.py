@@ -156,7 +156,7 @@ def check_ids(predictions: Predictions, corpus_ids: Collection[str], source: str
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise PredictionError(
             f"{len(missing)} prediction id(s) are not in the corpus {source!r}: {shown}{more}. "
-            "Check --source, or that the ids are corpus row ids (<wnid>_<file stem>)."
+            "Check SOURCE, or that the ids are corpus row ids (<wnid>_<file stem>)."
         )
 
 

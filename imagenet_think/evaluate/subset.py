@@ -124,7 +124,8 @@ def load_eval_rows(
     All of the source's splits are read and membership is recomputed from the ids, so the
     subset follows ``validation_fraction`` whatever split layout the source was stored with.
     The rows are an Arrow table of ``columns`` (default: all; images stay undecoded
-    ``{"bytes", "path"}`` structs).
+    ``{"bytes", "path"}`` structs); only those columns (and ``id``) are loaded, so without
+    ``image`` in them no image is copied into the Arrow cache.
 
     >>> ids, rows = load_eval_rows("sample", size=2, split="all", columns=["id", "label"])
     >>> len(ids), rows.column_names, rows["id"].to_pylist() == select_eval_ids(ids, 2, "all")
@@ -134,7 +135,8 @@ def load_eval_rows(
 
     from imagenet_think import load_dataset
 
-    loaded = load_dataset(source, "default", validation_fraction=validation_fraction, decode_images=False)
+    read = None if columns is None else list(dict.fromkeys(["id", *columns]))
+    loaded = load_dataset(source, "default", validation_fraction=validation_fraction, decode_images=False, columns=read)
     corpus = datasets.concatenate_datasets([loaded[name] for name in sorted(loaded)])
     ids = corpus.data.column("id").to_pylist()
     if columns is not None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from imagenet_think import PROMPT
-from imagenet_think.reasoning import Split, split_reasoning
+from imagenet_think.reasoning import ReasoningSplit, split_reasoning
 from imagenet_think.regenerate.models import SAMPLING_KEYS, ModelSpec
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Result:
     num_tokens: Optional[int] = None
     error: Optional[str] = None
 
-    def split(self, style: str = "auto", keep_raw: bool = False) -> Split:
+    def split(self, style: str = "auto", keep_raw: bool = False) -> ReasoningSplit:
         """Reasoning and answer of ``raw``; status ``missing`` for a failed request.
 
         >>> Result("a", raw="<think>Fur, whiskers", finish_reason="length", num_tokens=4).split("glm").status
