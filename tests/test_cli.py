@@ -22,9 +22,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 DOCUMENTED_ELSEWHERE = {
-    # help texts written in other branches: export-sft's options (issue 13), two of evaluate's
-    ("export-sft", "--format"), ("export-sft", "--split"), ("export-sft", "--system-prompt"),
-    ("export-sft", "--image-placement"), ("evaluate", "--validation-fraction"), ("evaluate", "--sbert-model"),
+    # help texts written in another branch: two of evaluate's (issue 10)
+    ("evaluate", "--validation-fraction"), ("evaluate", "--sbert-model"),
 }
 
 
