@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
+import itertools
 import os
 import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
@@ -48,57 +51,83 @@ INDEX_SOURCE_COLUMNS = ("id", "wnid", "label", *PAIR_COLUMNS)
 RECORD_COLUMNS = tuple(name for name in schema.features("default") if name != "image")
 """Columns of a record page; the image is served on its own."""
 
+INDEX_SCHEMA = pa.schema(
+    [pa.field(name, pa.string()) for name in ("id", "wnid", "label")]
+    + [
+        pa.field(f"{name}_{p}", pa.string() if name == "status" else pa.int32())
+        for p in schema.TEACHER_NAMES
+        for name in ("status", "think_chars", "answer_chars")
+    ]
+    + [pa.field(f"num_tokens_{p}", pa.int32()) for p in schema.TEACHER_NAMES]
+)
+"""Columns of a file's index: one row per record."""
+
 IMAGE_CACHE_BYTES = 96 * 2**20
 SEARCH_CACHE_BYTES = 32 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
 class DataFile:
-    """One Parquet file of the corpus, with its part of the index."""
+    """One Parquet file of the corpus, with its footer and its part of the index."""
 
     path: str
     split: str
     size: int
     mtime_ns: int
     layout: str
-    starts: tuple[int, ...]
-    """First row of each row group, then the file's row count."""
-    index: pa.Table
+    metadata: pq.FileMetaData = dataclasses.field(repr=False, compare=False)
+    index: Optional[pa.Table] = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> tuple:
         return (self.path, self.size, self.mtime_ns)
 
-    def read(self, row_group: int, columns: tuple[str, ...]) -> pa.Table:
-        """``columns`` (names of the ``default`` config) of one row group, normalised.
+    @functools.cached_property
+    def starts(self) -> list[int]:
+        """First row of each row group, then the file's row count."""
+        sizes = [self.metadata.row_group(i).num_rows for i in range(self.metadata.num_row_groups)]
+        return [0, *itertools.accumulate(sizes)]
+
+    def read(self, row_group: int, columns: Sequence[str], parquet: Optional[pq.ParquetFile] = None) -> pa.Table:
+        """``columns`` (names of the ``default`` config) of one row group, normalised; ``parquet``
+        is the file already open (else it is opened with the known footer).
 
         Published-layout files get ids, labels and statuses from :mod:`imagenet_think.normalize`;
         their image bytes are read only when ``"image"`` is asked for.
         """
         try:
-            with pq.ParquetFile(self.path) as parquet:
-                if self.layout == "imagenet-think":
-                    return parquet.read_row_group(row_group, columns=list(columns))
-                image = "image" if "image" in columns else "image.path"
-                raw = parquet.read_row_group(row_group, columns=[image, *schema.PUBLISHED_COLUMNS[1:]])
+            parquet = parquet or pq.ParquetFile(self.path, metadata=self.metadata)
+            if self.layout == "imagenet-think":
+                return parquet.read_row_group(row_group, columns=list(columns))
+            image = "image" if "image" in columns else "image.path"
+            raw = parquet.read_row_group(row_group, columns=[image, *schema.PUBLISHED_COLUMNS[1:]])
             ids = normalize.row_ids(raw, self.path, self.starts[row_group])
             return normalize.to_default(raw, ids).select(list(columns))
         except (pa.ArrowException, OSError) as err:
             raise normalize.LayoutError(f"{self.path}: cannot read row group {row_group} ({err})") from err
+
+    def row_groups(self, columns: Sequence[str]) -> Iterator[pa.Table]:
+        """:meth:`read` of every row group in turn, the file opened once."""
+        try:
+            parquet = pq.ParquetFile(self.path, metadata=self.metadata)
+        except (pa.ArrowException, OSError) as err:
+            raise normalize.LayoutError(f"{self.path}: cannot read Parquet data ({err})") from err
+        with parquet:
+            for group in range(self.metadata.num_row_groups):
+                yield self.read(group, columns, parquet)
 
     def locate(self, row: int) -> tuple[int, int]:
         """``(row group, row within it)`` of the file's row ``row``."""
         group = bisect.bisect_right(self.starts, row) - 1
         return group, row - self.starts[group]
 
-    def search(self, text: str, columns: tuple[str, ...]) -> np.ndarray:
+    def search(self, text: str, columns: Sequence[str]) -> np.ndarray:
         """Per row: whether one of ``columns`` contains ``text`` (ignoring case)."""
-        masks = []
-        for group in range(len(self.starts) - 1):
-            table = self.read(group, columns)
+        masks = [np.zeros(0, dtype=bool)]
+        for table in self.row_groups(columns):
             hits = [pc.fill_null(pc.match_substring(table[c], text, ignore_case=True), False) for c in columns]
             masks.append(np.logical_or.reduce([h.to_numpy(zero_copy_only=False) for h in hits]))
-        return np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
+        return np.concatenate(masks)
 
 
 def index_file(path: str, split: str) -> DataFile:
@@ -112,32 +141,14 @@ def index_file(path: str, split: str) -> DataFile:
         layout = normalize.layout_of(metadata.schema.to_arrow_schema().names, path)
     except (pa.ArrowException, OSError) as err:
         raise normalize.LayoutError(f"{path}: not a readable Parquet file ({err})") from err
-    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-    starts = tuple(int(s) for s in np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]))
-    draft = DataFile(path, split, stat.st_size, stat.st_mtime_ns, layout, starts, pa.table({}))
-    parts = []
-    for group in range(metadata.num_row_groups):
-        table = draft.read(group, INDEX_SOURCE_COLUMNS)
+    data_file = DataFile(path, split, stat.st_size, stat.st_mtime_ns, layout, metadata)
+    parts = [INDEX_SCHEMA.empty_table()]
+    for table in data_file.row_groups(INDEX_SOURCE_COLUMNS):
         measured = measure_table(table, with_agreement=False)
-        parts.append(
-            pa.table(
-                {
-                    **{name: table[name] for name in ("id", "wnid", "label")},
-                    **{name: measured[name] for name in measured.column_names},
-                    **{f"num_tokens_{p}": table[f"num_tokens_{p}"] for p in schema.TEACHER_NAMES},
-                }
-            )
-        )
-    index = pa.concat_tables(parts) if parts else _empty_index()
-    return dataclasses.replace(draft, index=index)
-
-
-def _empty_index() -> pa.Table:
-    pair_types = {"status": pa.string(), "think_chars": pa.int32(), "answer_chars": pa.int32()}
-    fields = [pa.field(name, pa.string()) for name in ("id", "wnid", "label")]
-    fields += [pa.field(f"{name}_{p}", t) for p in schema.TEACHER_NAMES for name, t in pair_types.items()]
-    fields += [pa.field(f"num_tokens_{p}", pa.int32()) for p in schema.TEACHER_NAMES]
-    return pa.schema(fields).empty_table()
+        columns = {name: table[name] for name in ("id", "wnid", "label")} | {n: measured[n] for n in measured.column_names}
+        columns |= {f"num_tokens_{p}": table[f"num_tokens_{p}"] for p in schema.TEACHER_NAMES}
+        parts.append(pa.table(columns).cast(INDEX_SCHEMA))
+    return dataclasses.replace(data_file, index=pa.concat_tables(parts).combine_chunks())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,9 +186,7 @@ def _join(files: list[DataFile]) -> pa.Table:
         )
     if parts:
         return pa.concat_tables(parts)
-    empty = _empty_index()
-    return empty.append_column("split", pa.array([], pa.string())).append_column(
-        "file", pa.array([], pa.int32())).append_column("row", pa.array([], pa.int64()))
+    return pa.schema([*INDEX_SCHEMA, ("split", pa.string()), ("file", pa.int32()), ("row", pa.int64())]).empty_table()
 
 
 def local_files(source: str) -> tuple[dict[str, list[str]], str]:
@@ -220,15 +229,19 @@ class Corpus:
                 problems.append(str(err))
             if self._snapshot is not None and self._snapshot.fingerprint == fingerprint and not self._snapshot.problems:
                 return self._snapshot
-            files = []
-            for split, paths in by_split.items():
-                for path in paths:
-                    try:
-                        files.append(self._indexed(path, split))
-                    except (normalize.LayoutError, OSError) as err:
-                        if strict:
-                            raise
-                        problems.append(str(err))
+            def attempt(split: str, path: str) -> tuple[Optional[DataFile], str]:
+                try:
+                    return self._indexed(path, split), ""
+                except (normalize.LayoutError, OSError) as err:
+                    if strict:
+                        raise
+                    return None, str(err)
+
+            jobs = [(split, path) for split, paths in by_split.items() for path in paths]
+            with ThreadPoolExecutor(self.workers) as pool:  # Parquet decoding runs outside the GIL
+                results = list(pool.map(lambda job: attempt(*job), jobs))
+            files = [data_file for data_file, _ in results if data_file is not None]
+            problems += [problem for _, problem in results if problem]
             self._files = {f.key: f for f in files}
             self._snapshot = Snapshot(fingerprint, tuple(files), _join(files), tuple(problems))
             return self._snapshot

@@ -25,7 +25,7 @@ from imagenet_think import schema
 from imagenet_think.view.query import SORTS, Query, Selection
 
 _WORD = re.compile(r"[^\W_]+")
-"""A word as :func:`imagenet_think.evaluate.metrics.word_tokens` cuts them (lower-cased there)."""
+"""Where the words of :func:`imagenet_think.evaluate.metrics.word_tokens` lie in a text."""
 
 UNMARKED_WORDS = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to was were with".split()
@@ -53,14 +53,12 @@ def asset_url(kind: str, record_id: str) -> str:
     return f"/{kind}/" + quote(record_id, safe="")
 
 
-def _words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text)}
-
-
 def mark_shared(text: str, other: str) -> str:
     """``text`` as HTML with the words that also occur in ``other`` wrapped in ``<mark>``
-    (words compared lower-cased; :data:`UNMARKED_WORDS` and single characters never marked)."""
-    shared = {w for w in _words(text) & _words(other) if len(w) > 1 and w not in UNMARKED_WORDS}
+    (the words of the agreement score; :data:`UNMARKED_WORDS` and single characters never marked)."""
+    from imagenet_think.evaluate.metrics import word_tokens
+
+    shared = {w for w in set(word_tokens(text)) & set(word_tokens(other)) if len(w) > 1 and w not in UNMARKED_WORDS}
     out, last = [], 0
     for match in _WORD.finditer(text):
         if match.group().lower() in shared:
