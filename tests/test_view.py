@@ -24,7 +24,9 @@ from PIL import Image
 
 from imagenet_think import schema
 from imagenet_think.loading import sample_dir
+from imagenet_think.evaluate.metrics import word_tokens
 from imagenet_think.view.corpus import Corpus
+from imagenet_think.view.pages import UNMARKED_WORDS
 from imagenet_think.view.server import Viewer, ViewServer
 
 SAMPLE_FILE = next(sample_dir().glob("data/*.parquet"))
@@ -288,8 +290,15 @@ def test_record_page_shows_both_pairs_answers_side_by_side_and_the_label_check(s
         assert f"<div class=\"text think\">{row[f'think_{p}']}</div>".replace("'", "&#x27;") in html
         assert f"reasoning · {len(row[f'think_{p}']):,} characters" in html
         assert row[f"model_{p}"] in html and f"finish reason <b>{row[f'finish_reason_{p}']}</b>" in html
-    # words shared by the two answers are marked in both; 'banana' is the class and in both answers
-    assert html.count("<mark>banana</mark>") >= 2 and "<mark>the</mark>" not in html
+    # the words the two answers share (as the agreement score counts them) are marked in both,
+    # but for single letters and the short list of function words
+    shared = set(word_tokens(row["answer_1"])) & set(word_tokens(row["answer_2"]))
+    expected = {w for w in shared if len(w) > 1 and w not in UNMARKED_WORDS}
+    assert "banana" in expected and "on" in shared and "on" not in expected
+    for p in (1, 2):
+        cell = re.search(rf'<div class="text answer" data-pair="{p}">(.*?)</div>', html, re.S).group(1)
+        assert {m.lower() for m in re.findall(r"<mark>(.*?)</mark>", cell)} == expected
+        assert re.sub(r"</?mark>", "", cell) == row[f"answer_{p}"].replace("'", "&#x27;")
     assert html.count("✓ names the class") == 2
     # the sampling settings and raw output of the generation record
     raw = row["generation"][0]["raw"]
