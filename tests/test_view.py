@@ -169,6 +169,7 @@ def test_pages_follow_file_order(sample_server):
     html = get(sample_server, f"/?per_page={per_page}&page=2")[2].decode()
     assert f"records 6–10 of {len(ids)}" in html
     assert 'rel="prev" href="/?per_page=5"' in html and 'rel="next" href="/?page=3&amp;per_page=5"' in html
+    assert '<input type="hidden" name="per_page" value="5">' in html  # the filter form keeps the page size
 
 
 def test_index_rows_match_the_file(sample_server):
@@ -412,6 +413,17 @@ def test_new_files_show_on_reload_and_nothing_is_written(tmp_path):
         assert ids_of(server, "q=soccer") == [r["id"] for r in rows if "soccer" in (r["think_1"] + r["answer_1"] + r["think_2"] + r["answer_2"]).lower()]
         (out / "data" / "train-00000-00000.parquet").unlink()
         assert ids_of(server, "") == [r["id"] for r in rows[10:]]
+
+
+def test_images_follow_a_rewritten_file_without_a_page_load(tmp_path):
+    rows = sample_rows()
+    out = tmp_path / "corpus"
+    write_rows(out / "data" / "train-00000-of-00001.parquet", rows[:12])
+    with serving(out) as server:
+        assert get(server, "/image/" + rows[0]["id"])[2] == rows[0]["image"]["bytes"]
+        write_rows(out / "data" / "train-00000-of-00001.parquet", rows[::-1], row_group_size=5)  # export --overwrite
+        for row in (rows[11], rows[0], rows[-1]):  # row 11 is in a row group not read before
+            assert get(server, "/image/" + row["id"])[2] == row["image"]["bytes"]
 
 
 def test_a_file_that_breaks_while_serving_is_named_and_the_rest_still_served(tmp_path):

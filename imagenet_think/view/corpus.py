@@ -82,6 +82,14 @@ class DataFile:
     def key(self) -> tuple:
         return (self.path, self.size, self.mtime_ns)
 
+    def is_current(self) -> bool:
+        """Whether the file on disk is still the one indexed (same size and modification time)."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return False
+        return (stat.st_size, stat.st_mtime_ns) == (self.size, self.mtime_ns)
+
     @functools.cached_property
     def starts(self) -> list[int]:
         """First row of each row group, then the file's row count."""

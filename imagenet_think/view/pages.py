@@ -110,6 +110,9 @@ def _options(values: Mapping[str, str], selected: str) -> str:
 def _filters(query: Query, splits: Sequence[str]) -> str:
     teachers = {"": "both teachers", **{name: f"{name} (pair {p})" for p, name in schema.TEACHER_NAMES.items()}}
     statuses = {"": "any status", **{s: s for s in schema.STATUSES}}
+    if len(query.status) > 1:  # several statuses come from a shared URL; keep them selectable
+        statuses[",".join(query.status)] = " or ".join(query.status)
+    per_page = f'<input type="hidden" name="per_page" value="{query.per_page}">' if "per_page" in query.params() else ""
     split = (
         f'<label>split <select name="split">{_options({"": "all", **{s: s for s in splits}}, query.split)}</select></label>'
         if len(splits) > 1 or query.split
@@ -121,7 +124,7 @@ def _filters(query: Query, splits: Sequence[str]) -> str:
 <select name="teacher" aria-label="teacher">{_options(teachers, schema.TEACHER_NAMES.get(query.teacher, ""))}</select>
 <select name="sort" aria-label="sort">{_options(SORTS, query.sort)}</select>
 <input type="text" name="wnid" value="{e(query.wnid)}" placeholder="wnid" size="10" aria-label="wnid">
-{split}<button type="submit">Apply</button> <a class="reset" href="/">reset</a>
+{split}{per_page}<button type="submit">Apply</button> <a class="reset" href="/">reset</a>
 </form>"""
 
 

@@ -242,7 +242,10 @@ class Viewer:
         return Response(200, html.encode(), "text/html; charset=utf-8")
 
     def _stored_image(self, record_id: str) -> tuple[Any, dict]:
-        snapshot = self.corpus.snapshot
+        snapshot = self.corpus.snapshot  # image requests follow a page load, which refreshed
+        position = snapshot.position_of(record_id)
+        if position is None or not snapshot.locate(position)[0].is_current():
+            snapshot = self.corpus.refresh()
         position = self._find(snapshot, record_id)
         data_file, row = snapshot.locate(position)
         return (*data_file.key, row), self.corpus.image(snapshot, position)
