@@ -8,14 +8,13 @@ import http.client
 import io
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -5,7 +5,7 @@ resolve_source`): the bundled ``sample``, a Hub-layout directory, a directory in
 six-column layout, or a ``regenerate`` output still being written (``data/train-SSSSS-NNNNN.parquet``).
 
 The index holds, per record, its ``id``, ``wnid``, ``label``, ``split``, file and row, and per
-pair the ``status``, reasoning and answer lengths in characters and ``num_tokens``: about 100
+pair the ``status``, reasoning and answer lengths in characters and ``num_tokens``: about 110
 bytes a record.  It is built one Parquet row group at a time, from the text and status columns
 only, and kept per file under the file's size and modification time, so :meth:`Corpus.refresh`
 reads only the files that are new or changed since the last look.  Published-layout files are
@@ -34,7 +34,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import pyarrow as pa
@@ -237,29 +237,27 @@ class Corpus:
                 problems.append(str(err))
             if self._snapshot is not None and self._snapshot.fingerprint == fingerprint and not self._snapshot.problems:
                 return self._snapshot
-            def attempt(split: str, path: str) -> tuple[Optional[DataFile], str]:
-                try:
-                    return self._indexed(path, split), ""
-                except (normalize.LayoutError, OSError) as err:
-                    if strict:
-                        raise
-                    return None, str(err)
-
-            jobs = [(split, path) for split, paths in by_split.items() for path in paths]
+            jobs = [(path, split, strict) for split, paths in by_split.items() for path in paths]
             with ThreadPoolExecutor(self.workers) as pool:  # Parquet decoding runs outside the GIL
-                results = list(pool.map(lambda job: attempt(*job), jobs))
-            files = [data_file for data_file, _ in results if data_file is not None]
-            problems += [problem for _, problem in results if problem]
+                results = list(pool.map(lambda job: self._indexed(*job), jobs))
+            files = [data_file for data_file in results if isinstance(data_file, DataFile)]
+            problems += [problem for problem in results if isinstance(problem, str)]
             self._files = {f.key: f for f in files}
             self._snapshot = Snapshot(fingerprint, tuple(files), _join(files), tuple(problems))
             return self._snapshot
 
-    def _indexed(self, path: str, split: str) -> DataFile:
-        stat = os.stat(path)
-        known = self._files.get((path, stat.st_size, stat.st_mtime_ns))
-        if known is not None and known.split == split:
-            return known
-        return index_file(path, split)
+    def _indexed(self, path: str, split: str, strict: bool) -> Union[DataFile, str]:
+        """The file's index (reused when the file is unchanged), or what is wrong with it."""
+        try:
+            stat = os.stat(path)
+            known = self._files.get((path, stat.st_size, stat.st_mtime_ns))
+            if known is not None and known.split == split:
+                return known
+            return index_file(path, split)
+        except (normalize.LayoutError, OSError) as err:
+            if strict:
+                raise
+            return str(err)
 
     @property
     def root(self) -> str:
