@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from imagenet_think import schema
-from imagenet_think.loading import sample_dir
 from imagenet_think.evaluate.metrics import word_tokens
+from imagenet_think.loading import sample_dir
 from imagenet_think.view.corpus import Corpus
 from imagenet_think.view.pages import UNMARKED_WORDS
 from imagenet_think.view.server import Viewer, ViewServer
