@@ -42,6 +42,7 @@ COMMANDS = {
     "stats": ("imagenet_think.stats", "print corpus statistics and write histograms"),
     "regenerate": ("imagenet_think.regenerate.__main__", "rebuild or extend the corpus with a VLM"),
     "evaluate": ("imagenet_think.evaluate.__main__", "score model predictions against the corpus"),
+    "view": ("imagenet_think.view.__main__", "browse a corpus in a web browser (images, both teachers' reasoning)"),
 }
 
 DEFAULT_SOURCE = "sample"

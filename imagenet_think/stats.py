@@ -55,20 +55,31 @@ def measure(dataset: Any, suffixes: Sequence[str] = PAIRS, batch_size: int = 10_
     ``dataset`` is a ``Dataset`` or ``IterableDataset``; only its :func:`text_columns` are read.
     """
     with_agreement = tuple(suffixes) == PAIRS
-    batches = []
-    for batch in dataset.select_columns(text_columns(suffixes)).with_format("arrow").iter(batch_size=batch_size):
-        measured = {}
-        for s in suffixes:
-            measured[f"status{s}"] = batch[f"status{s}"]
-            for field in FIELDS:
-                measured[f"{field}_chars{s}"] = pc.utf8_length(batch[f"{field}{s}"])
-        if with_agreement:
-            scores = agreement(batch["answer_1"].to_pylist(), batch["answer_2"].to_pylist())
-            measured["agreement"] = pa.array(scores, pa.float32())
-        batches.append(pa.table(measured))
+    batches = [
+        measure_table(batch, suffixes, with_agreement)
+        for batch in dataset.select_columns(text_columns(suffixes)).with_format("arrow").iter(batch_size=batch_size)
+    ]
     if not batches:
         raise ValueError("the dataset has no rows to measure")
     return pa.concat_tables(batches)
+
+
+def measure_table(table: pa.Table, suffixes: Sequence[str] = PAIRS, with_agreement: bool = True) -> pa.Table:
+    """The :func:`measure` columns of one Arrow table holding the text columns; ``agreement``
+    (which needs ``answer_1`` and ``answer_2``) only when ``with_agreement``.
+
+    >>> measure_table(pa.table({"status": ["ok"], "think": ["Fur."], "answer": ["A cat."]}), ("",), False).to_pylist()
+    [{'status': 'ok', 'think_chars': 4, 'answer_chars': 6}]
+    """
+    measured = {}
+    for s in suffixes:
+        measured[f"status{s}"] = table[f"status{s}"]
+        for field in FIELDS:
+            measured[f"{field}_chars{s}"] = pc.utf8_length(table[f"{field}{s}"])
+    if with_agreement:
+        scores = agreement(table["answer_1"].to_pylist(), table["answer_2"].to_pylist())
+        measured["agreement"] = pa.array(scores, pa.float32())
+    return pa.table(measured)
 
 
 def _distribution(values: np.ndarray) -> dict[str, float]:
