@@ -18,8 +18,8 @@ LEXICAL = ["--metrics", "rouge1_f", "jaccard", "--bootstrap", "200", "--no-progr
 
 @pytest.fixture(scope="module")
 def sample_rows():
-    rows = load_dataset("sample", split="train", decode_images=False).remove_columns(["image"])
-    return {row["id"]: row for row in rows}
+    splits = load_dataset("sample", decode_images=False)
+    return {row["id"]: row for split in splits.values() for row in split.remove_columns(["image"])}
 
 
 def write_predictions(path, sample_rows, ids, think_of="think_2", answer_of="answer_1"):
@@ -182,7 +182,7 @@ def test_unreadable_image_is_reported_and_left_out(tmp_path, sample_copy):
 
     from tests.fixtures.tiny_glm4v import build_tiny_glm4v
 
-    shard = next(sample_copy.glob("data/*.parquet"))
+    shard = sample_copy / "data" / "train-00000-of-00001.parquet"
     table = pq.read_table(shard)
     broken = select_eval_ids(table["id"].to_pylist(), size=1, split="all")[0]
     images = [

@@ -91,11 +91,14 @@ def test_cli_json(capsys, sample):
     assert "histograms" not in summary
 
 
-def test_cli_unknown_split_fails_clearly():
+def test_cli_unknown_split_fails_clearly(tmp_path, sample):
     with pytest.raises(ValueError, match=r'Unknown split "test". Should be one of \['):
         cli.main(["stats", "--source", "sample", "--split", "test"])
-    with pytest.raises(ValueError, match="no rows to measure"):  # the sample's validation split is empty
-        cli.main(["stats", "--source", "sample", "--split", "validation"])
+    from imagenet_think.writer import write_split_shards
+
+    write_split_shards(sample.data.table, tmp_path / "data")  # the sample's train rows: no validation file
+    with pytest.raises(ValueError, match="no rows to measure"):
+        cli.main(["stats", "--source", str(tmp_path), "--split", "validation"])
 
 
 def test_stats_help_imports_no_heavy_library():
