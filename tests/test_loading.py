@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import datasets
 import pyarrow as pa
@@ -26,7 +27,8 @@ def rows_by_id(ds) -> dict:
     return {row["id"]: row for row in ds}
 
 
-def train_shard(corpus) -> "os.PathLike":
+def train_shard(corpus: Path) -> Path:
+    """The train file of a copy of the sample (Hub layout: one file per split)."""
     return corpus / "data" / "train-00000-of-00001.parquet"
 
 
