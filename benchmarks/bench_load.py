@@ -1,10 +1,11 @@
 """Prepare + iterate N synthetic rows: our builder vs ``datasets``' packaged Parquet builder.
 
-Both read the same shards (Hub layout written by ``imagenet_think.writer.write_shard``, small
-JPEGs embedded).  Each measurement runs in a fresh subprocess with a fresh cache, so peak RSS
-is the reader's own: ``peak_rss_mb`` (``ru_maxrss``, which counts the file pages of the
-memory-mapped Arrow cache touched while iterating) and ``peak_anon_rss_mb`` (heap memory,
-sampled every 5 ms).  Prints one JSON line per N.
+Both read the same ``train`` shards (Hub layout written by
+``imagenet_think.writer.write_split_shards``, small JPEGs embedded; about 1 % of the rows go to
+``validation`` files by id hash).  Each measurement runs in a fresh subprocess with a fresh
+cache, so peak RSS is the reader's own: ``peak_rss_mb`` (``ru_maxrss``, which counts the file
+pages of the memory-mapped Arrow cache touched while iterating) and ``peak_anon_rss_mb`` (heap
+memory, sampled every 5 ms).  Prints one JSON line per N.
 
     python benchmarks/bench_load.py --rows 10000 50000 250000
 """
@@ -60,7 +61,7 @@ def make_corpus(out: Path, rows: int, rows_per_shard: int = 10_000) -> None:
     from PIL import Image
 
     from imagenet_think import PROMPT, schema
-    from imagenet_think.writer import shard_name, write_shard
+    from imagenet_think.writer import write_split_shards
 
     rng = random.Random(0)
     jpegs = []
@@ -84,7 +85,7 @@ def make_corpus(out: Path, rows: int, rows_per_shard: int = 10_000) -> None:
                             f"status_{pair}": "ok", f"finish_reason_{pair}": "stop", f"num_tokens_{pair}": 120})
             batch.append(row)
         table = pa.Table.from_pylist(batch, schema=schema.arrow_schema("default"))
-        write_shard(table, out / "data" / shard_name("train", shard, total), split="train", validation_fraction=0.01)
+        write_split_shards(table, out / "data", shard, total, validation_fraction=0.01)
 
 
 def measure(kind: str, corpus: Path) -> dict:

@@ -1,4 +1,8 @@
-"""Build the bundled sample at ``imagenet_think/sample/`` (Hub layout, ~24 rows, < 2 MB).
+"""Build the bundled sample at ``imagenet_think/sample/`` (Hub layout, 24 rows, < 2 MB).
+
+Rows go to ``data/train-*.parquet`` or ``data/validation-*.parquet`` by the hash of their id
+(:mod:`imagenet_think.split`, the default fraction 0.01), so the sample's splits are those the
+loader computes and the evaluation subset never meets ``train``.
 
 Images are drawn here with Pillow (simple shapes suggesting each class), so they are free to
 redistribute (CC0).  Texts are hand-written fixtures in the teachers' raw output formats,
@@ -17,12 +21,14 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 from imagenet_think import PROMPT, schema
 from imagenet_think.labels import label_for
 from imagenet_think.reasoning import split_reasoning
-from imagenet_think.writer import shard_name, write_card, write_shard
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
+from imagenet_think.writer import write_card, write_split_shards
 
 # wnid, short name, colour name, RGB, shape, scene
 CLASSES = [
@@ -181,22 +187,24 @@ def main() -> None:
     if (out / "data").exists():
         shutil.rmtree(out / "data")
     table = pa.Table.from_pylist(build_rows(), schema=schema.arrow_schema("default"))
-    write_shard(table, out / "data" / shard_name("train", 0, 1), split="train", validation_fraction=0.01)
+    written = write_split_shards(table, out / "data", validation_fraction=DEFAULT_VALIDATION_FRACTION)
     write_card(
         out,
         pretty_name="ImageNet-Think sample (fixtures)",
         source="builder_scripts/make_sample.py",
-        validation_fraction=0.01,
+        validation_fraction=DEFAULT_VALIDATION_FRACTION,
         sample_note=(
             "This is a test sample, not the corpus. Its images are drawn by "
             "`builder_scripts/make_sample.py` with Pillow (simple shapes, released CC0) and its think/answer "
             "texts are **hand-written fixtures in the teachers' raw output formats, not model output**. "
-            "Rows 2, 5, 7, 9, 11, 13 and 16 are edge cases: truncated (unclosed) thinking, a missing opening "
-            "`<think>`, two think blocks, an empty answer, Chinese text, and an output with no reasoning. "
+            "The rows whose ids end in `_1002`, `_1005`, `_1007`, `_1009`, `_1011`, `_1013` and `_1016` are edge "
+            "cases: truncated (unclosed) thinking, a missing opening `<think>`, two think blocks, an empty answer, "
+            "Chinese text, and an output with no reasoning. "
             "The ImageNet ids and labels are real WordNet synsets; the pictures are not ImageNet photos."
         ),
     )
-    print(f"wrote {out} ({table.num_rows} rows)")
+    counts = ", ".join(f"{path.name}: {pq.read_metadata(path).num_rows} rows" for path in written)
+    print(f"wrote {out} ({counts})")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ fsspec-aware versions.  Reshaping lives in :mod:`imagenet_think.normalize`.
 Configs: ``default`` (one row per image, both pairs), ``glm`` and ``kimi`` (one teacher each),
 ``pairs`` (one row per image and teacher).  Splits: ``train`` and ``validation`` by a hash
 of ``id`` (:mod:`imagenet_think.split`).  Files written by :mod:`imagenet_think.writer` record
-their split and fraction in the Parquet metadata, so they are read without re-filtering.
+their split and fraction in the Parquet metadata, so they are read without re-filtering; a file
+whose label disagrees with the hash split of one of its ids is refused (:class:`normalize.LayoutError`).
 
 >>> ImageNetThinkConfig(name="pairs", validation_fraction=0.05).validation_fraction
 0.05
@@ -24,7 +25,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from imagenet_think import __version__, normalize, schema
-from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, check_split_label
 
 try:  # datasets >= 4.4.2
     from datasets.builder import Key
@@ -101,14 +102,18 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
         )
         if presplit:
             return [
-                datasets.SplitGenerator(name=split, gen_kwargs={"files": files, "keep_validation": None})
+                datasets.SplitGenerator(name=split, gen_kwargs={"files": files, "keep_validation": None, "labelled": split})
                 for split, files in files_by_split.items()
             ]
         every_file = [f for files in files_by_split.values() for f in files]
-        generators = [datasets.SplitGenerator(name="train", gen_kwargs={"files": every_file, "keep_validation": False})]
+        generators = [
+            datasets.SplitGenerator(name="train", gen_kwargs={"files": every_file, "keep_validation": False, "labelled": None})
+        ]
         if fraction > 0:
             generators.append(
-                datasets.SplitGenerator(name="validation", gen_kwargs={"files": every_file, "keep_validation": True})
+                datasets.SplitGenerator(
+                    name="validation", gen_kwargs={"files": every_file, "keep_validation": True, "labelled": None}
+                )
             )
         return generators
 
@@ -119,7 +124,10 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
         except (pa.ArrowInvalid, OSError) as err:
             raise normalize.LayoutError(f"{file}: not a readable Parquet file ({err})") from err
 
-    def _generate_tables(self, files, keep_validation):
+    def _generate_tables(self, files, keep_validation, labelled):
+        """Tables of ``files``: the rows of one hash split (``keep_validation``), or every row of
+        files whose metadata labels them ``labelled``, after checking each id hashes there."""
+        fraction = self.config.validation_fraction
         for file_idx, file in enumerate(files):
             with open(file, "rb") as f:
                 try:
@@ -135,8 +143,16 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
                     for batch_idx, batch in enumerate(batches):
                         table = pa.Table.from_batches([batch])
                         ids = normalize.row_ids(table, file, first_row)
+                        if labelled is not None:
+                            try:
+                                check_split_label(ids, labelled, fraction, file, first_row)
+                            except ValueError as err:
+                                raise normalize.LayoutError(
+                                    f"{err}; the file would leak rows across splits: re-export it with "
+                                    "`imagenet-think export` (which labels each file by its ids)"
+                                ) from None
                         first_row += table.num_rows
-                        table, ids = normalize.split_filter(table, ids, keep_validation, self.config.validation_fraction)
+                        table, ids = normalize.split_filter(table, ids, keep_validation, fraction)
                         table = normalize.to_default(table, ids, layout)
                         yield Key(file_idx, batch_idx), normalize.project(table, self.config.name, self._columns)
                 except (pa.ArrowInvalid, OSError) as err:

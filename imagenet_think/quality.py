@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imagenet_think import labels
-from imagenet_think.evaluate.metrics import jaccard_index
+from imagenet_think.text import jaccard_index, word_lists
 
 PAIRS = ("_1", "_2")
 """Column suffixes of the two teacher pairs in the ``default`` config."""
@@ -213,13 +213,14 @@ def length_between(
 
 def agreement(texts_1: Sequence[Optional[str]], texts_2: Sequence[Optional[str]]) -> list[float]:
     """Jaccard index of the word sets of each pair of texts (1.0 when both are empty), ``None``
-    read as ``""``: the evaluation's ``jaccard`` metric
-    (:func:`imagenet_think.evaluate.metrics.jaccard_index`, words as its ``word_tokens``).
+    read as ``""``: :func:`imagenet_think.text.jaccard_index`, as the evaluation's ``jaccard``.
 
     >>> agreement(["a red fox", ""], ["a grey fox", None])
     [0.5, 1.0]
+    >>> agreement(["一只猫坐在木桌上。"], ["一只猫坐在桌子上。"])  # 7 shared ideographs of 9
+    [0.7777777777777778]
     """
-    return jaccard_index([text or "" for text in texts_1], [text or "" for text in texts_2]).tolist()
+    return jaccard_index(texts_1, texts_2).tolist()
 
 
 def teachers_agree(min_jaccard: float = 0.1, field: str = "answer") -> RowFilter:
@@ -321,9 +322,10 @@ def names_label(field: str = "answer", suffixes: Sequence[str] = PAIRS, max_dept
 
 # --- near-duplicate texts -------------------------------------------------------------------
 #
-# MinHash over word shingles, banded LSH, greedy keep-first.  Texts are lower-cased and cut into
-# words (runs of Unicode letters and digits, so punctuation and spacing do not matter); each run
-# of ``shingle_size`` consecutive words is one shingle (a shorter text is one shingle).  Words are
+# MinHash over word shingles, banded LSH, greedy keep-first.  Texts are cut into words by
+# :func:`imagenet_think.text.word_lists` (lower-cased runs of Unicode letters and digits, each CJK
+# ideograph its own word, so punctuation and spacing do not matter); each run of
+# ``shingle_size`` consecutive words is one shingle (a shorter text is one shingle).  Words are
 # hashed with CRC-32 (stable across processes) and shingles combined in 64-bit arithmetic; the
 # ``num_perm`` MinHash functions are multiply-shift hashes with fixed odd multipliers.  Two texts
 # whose signatures agree on a share ``>= threshold`` of positions (an estimate of the Jaccard
@@ -337,11 +339,9 @@ _SHINGLE_MIX = np.uint64(0x9E3779B97F4A7C15)
 _CHUNK_SHINGLES = 1 << 16
 
 
-def _word_hashes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _word_hashes(texts: Any) -> tuple[np.ndarray, np.ndarray]:
     """CRC-32 of every word of every text (flat, uint64) and each text's offsets into it."""
-    lowered = pc.utf8_lower(pc.fill_null(texts, ""))
-    spaced = pc.utf8_trim(pc.replace_substring_regex(lowered, r"[^\p{L}\p{N}]+", " "), " ")
-    split = pc.split_pattern(spaced, " ")  # "" -> [""]: every text has at least one word
+    split = word_lists(texts)
     encoded = pc.dictionary_encode(split.flatten())
     vocabulary = np.fromiter(
         (zlib.crc32(word.encode("utf-8")) for word in encoded.dictionary.to_pylist()),
@@ -378,8 +378,7 @@ def minhash_signatures(texts: Any, num_perm: int = 64, shingle_size: int = 3, se
     >>> sig.shape, bool((sig[0] == sig[1]).all()), float((sig[0] == sig[2]).mean())
     ((3, 64), True, 0.0)
     """
-    array = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else pa.array(texts, pa.large_string())
-    shingles, offsets = _shingle_hashes(*_word_hashes(array), shingle_size)
+    shingles, offsets = _shingle_hashes(*_word_hashes(texts), shingle_size)
     rng = np.random.default_rng(seed)
     multipliers = rng.integers(0, 2**63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     increments = rng.integers(0, 2**63, num_perm, dtype=np.uint64)

@@ -13,7 +13,7 @@ True
 from __future__ import annotations
 
 import zlib
-from typing import Iterable
+from typing import Iterable, Optional, Sequence
 
 import pyarrow as pa
 
@@ -39,6 +39,39 @@ def validation_mask(ids: Iterable[str], fraction: float = DEFAULT_VALIDATION_FRA
     limit = fraction * 4294967296.0
     crc32 = zlib.crc32
     return pa.array([crc32(i.encode("utf-8")) < limit for i in ids], type=pa.bool_())
+
+
+def split_of(row_id: str, fraction: float = DEFAULT_VALIDATION_FRACTION) -> str:
+    """``"validation"`` or ``"train"``: the split ``row_id`` hashes to at ``fraction``.
+
+    >>> split_of("n01440764_n01440764_10026"), split_of("n01440764_n01440764_10026", 0.001)
+    ('validation', 'train')
+    """
+    return "validation" if is_validation(row_id, fraction) else "train"
+
+
+def check_split_label(ids: Sequence[str], split: str, fraction: Optional[float], where: str, first_row: int = 0) -> None:
+    """Raise ``ValueError`` naming ``where`` unless every id of ``ids`` hashes to ``split``.
+
+    ``ids`` are rows of a file labelled ``split`` at ``fraction`` (row ``first_row`` first);
+    a label that disagrees with an id would put the row in both splits, or in the wrong one.
+
+    >>> check_split_label(["b"], "validation", 0.5, "x.parquet")
+    >>> check_split_label(["a", "b"], "train", 0.5, "x.parquet", first_row=10)
+    Traceback (most recent call last):
+    ...
+    ValueError: x.parquet: labelled split 'train' (validation_fraction 0.5), but row 11 (id 'b') hashes to 'validation'
+    """
+    if split not in ("train", "validation") or fraction is None:
+        raise ValueError(f"{where}: split label {split!r} at validation_fraction {fraction!r} is not a hash split")
+    mask = validation_mask(ids, check_fraction(fraction)).to_pylist()
+    wanted = split == "validation"
+    bad = next((i for i, is_val in enumerate(mask) if is_val != wanted), None)
+    if bad is not None:
+        raise ValueError(
+            f"{where}: labelled split {split!r} (validation_fraction {fraction}), but row {first_row + bad} "
+            f"(id {ids[bad]!r}) hashes to {split_of(ids[bad], fraction)!r}"
+        )
 
 
 def check_fraction(fraction: float) -> float:

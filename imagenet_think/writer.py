@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from imagenet_think import schema
 from imagenet_think.cli import add_source_argument
 from imagenet_think.fileio import atomic_write
-from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, check_split_label, validation_mask
 
 if TYPE_CHECKING:
     import datasets
@@ -66,17 +67,20 @@ def write_shard(
 
     The table is cast to the ``default`` schema (HF features in the ``huggingface``
     metadata key); ``split``/``validation_fraction`` are recorded so the builder can trust
-    the file's split.  Written with :func:`imagenet_think.fileio.atomic_write`: a crash leaves
-    either the old file or the new one, never half.
+    the file's split, after checking that every id hashes to ``split`` at that fraction
+    (``ValueError`` naming the path and the first stray row otherwise; nothing is written).
+    Written with :func:`imagenet_think.fileio.atomic_write`: a crash leaves either the old
+    file or the new one, never half.
     """
     from datasets.table import embed_table_storage, table_cast
 
     path = Path(path)
     target = schema.arrow_schema("default")
-    table = embed_table_storage(table_cast(table.select(target.names), target))
     metadata = dict(target.metadata)
     if split is not None:
+        check_split_label(table["id"].to_pylist(), split, validation_fraction, str(path))
         metadata[schema.METADATA_KEY] = json.dumps({"split": split, "validation_fraction": validation_fraction})
+    table = embed_table_storage(table_cast(table.select(target.names), target))
     table = table.replace_schema_metadata(metadata)
     with atomic_write(path, "wb") as f:
         pq.write_table(table, f, row_group_size=ROWS_PER_ROW_GROUP, compression=COMPRESSION)
@@ -165,6 +169,27 @@ class ShardWriter:
         self._close_shard()
         for path in self.paths:
             path.unlink(missing_ok=True)
+
+
+def write_split_shards(
+    table: pa.Table,
+    data_dir: Union[str, os.PathLike],
+    index: int = 0,
+    total: int = 1,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+) -> list[Path]:
+    """Write shard ``index`` of ``total`` of each hash split of ``table`` under ``data_dir``.
+
+    Rows go to ``train-…`` or ``validation-…`` by the hash of their ``id``
+    (:mod:`imagenet_think.split`), each file labelled with its split; a split with no rows in
+    ``table`` gets no file.  Returns the paths written, train first.
+    """
+    mask = validation_mask(table["id"].to_pylist(), check_fraction(validation_fraction))
+    paths = []
+    for split, rows in (("train", table.filter(pc.invert(mask))), ("validation", table.filter(mask))):
+        if rows.num_rows:
+            paths.append(write_shard(rows, Path(data_dir) / shard_name(split, index, total), split, validation_fraction))
+    return paths
 
 
 def split_sizes(out_dir: Union[str, os.PathLike]) -> dict[str, dict[str, int]]:

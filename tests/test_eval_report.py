@@ -9,7 +9,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from imagenet_think.evaluate.report import bootstrap_ci, combine, load_summary, render_markdown, summarize, write_report
+from imagenet_think.evaluate.report import (
+    bootstrap_ci,
+    combine,
+    describe_differences,
+    draw_chart,
+    load_summary,
+    render_markdown,
+    summarize,
+    write_report,
+)
+from imagenet_think.schema import TEACHERS
 
 
 def scores_table(values, second=None):
@@ -39,7 +49,12 @@ def test_summary_skips_nan_and_counts_statuses():
     row = next(r for r in summary["results"] if r["metric"] == "jaccard")
     assert (row["part"], row["reference"], row["n"]) == ("think", "teacher1", 2)
     assert row["mean"] == pytest.approx(0.4)
-    assert summary["runs"] == [{"model": "m", "n_rows": 3, "status_counts": {"ok": 2, "no_think": 1}, "settings": {"k": 1}}]
+    assert summary["runs"] == [{
+        "model": "m", "subset_size": 3, "scored_rows": 3, "ids_without_prediction": [], "predictions_outside_subset": 0,
+        "status_counts": {"ok": 2, "no_think": 1}, "settings": {"k": 1},
+    }]
+    coverage = {"subset_size": 5, "ids_without_prediction": ["x", "y"], "predictions_outside_subset": 4}
+    assert summarize(scores_table([0.2, 0.1, 0.6]), "m", num_resamples=10, coverage=coverage)["runs"][0].items() >= coverage.items()
 
 
 def test_all_nan_column_gives_nan_mean_and_dash():
@@ -84,3 +99,59 @@ def test_compare_puts_models_in_columns(tmp_path):
 def test_missing_results_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json: no results here"):
         load_summary(tmp_path)
+
+
+def test_an_older_results_file_with_n_rows_still_loads(tmp_path):
+    old = {"runs": [{"model": "m", "n_rows": 4, "status_counts": {}, "settings": {}}], "results": []}
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    assert load_summary(tmp_path)["runs"][0]["scored_rows"] == 4
+
+
+def run_summary(model, settings, values, metrics=("think.jaccard", "answer.rouge1_f")):
+    columns = {"id": [f"r{i}" for i in range(len(values))], "status": ["ok"] * len(values)}
+    for name in metrics:
+        for reference in ("teacher1", "teacher2", "best"):
+            columns[f"{name}.{reference}"] = values
+    coverage = {"subset_size": len(values) + 1, "ids_without_prediction": ["gone"], "predictions_outside_subset": 0}
+    return summarize(pa.table(columns), model, settings, num_resamples=20, coverage=coverage)
+
+
+def test_differing_score_settings_are_named_only_where_the_metric_was_computed():
+    lexical = {"metrics": ["jaccard", "rouge1_f"], "tfidf_fit": "pair", "rouge_stemmer": False, "bertscore_model": "a"}
+    other = {**lexical, "rouge_stemmer": True, "bertscore_model": "b"}  # bertscore_f1 computed by neither
+    both = combine([run_summary("m1", lexical, [0.5, 0.5]), run_summary("m2", other, [0.5, 0.5])], ["x", "y"])
+    assert describe_differences(both) == "the runs differ in settings that change scores: rouge_stemmer (m1: False, m2: True)"
+    table = render_markdown(both)
+    assert "**Warning:** the runs differ in settings that change scores: rouge_stemmer" in table
+    assert "| rouge_stemmer (differs) | False | True |" in table and "| tfidf_fit | – | – |" in table  # not computed
+    same = combine([run_summary("m1", lexical, [0.5, 0.5]), run_summary("m2", lexical, [0.1, 0.2])], ["x", "y"])
+    assert describe_differences(same) == "" and "Warning" not in render_markdown(same)
+
+
+def test_the_chart_names_models_marks_missing_metrics_and_has_one_legend():
+    import matplotlib.pyplot as plt
+
+    settings = {"metrics": ["jaccard", "rouge1_f", "bertscore_f1"], "bertscore_model": "roberta-large", "bertscore_layers": 17}
+    full = run_summary("alpha", settings, [1.0, 1.0, 1.0], ("think.jaccard", "answer.rouge1_f", "think.bertscore_f1"))
+    partial = run_summary("beta", {**settings, "metrics": ["jaccard", "rouge1_f"]}, [0.2, 0.4, 0.6])
+    figure = draw_chart(combine([full, partial], ["a", "b"]))
+    try:
+        title = figure._suptitle.get_text()
+        assert "alpha, beta" in title and "BERTScore roberta-large layer 17" not in title  # beta has no BERTScore
+        axes = figure.axes
+        panel_titles = [ax.get_title() for ax in axes]
+        assert f"think vs teacher 1 ({TEACHERS[1].split('/')[-1]})" in panel_titles
+        assert f"answer vs teacher 2 ({TEACHERS[2].split('/')[-1]})" in panel_titles
+        assert all("mean score" in ax.get_ylabel() for ax in axes[::3])
+        assert all(ax.get_ylim()[1] > 1.05 for ax in axes)  # room for the CI whisker of a bar at 1.0
+        # think panel, metrics bertscore_f1, rouge1_f, jaccard: alpha has think bertscore and jaccard (1.0),
+        # beta think jaccard (mean 0.4); rouge1_f was scored on answers only. Three n/a marks, no zero bars.
+        think_panel = axes[0]
+        heights = sorted(round(p.get_height(), 6) for p in think_panel.patches)
+        assert heights == [0.4, 1.0, 1.0]
+        assert [t.get_text() for t in think_panel.texts] == ["n/a"] * 3
+        assert len(figure.legends) == 1 and not any(ax.get_legend() for ax in axes)
+        labels = [t.get_text() for t in figure.legends[0].get_texts()]
+        assert labels == ["alpha: BERTScore roberta-large layer 17", "beta"]
+    finally:
+        plt.close(figure)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import datasets
 import pyarrow as pa
@@ -18,20 +19,26 @@ import imagenet_think
 from imagenet_think import schema
 from imagenet_think.loading import OfflineError
 from imagenet_think.normalize import LayoutError
-from imagenet_think.writer import export_hub_layout
+from imagenet_think.split import is_validation
+from imagenet_think.writer import export_hub_layout, write_shard, write_split_shards
 
 
 def rows_by_id(ds) -> dict:
     return {row["id"]: row for row in ds}
 
 
+def train_shard(corpus: Path) -> Path:
+    """The train file of a copy of the sample (Hub layout: one file per split)."""
+    return corpus / "data" / "train-00000-of-00001.parquet"
+
+
 @pytest.mark.parametrize("config", schema.CONFIGS)
-def test_sample_loads_typed_map_and_streaming(config):
+def test_sample_loads_typed_map_and_streaming(config, sample_table):
     ds = imagenet_think.load_dataset("sample", config, split="train")
     assert ds.features == schema.FEATURES[config]
-    default = imagenet_think.load_dataset("sample", split="train", columns=["status_1", "status_2"])
-    present = {pair: sum(s != "missing" for s in default[f"status_{pair}"]) for pair in (1, 2)}
-    expected = {"default": len(default), "glm": present[1], "kimi": present[2], "pairs": present[1] + present[2]}
+    train = [r for r in sample_table.select(["id", "status_1", "status_2"]).to_pylist() if not is_validation(r["id"])]
+    present = {pair: sum(r[f"status_{pair}"] != "missing" for r in train) for pair in (1, 2)}
+    expected = {"default": len(train), "glm": present[1], "kimi": present[2], "pairs": present[1] + present[2]}
     assert len(ds) == expected[config]
     streamed = list(imagenet_think.load_dataset("sample", config, split="train", streaming=True))
     assert [r["id"] for r in streamed] == ds["id"]
@@ -117,16 +124,17 @@ def test_rewritten_directory_is_not_served_from_stale_cache(tmp_path):
 
 
 def test_export_refuses_to_overwrite(sample_copy, tmp_path):
+    before = {p.name: p.read_bytes() for p in (sample_copy / "data").iterdir()}
     with pytest.raises(FileExistsError, match="already holds files"):
         export_hub_layout("sample", sample_copy)
-    assert len(list((sample_copy / "data").glob("*.parquet"))) == 1
+    assert {p.name: p.read_bytes() for p in (sample_copy / "data").iterdir()} == before
 
 
 @pytest.mark.parametrize("config", schema.CONFIGS)
 def test_published_layout_is_normalised(published_dir, config):
     ds = imagenet_think.load_dataset(str(published_dir), config, split="train", validation_fraction=0.0)
     assert ds.features == schema.FEATURES[config]
-    sample = rows_by_id(imagenet_think.load_dataset("sample", config, split="train"))
+    sample = rows_by_id(datasets.concatenate_datasets(list(imagenet_think.load_dataset("sample", config).values())))
     assert set(sample) == set(ds["id"])
     streamed = imagenet_think.load_dataset(str(published_dir), config, split="train", streaming=True, validation_fraction=0.0)
     assert [r["id"] for r in streamed] == ds["id"]
@@ -134,7 +142,8 @@ def test_published_layout_is_normalised(published_dir, config):
 
 def test_published_layout_derives_provenance(published_dir):
     ds = imagenet_think.load_dataset(str(published_dir), split="train", validation_fraction=0.0)
-    sample = rows_by_id(imagenet_think.load_dataset("sample", split="train"))
+    sample = rows_by_id(datasets.concatenate_datasets(list(imagenet_think.load_dataset("sample").values())))
+    assert len(sample) == len(ds)
     for row in ds:
         ref = sample[row["id"]]
         assert row["wnid"] == ref["wnid"] and row["label"] == ref["label"] and row["label"]
@@ -184,7 +193,7 @@ def test_missing_column_names_file_and_column(published_dir):
 
 
 def test_truncated_parquet_names_the_file(sample_copy):
-    shard = next(sample_copy.glob("data/*.parquet"))
+    shard = train_shard(sample_copy)
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
     with pytest.raises(LayoutError, match=rf"{shard.name}.*not a readable Parquet file"):
@@ -192,12 +201,12 @@ def test_truncated_parquet_names_the_file(sample_copy):
 
 
 def test_corrupt_image_error_names_the_row(sample_copy):
-    shard = next(sample_copy.glob("data/*.parquet"))
+    shard = train_shard(sample_copy)
     table = pq.read_table(shard)
     images = table["image"].to_pylist()
     images[3] = {"bytes": images[3]["bytes"][:50] + b"garbage" * 10, "path": images[3]["path"]}
     table = table.set_column(table.schema.get_field_index("image"), "image", pa.array(images, table.schema.field("image").type))
-    pq.write_table(table, shard)
+    pq.write_table(table, shard)  # keeps the file's split label
     ds = imagenet_think.load_dataset(str(sample_copy), split="train")
     bad_id = ds.select([3]).with_format(None)["id"][0]
     assert ds[2]["image"].size == (256, 256)
@@ -230,10 +239,8 @@ def test_decode_images_false_gives_bytes():
     assert image["path"].endswith(".JPEG") and Image.open(io.BytesIO(image["bytes"])).format == "JPEG"
 
 
-def test_empty_hash_split_is_an_empty_typed_dataset(tmp_path):
-    from imagenet_think.split import is_validation
-
-    table = pq.read_table(next(imagenet_think.loading.sample_dir().glob("data/*.parquet"))).replace_schema_metadata(None)
+def test_empty_hash_split_is_an_empty_typed_dataset(tmp_path, sample_table):
+    table = sample_table
     keep = [i for i, row_id in enumerate(table["id"].to_pylist()) if not is_validation(row_id)][:5]
     (tmp_path / "d").mkdir()
     pq.write_table(table.take(keep), tmp_path / "d" / "train.parquet")
@@ -242,7 +249,7 @@ def test_empty_hash_split_is_an_empty_typed_dataset(tmp_path):
     assert dd["validation"].features == schema.FEATURES["default"]
 
 
-def test_offline_hub_source_is_served_from_a_cached_listing(monkeypatch, tmp_path):
+def test_offline_hub_source_is_served_from_a_cached_listing(monkeypatch, tmp_path, sample_table):
     import json as _json
 
     from imagenet_think.loading import _hub_listing_path, local_data_files, sample_dir
@@ -255,17 +262,72 @@ def test_offline_hub_source_is_served_from_a_cached_listing(monkeypatch, tmp_pat
     with pytest.raises(OfflineError, match="someone/corpus"):
         imagenet_think.load_dataset("someone/corpus")
     listing.write_text(_json.dumps({"files": local_data_files(sample_dir()), "commit": "abc123"}))
-    ds = imagenet_think.load_dataset("someone/corpus", split="train", cache_dir=str(tmp_path / "c"))
-    assert len(ds) == 24
+    ds = imagenet_think.load_dataset("someone/corpus", cache_dir=str(tmp_path / "c"))
+    n_validation = sum(is_validation(i) for i in sample_table["id"].to_pylist())
+    assert {split: len(rows) for split, rows in ds.items()} == {"train": len(sample_table) - n_validation, "validation": n_validation}
 
 
-def test_presplit_corpus_without_validation_rows_gives_an_empty_validation_split():
-    validation = imagenet_think.load_dataset("sample", split="validation")  # the sample has none at 0.01
+def test_presplit_corpus_without_validation_rows_gives_an_empty_validation_split(tmp_path, sample_table):
+    train_only = sample_table.filter(pa.array([not is_validation(i) for i in sample_table["id"].to_pylist()]))
+    assert [p.name for p in write_split_shards(train_only, tmp_path / "d" / "data")] == ["train-00000-of-00001.parquet"]
+    validation = imagenet_think.load_dataset(str(tmp_path / "d"), split="validation")
     assert len(validation) == 0 and validation.features == schema.FEATURES["default"]
 
 
+def test_the_sample_splits_follow_the_id_hash(sample_table):
+    ids = sample_table["id"].to_pylist()
+    dd = imagenet_think.load_dataset("sample", decode_images=False)
+    assert set(dd["validation"]["id"]) == {i for i in ids if is_validation(i)} == {"n09472597_n09472597_1004"}
+    assert set(dd["train"]["id"]) == {i for i in ids if not is_validation(i)}
+    plain = datasets.load_dataset(str(imagenet_think.loading.sample_dir()), cache_dir=None)  # the card alone
+    assert {split: sorted(rows["id"]) for split, rows in plain.items()} == {s: sorted(dd[s]["id"]) for s in dd}
+
+
+def test_a_file_whose_split_label_disagrees_with_its_ids_is_refused(sample_copy):
+    every_row = pa.concat_tables(pq.read_table(p) for p in sorted((sample_copy / "data").glob("*.parquet")))
+    leaked = every_row.replace_schema_metadata(pq.read_schema(train_shard(sample_copy)).metadata)
+    (sample_copy / "data" / "validation-00000-of-00001.parquet").unlink()
+    pq.write_table(leaked, train_shard(sample_copy))  # labelled train, holding the validation row too
+    row = every_row["id"].to_pylist().index("n09472597_n09472597_1004")
+    message = rf"train-00000-of-00001\.parquet: labelled split 'train' .*row {row} \(id 'n09472597_n09472597_1004'\) hashes to 'validation'"
+    with pytest.raises(LayoutError, match=message):
+        imagenet_think.load_dataset(str(sample_copy))
+    with pytest.raises(LayoutError, match=message):
+        list(imagenet_think.load_dataset(str(sample_copy), split="train", streaming=True))
+    refiltered = imagenet_think.load_dataset(str(sample_copy), validation_fraction=0.02)  # label not trusted: re-split
+    assert len(refiltered["train"]) + len(refiltered["validation"]) == every_row.num_rows
+
+
+def test_write_shard_refuses_a_split_label_its_ids_disagree_with(tmp_path, sample_table):
+    path = tmp_path / "data" / "train-00000-of-00001.parquet"
+    with pytest.raises(ValueError, match=r"train-00000-of-00001\.parquet: labelled split 'train' .*hashes to 'validation'"):
+        write_shard(sample_table, path, split="train", validation_fraction=0.01)
+    assert not path.parent.exists() or not any(path.parent.iterdir())
+    with pytest.raises(ValueError, match="split label 'train' at validation_fraction None is not a hash split"):
+        write_shard(sample_table, path, split="train")
+    paths = write_split_shards(sample_table, tmp_path / "data", validation_fraction=0.3)
+    by_split = {p.name.split("-")[0]: set(pq.read_table(p)["id"].to_pylist()) for p in paths}
+    assert by_split == {
+        "train": {i for i in sample_table["id"].to_pylist() if not is_validation(i, 0.3)},
+        "validation": {i for i in sample_table["id"].to_pylist() if is_validation(i, 0.3)},
+    }
+
+
+def test_make_sample_writes_the_bundled_sample(tmp_path, sample_table):
+    script = os.path.join(os.path.dirname(__file__), "..", "builder_scripts", "make_sample.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, script, "--out", str(tmp_path / "s")], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    written = sorted((tmp_path / "s" / "data").glob("*.parquet"))
+    bundled = sorted(imagenet_think.loading.sample_dir().glob("data/*.parquet"))
+    assert [p.name for p in written] == [p.name for p in bundled] == ["train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]
+    for mine, theirs in zip(written, bundled):
+        assert pq.read_table(mine).equals(pq.read_table(theirs), check_metadata=True), mine.name
+    assert (tmp_path / "s" / "README.md").read_text() == (imagenet_think.loading.sample_dir() / "README.md").read_text()
+
+
 def test_null_id_names_file_and_row(sample_copy):
-    shard = next(sample_copy.glob("data/*.parquet"))
+    shard = train_shard(sample_copy)
     table = pq.read_table(shard)
     ids = table["id"].to_pylist()
     ids[5] = None

@@ -103,6 +103,14 @@ def test_agreement_is_jaccard_of_word_sets():
     assert kept_ids(ds, quality.teachers_agree(0.5)) == ["row0"]
 
 
+def test_agreement_and_near_duplicates_read_chinese_character_by_character():
+    # 8 ideographs each, 7 shared: Jaccard 7/9 (one whitespace-free run would make it 0)
+    assert quality.agreement(["一只猫坐在木桌上。"], ["一只猫坐在桌子上。"]) == [pytest.approx(7 / 9)]
+    base = "一只橘色的猫安静地坐在旧木桌上看着窗外树枝上的两只小鸟天空很蓝阳光照在桌面上"
+    changed = base[:-1] + "下"  # the last of 38 ideographs: 35 of 37 three-character shingles shared
+    assert len(base) == 38 and quality.near_duplicates([base, changed]).tolist() == [False, True]
+
+
 def test_label_check_uses_lemmas_head_nouns_plurals_and_hypernyms():
     dog = "n02084071"
     assert quality.mentions_label(dog, "Three dogs.")

@@ -218,8 +218,8 @@ def test_bundled_sample_columns_are_the_split_of_its_raw_texts():
     from imagenet_think.schema import TEACHER_NAMES
 
     data = importlib.resources.files("imagenet_think") / "sample" / "data"
-    table = pq.read_table(next(p for p in data.iterdir() if p.name.endswith(".parquet")))
-    rows = table.drop_columns(["image"]).to_pylist()
+    rows = [row for p in data.iterdir() if p.name.endswith(".parquet") for row in pq.read_table(p).drop_columns(["image"]).to_pylist()]
+    assert len(rows) == 24
     statuses = set()
     for row in rows:
         for generation in row["generation"]:

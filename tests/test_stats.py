@@ -89,9 +89,12 @@ def test_cli_json(capsys, sample):
     assert "histograms" not in summary
 
 
-def test_cli_unknown_or_empty_split_fails_clearly(capsys):
+def test_cli_unknown_or_empty_split_fails_clearly(tmp_path, sample, capsys):
     assert cli.main(["stats", "sample", "--split", "test"]) == 2
     assert 'imagenet-think stats: error: Unknown split "test". Should be one of [' in capsys.readouterr().err
-    assert cli.main(["stats", "sample", "--split", "validation"]) == 2  # the sample's validation split is empty
+    from imagenet_think.writer import write_split_shards
+
+    write_split_shards(sample.data.table, tmp_path / "data")  # the sample's train rows: no validation file
+    assert cli.main(["stats", str(tmp_path), "--split", "validation"]) == 2
     assert "imagenet-think stats: error: the dataset has no rows to measure" in capsys.readouterr().err
 

@@ -15,7 +15,8 @@ Rows scored: the evaluation subset (:mod:`imagenet_think.evaluate.subset`) of ``
 ``--predictions``, the subset ids the file predicts are scored; every id in the file must exist
 in the corpus.  Scores go to ``RUN_DIR/scores/`` chunk by chunk (a rerun skips chunks already
 scored), then ``RUN_DIR/scores.parquet`` and ``results.{json,md,png}``
-(:mod:`imagenet_think.evaluate.report`).
+(:mod:`imagenet_think.evaluate.report`).  Option values are checked before anything is loaded,
+and every setting that changes scores is recorded in ``results.json`` as used.
 
 >>> parser = argparse.ArgumentParser()
 >>> add_arguments(parser)
@@ -35,7 +36,7 @@ from typing import Optional, Sequence
 import pyarrow as pa
 
 from imagenet_think.cli import HelpFormatter, add_log_level_argument, add_source_argument, run_command
-from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricModelError, MetricSettings, check_models
+from imagenet_think.evaluate.metrics import METRIC_NAMES, TFIDF_FITS, MetricModelError, MetricSettings, check_models
 from imagenet_think.evaluate.predictions import PredictionError
 from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS
 from imagenet_think.evaluate.subset import DEFAULT_EVAL_SIZE, EVAL_SPLITS
@@ -76,6 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scoring.add_argument("--reasoning-style", choices=REASONING_STYLES,
                          help="how predictions are split (default: the model's style with --model, else auto)")
     scoring.add_argument("--chunk-size", type=int, default=256, help="rows scored (and stored) together")
+    scoring.add_argument("--rouge-stemmer", action="store_true",
+                         help="Porter-stem words of more than 3 letters for ROUGE (rouge-score's use_stemmer=True)")
+    scoring.add_argument("--tfidf-fit", choices=TFIDF_FITS, default=MetricSettings.tfidf_fit,
+                         help="fit the TF-IDF weights on each (reference, prediction) pair, or once on the whole "
+                         "evaluated set")
     report = parser.add_argument_group("report")
     report.add_argument("--out", metavar="RUN_DIR", help="run directory (default: eval-runs/<name>)")
     report.add_argument("--name", help="model name in the report (default: --model or the predictions file stem)")
@@ -105,10 +111,14 @@ def _scored_rows(eval_rows: pa.Table, predictions: pa.Table) -> pa.Table:
 
 
 def _compare(args: argparse.Namespace, out: Path) -> int:
-    from imagenet_think.evaluate.report import combine, load_summary
+    from imagenet_think.evaluate.report import combine, describe_differences, load_summary
 
     summaries = [load_summary(run_dir) for run_dir in args.compare]
-    return _publish(combine(summaries, [Path(run_dir).name for run_dir in args.compare]), out)
+    combined = combine(summaries, [Path(run_dir).name for run_dir in args.compare])
+    warning = describe_differences(combined)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return _publish(combined, out)
 
 
 def _publish(summary: dict, out: Path) -> int:
@@ -150,11 +160,37 @@ def _predictions_table(
 
 
 def _run_settings(args: argparse.Namespace, settings: MetricSettings, reasoning_style: str) -> dict:
+    from imagenet_think.text import TOKENIZER
+
     options = ("source", "split", "size", "validation_fraction", "predictions", "model", "model_path")
     recorded = {name: getattr(args, name) for name in options}
     recorded.update(engine=args.engine if args.model else None, reasoning_style=reasoning_style, chunk_size=args.chunk_size)
-    recorded.update(bootstrap=args.bootstrap, seed=args.seed, metrics=args.metrics, **asdict(settings))
+    recorded.update(bootstrap=args.bootstrap, seed=args.seed, metrics=args.metrics, tokenizer=TOKENIZER, **asdict(settings))
     return recorded
+
+
+POSITIVE_OPTIONS = ("bootstrap", "batch_size", "chunk_size", "bertscore_layers", "max_new_tokens", "generation_batch_size")
+"""Numeric options that must be at least 1 when given."""
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` naming the first option whose value cannot work, before any loading or scoring.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_arguments(parser)
+    >>> check_options(parser.parse_args(["--predictions", "p.jsonl", "--bootstrap", "0"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: --bootstrap must be at least 1, got 0
+    """
+    for name in POSITIVE_OPTIONS:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.size < 0:
+        raise ValueError(f"--size must be at least 0 (0 scores every row of --split), got {args.size}")
+    if not 0.0 <= args.validation_fraction < 1.0:
+        raise ValueError(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}")
 
 
 BERTSCORE_FALLBACK = "all-MiniLM-L6-v2"
@@ -166,33 +202,55 @@ def _metric_settings(args: argparse.Namespace) -> MetricSettings:
 
     Without ``--bertscore-model``: bert-score's default model when it loads (cached or online),
     else :data:`BERTSCORE_FALLBACK` with a warning.  The model used is recorded in the run's
-    settings; scores from the two are not comparable.
+    settings; scores from the two are not comparable.  So is the BERTScore layer, resolved
+    (bert-score's recommended one for the model, else its last) and checked against the model.
     """
     settings = MetricSettings(
-        args.bertscore_model or MetricSettings.bertscore_model, args.bertscore_layers, args.sbert_model, args.device, args.batch_size
+        args.bertscore_model or MetricSettings.bertscore_model,
+        args.bertscore_layers,
+        args.sbert_model,
+        args.device,
+        args.batch_size,
+        rouge_stemmer=args.rouge_stemmer,
+        tfidf_fit=args.tfidf_fit,
     )
     check_models([metric for metric in args.metrics if metric != "bertscore_f1"], settings)
     if "bertscore_f1" not in args.metrics:
         return settings
     try:
         check_models(["bertscore_f1"], settings)
-        return settings
     except MetricModelError as error:
         if args.bertscore_model:
             raise
-        default_error = error
-    fallback = replace(settings, bertscore_model=BERTSCORE_FALLBACK)
-    try:
-        check_models(["bertscore_f1"], fallback)
-    except MetricModelError:
-        raise default_error  # the default model's problem is the one to report
-    print(
-        f"warning: BERTScore model {settings.bertscore_model!r} cannot be loaded (offline and not cached); using the "
-        f"bundled {BERTSCORE_FALLBACK!r} instead. Its scores are not comparable with {settings.bertscore_model!r} runs; "
-        "pass --bertscore-model to choose.",
-        file=sys.stderr,
-    )
-    return fallback
+        fallback = replace(settings, bertscore_model=BERTSCORE_FALLBACK)
+        try:
+            check_models(["bertscore_f1"], fallback)
+        except MetricModelError:
+            raise error  # the default model's problem is the one to report
+        print(
+            f"warning: BERTScore model {settings.bertscore_model!r} cannot be loaded (offline and not cached); using the "
+            f"bundled {BERTSCORE_FALLBACK!r} instead. Its scores are not comparable with {settings.bertscore_model!r} "
+            "runs; pass --bertscore-model to choose.",
+            file=sys.stderr,
+        )
+        settings = fallback
+    return replace(settings, bertscore_layers=_bertscore_layers(settings))
+
+
+def _bertscore_layers(settings: MetricSettings) -> int:
+    """The BERTScore layer the run uses (recorded, never ``None``), after checking the model has it."""
+    from transformers import AutoConfig
+
+    from imagenet_think.evaluate.metrics import bertscore_layer, resolve_model
+
+    if settings.bertscore_layers is None:
+        return bertscore_layer(settings.bertscore_model)
+    available = AutoConfig.from_pretrained(resolve_model(settings.bertscore_model)).num_hidden_layers
+    if settings.bertscore_layers > available:
+        raise ValueError(
+            f"--bertscore-layers {settings.bertscore_layers}: {settings.bertscore_model!r} has {available} layers"
+        )
+    return settings.bertscore_layers
 
 
 def _evaluate(args: argparse.Namespace, out: Path) -> int:
@@ -215,19 +273,27 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
             f"({eval_rows.num_rows} ids: split {args.split!r} of {args.source!r}, --size {args.size}); "
             "use --split all (or train) to score rows outside the validation split, or a larger --size"
         )
+    scored = set(rows["id"].to_pylist())
+    coverage = {
+        "subset_size": eval_rows.num_rows,
+        "ids_without_prediction": [row_id for row_id in eval_rows["id"].to_pylist() if row_id not in scored],
+        "predictions_outside_subset": predictions.num_rows - rows.num_rows,
+    }
     print(
-        f"scoring {rows.num_rows} rows ({eval_rows.num_rows - rows.num_rows} subset ids have no prediction, "
-        f"{predictions.num_rows - rows.num_rows} predictions outside the subset are ignored)",
+        f"scoring {rows.num_rows} rows ({len(coverage['ids_without_prediction'])} subset ids have no prediction, "
+        f"{coverage['predictions_outside_subset']} predictions outside the subset are ignored)",
         file=sys.stderr,
     )
     scores = score_in_chunks(rows, out, args.metrics, settings, style, args.chunk_size, not args.no_progress)
     pq.write_table(scores, out / "scores.parquet")
-    return _publish(summarize(scores, _run_name(args), _run_settings(args, settings, style), args.bootstrap, args.seed), out)
+    recorded = _run_settings(args, settings, style)
+    return _publish(summarize(scores, _run_name(args), recorded, args.bootstrap, args.seed, coverage), out)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate`` with parsed ``args`` (errors are reported by :func:`imagenet_think.cli.run_command`)."""
     out = Path(args.out or Path("eval-runs") / _run_name(args))
+    check_options(args)
     return _compare(args, out) if args.compare else _evaluate(args, out)
 
 

@@ -77,11 +77,18 @@ def _pick_column(names: Collection[str], where: str) -> str:
 
 def _read_jsonl(path: Path) -> pa.Table:
     ids, texts, reasons, lines = [], [], [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path} line {number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise PredictionError(
+                    f"{where}: not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1}); "
+                    "write predictions files as UTF-8"
+                ) from None
             if not line.strip():
                 continue
-            where = f"{path} line {number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
@@ -107,7 +114,10 @@ def _read_jsonl(path: Path) -> pa.Table:
 def _read_parquet(path: Path) -> pa.Table:
     import pyarrow.parquet as pq
 
-    names = pq.read_schema(path).names
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowInvalid, OSError) as err:
+        raise PredictionError(f"{path}: not a readable Parquet file ({err})") from None
     column = _pick_column(names, str(path))
     if "id" not in names:
         raise PredictionError(f"{path}: no 'id' column (columns: {', '.join(names)})")
@@ -118,7 +128,22 @@ def _read_parquet(path: Path) -> pa.Table:
         columns = [table["id"].cast(pa.string()), table[column].cast(pa.string()), reasons.cast(pa.string())]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise PredictionError(f"{path}: id, {column} and finish_reason must be strings ({err})") from err
+    for name, values in zip(("id", column, "finish_reason"), columns):
+        _check_utf8(values, f"{path} column {name!r}")
     return pa.table([*columns, pa.array(range(table.num_rows), pa.int64())], schema=PREDICTION_SCHEMA)
+
+
+def _check_utf8(values: pa.ChunkedArray, where: str) -> None:
+    """Raise :class:`PredictionError` naming the first row of a string column that is not UTF-8."""
+    try:
+        values.validate(full=True)
+    except pa.ArrowInvalid:
+        for row, raw in enumerate(values.cast(pa.binary()).to_pylist()):
+            try:
+                (raw or b"").decode("utf-8")
+            except UnicodeDecodeError:
+                raise PredictionError(f"{where} row {row}: not UTF-8 text ({raw[:20]!r}...)") from None
+        raise
 
 
 def read_predictions(path: Union[str, os.PathLike]) -> Predictions:

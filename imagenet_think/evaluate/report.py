@@ -7,10 +7,15 @@ bootstrap confidence interval of that mean (``num_resamples`` resamples drawn wi
 ``numpy.random.default_rng(seed)``; the generator restarts for every column, so all columns
 of a run are resampled with the same example indices when their ``n`` agree).
 
-``results.json`` holds ``{"runs": [{"model", "n_rows", "status_counts", "settings"}, ...],
-"results": [{"model", "part", "metric", "reference", "mean", "ci_low", "ci_high", "n"}, ...]}``
-(NaN written as ``null``).  A comparison of several runs has the same shape, with one entry
-per run, so comparisons can be compared again.
+``results.json`` holds ``{"runs": [run, ...], "results": [{"model", "part", "metric",
+"reference", "mean", "ci_low", "ci_high", "n"}, ...]}`` (NaN written as ``null``), where a run is
+``{"model", "subset_size", "scored_rows", "ids_without_prediction", "predictions_outside_subset",
+"status_counts", "settings"}``: how many ids the evaluation subset held, how many of them were
+scored, which had no prediction, how many predictions fell outside the subset, the split status
+of the scored predictions, and every setting of the run (the metric settings as used: the
+BERTScore layer resolved, never ``null``).  A comparison of several runs has the same shape, with
+one entry per run, so comparisons can be compared again; :func:`setting_differences` lists the
+settings that change scores and differ between its runs.
 
 >>> import pyarrow as pa
 >>> scores = pa.table({"id": ["a", "b"], "status": ["ok", "no_think"],
@@ -28,7 +33,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +43,17 @@ from imagenet_think.evaluate.scoring import PARTS, REFERENCES
 from imagenet_think.schema import TEACHERS
 
 RESULT_FILES = ("results.json", "results.md", "results.png")
+
+METRIC_LABELS = {
+    "bertscore_f1": "BERTScore F1",
+    "sbert_cosine": "SBERT cosine",
+    "rouge1_f": "ROUGE-1 F",
+    "rougeL_f": "ROUGE-L F",
+    "jaccard": "Jaccard",
+    "overlap": "overlap coef.",
+    "tfidf_cosine": "TF-IDF cosine",
+}
+"""Axis labels of the metrics in the chart."""
 
 REFERENCE_TITLES = {
     "teacher1": f"teacher 1 ({TEACHERS[1].split('/')[-1]})",
@@ -73,8 +89,13 @@ def summarize(
     settings: dict[str, Any] | None = None,
     num_resamples: int = 1000,
     seed: int = 0,
+    coverage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One run's results (see the module docstring for the shape) from its per-example scores."""
+    """One run's results (see the module docstring for the shape) from its per-example scores.
+
+    ``coverage`` holds ``subset_size``, ``ids_without_prediction`` and
+    ``predictions_outside_subset``; without it every subset id is taken to be scored.
+    """
     rows = []
     for name in scores.column_names:
         if name.count(".") != 2:
@@ -88,11 +109,76 @@ def summarize(
     statuses = scores["status"].value_counts().to_pylist() if "status" in scores.column_names else []
     run = {
         "model": model,
-        "n_rows": scores.num_rows,
+        "subset_size": scores.num_rows,
+        "scored_rows": scores.num_rows,
+        "ids_without_prediction": [],
+        "predictions_outside_subset": 0,
+        **(coverage or {}),
         "status_counts": {entry["values"]: entry["counts"] for entry in statuses},
         "settings": settings or {},
     }
     return {"runs": [run], "results": rows}
+
+
+LEXICAL_METRICS = ("rouge1_f", "rougeL_f", "jaccard", "overlap", "tfidf_cosine")
+
+SCORE_SETTINGS: dict[str, Optional[tuple[str, ...]]] = {
+    "source": None,
+    "split": None,
+    "size": None,
+    "validation_fraction": None,
+    "reasoning_style": None,
+    "tokenizer": LEXICAL_METRICS,
+    "rouge_stemmer": ("rouge1_f", "rougeL_f"),
+    "tfidf_fit": ("tfidf_cosine",),
+    "bertscore_model": ("bertscore_f1",),
+    "bertscore_layers": ("bertscore_f1",),
+    "sbert_model": ("sbert_cosine",),
+}
+"""Recorded settings that change scores, and the metrics they change (``None``: the rows, so all)."""
+
+
+def setting_differences(summary: dict[str, Any]) -> dict[str, list[tuple[str, Any]]]:
+    """The :data:`SCORE_SETTINGS` that differ between runs of ``summary`` which computed a metric
+    the setting changes, with ``(model, value)`` of each such run (``None``: not recorded).
+
+    >>> runs = [{"model": "a", "settings": {"tfidf_fit": "pair", "metrics": ["jaccard", "tfidf_cosine"]}},
+    ...         {"model": "b", "settings": {"tfidf_fit": "corpus", "metrics": ["tfidf_cosine"]}},
+    ...         {"model": "c", "settings": {"tfidf_fit": "corpus", "metrics": ["jaccard"]}}]
+    >>> setting_differences({"runs": runs, "results": []})
+    {'tfidf_fit': [('a', 'pair'), ('b', 'corpus')]}
+    """
+    differences = {}
+    for name, affected in SCORE_SETTINGS.items():
+        found = [(run["model"], run.get("settings", {}).get(name)) for run in summary["runs"] if _uses(run, name)]
+        if len({repr(value) for _, value in found}) > 1:
+            differences[name] = found
+    return differences
+
+
+def _uses(run: dict[str, Any], setting: str) -> bool:
+    """Whether ``setting`` (of :data:`SCORE_SETTINGS`) changed a score of ``run``: it computed a
+    metric the setting affects (runs that did not record their metrics count as all seven)."""
+    affected = SCORE_SETTINGS[setting]
+    return affected is None or bool(set(affected) & set(run.get("settings", {}).get("metrics") or affected))
+
+
+def describe_differences(summary: dict[str, Any]) -> str:
+    """One line naming each score-changing setting that differs between runs, ``""`` if none.
+
+    >>> runs = [{"model": "a", "settings": {"rouge_stemmer": False}}, {"model": "b", "settings": {}}]
+    >>> describe_differences({"runs": runs, "results": []})
+    'the runs differ in settings that change scores: rouge_stemmer (a: False, b: not recorded)'
+    """
+    parts = [
+        f"{name} ({', '.join(f'{model}: {_setting_text(value)}' for model, value in found)})"
+        for name, found in setting_differences(summary).items()
+    ]
+    return f"the runs differ in settings that change scores: {'; '.join(parts)}" if parts else ""
+
+
+def _setting_text(value: Any) -> str:
+    return "not recorded" if value is None else str(value)
 
 
 def _jsonable(value: Any) -> Any:
@@ -118,10 +204,30 @@ def _ordered(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
     return models, metrics
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
-    """Markdown: one table per reference, a row per (part, metric), a column per model.
+def _runs_table(summary: dict[str, Any]) -> list[str]:
+    lines = ["| model | subset ids | scored | without prediction | prediction status |", "| --- | --- | --- | --- | --- |"]
+    for run in summary["runs"]:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(run.get("status_counts", {}).items()))
+        missing = len(run.get("ids_without_prediction", []))
+        lines.append(f"| {run['model']} | {run.get('subset_size', '?')} | {run['scored_rows']} | {missing} | {counts} |")
+    return lines
 
-    >>> print(render_markdown({"runs": [{"model": "m", "n_rows": 1, "status_counts": {"ok": 1}}],
+
+def _settings_table(summary: dict[str, Any]) -> list[str]:
+    models = [run["model"] for run in summary["runs"]]
+    differing = setting_differences(summary)
+    lines = ["| setting | " + " | ".join(models) + " |", "| --- |" + " --- |" * len(models)]
+    for name in SCORE_SETTINGS:
+        values = [_setting_text(run.get("settings", {}).get(name)) if _uses(run, name) else "–" for run in summary["runs"]]
+        lines.append(f"| {name}{' (differs)' if name in differing else ''} | " + " | ".join(values) + " |")
+    return lines
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """Markdown: the runs, their score-changing settings (a warning when they differ), then one
+    table per reference, a row per (part, metric), a column per model.
+
+    >>> print(render_markdown({"runs": [{"model": "m", "scored_rows": 1, "status_counts": {"ok": 1}}],
     ...     "results": [dict(model="m", part="answer", metric="jaccard", reference="best",
     ...                      mean=0.5, ci_low=0.4, ci_high=0.6, n=1)]}).splitlines()[-1])
     | answer | jaccard | 0.500 [0.400, 0.600] |
@@ -129,10 +235,12 @@ def render_markdown(summary: dict[str, Any]) -> str:
     models, metrics = _ordered(summary)
     index = {(r["model"], r["part"], r["metric"], r["reference"]): r for r in summary["results"]}
     lines = ["# Evaluation results", "", "Mean score with 95 % bootstrap confidence interval.", ""]
-    lines += ["| model | rows | prediction status |", "| --- | --- | --- |"]
-    for run in summary["runs"]:
-        counts = ", ".join(f"{k}: {v}" for k, v in sorted(run.get("status_counts", {}).items()))
-        lines.append(f"| {run['model']} | {run['n_rows']} | {counts} |")
+    lines += _runs_table(summary)
+    lines += ["", "## Settings that change scores", ""]
+    warning = describe_differences(summary)
+    if warning:
+        lines += [f"**Warning:** {warning}; their scores are not comparable.", ""]
+    lines += _settings_table(summary)
     for reference in REFERENCES:
         if not any(key[3] == reference for key in index):
             continue
@@ -146,35 +254,98 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_results(summary: dict[str, Any], path: Union[str, os.PathLike]) -> None:
-    """Bar chart: a panel per (part, reference), a bar group per metric, a bar per model, CI whiskers."""
+def _run_notes(run: dict[str, Any]) -> list[str]:
+    """Short notes on what a run's bars are: rows scored and the metric settings."""
+    settings = run.get("settings", {})
+    metrics = settings.get("metrics") or METRIC_NAMES
+    notes = [f"{run['scored_rows']} of {run.get('subset_size', '?')} subset rows scored"]
+    if "bertscore_f1" in metrics and settings.get("bertscore_model"):
+        notes.append(f"BERTScore {settings['bertscore_model']} layer {_setting_text(settings.get('bertscore_layers'))}")
+    if "sbert_cosine" in metrics and settings.get("sbert_model"):
+        notes.append(f"SBERT {settings['sbert_model'].split('/')[-1]}")
+    if settings.get("rouge_stemmer"):
+        notes.append("ROUGE stemmed")
+    if "tfidf_cosine" in metrics and settings.get("tfidf_fit"):
+        notes.append(f"TF-IDF fit per {settings['tfidf_fit']}")
+    return notes
+
+
+def draw_chart(summary: dict[str, Any]) -> Any:
+    """The results as a ``matplotlib`` figure (Agg backend; close it with ``plt.close``).
+
+    Bar chart: a panel per (part, reference), a bar group per metric, a bar per model, 95 % CI
+    whiskers; a metric a run did not compute (or could not: no scorable pair) has no bar but an
+    ``n/a`` mark.  The title names the models and the rows and metric settings they share (and
+    warns when score-changing settings differ); the one legend adds what is not shared.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     models, metrics = _ordered(summary)
     index = {(r["model"], r["part"], r["metric"], r["reference"]): r for r in summary["results"]}
-    figure, axes = plt.subplots(len(PARTS), len(REFERENCES), figsize=(6 * len(REFERENCES), 4 * len(PARTS)), squeeze=False)
+    figure, axes = plt.subplots(
+        len(PARTS), len(REFERENCES), figsize=(5.2 * len(REFERENCES), 3.8 * len(PARTS) + 1.2), sharey=True, squeeze=False
+    )
+    notes = {run["model"]: _run_notes(run) for run in summary["runs"]}
+    shared = [note for note in next(iter(notes.values()), []) if all(note in other for other in notes.values())]
     width = 0.8 / max(1, len(models))
     positions = np.arange(len(metrics))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for row_axes, part in zip(axes, PARTS):
         for ax, reference in zip(row_axes, REFERENCES):
             for k, model in enumerate(models):
                 found = [index.get((model, part, metric, reference)) for metric in metrics]
-                means = np.array([r["mean"] if r and r["mean"] is not None else np.nan for r in found], dtype=float)
-                lows = np.array([r["ci_low"] if r and r["ci_low"] is not None else np.nan for r in found], dtype=float)
-                highs = np.array([r["ci_high"] if r and r["ci_high"] is not None else np.nan for r in found], dtype=float)
-                errors = np.nan_to_num(np.vstack([means - lows, highs - means]))
-                ax.bar(positions + k * width, np.nan_to_num(means), width, yerr=errors, capsize=2, label=model)
-            ax.set_title(f"{part} vs {reference}")
-            ax.set_xticks(positions + width * (len(models) - 1) / 2)
-            ax.set_xticklabels(metrics, rotation=35, ha="right", fontsize=8)
-            ax.set_ylim(0, 1)
-    axes[0][0].legend(fontsize=8)
-    figure.tight_layout()
+                means = np.array([_number(r, "mean") for r in found])
+                errors = np.vstack([means - [_number(r, "ci_low") for r in found], [_number(r, "ci_high") for r in found] - means])
+                x = positions + (k - (len(models) - 1) / 2) * width
+                shown = ~np.isnan(means)
+                ax.bar(x[shown], means[shown], width, yerr=np.nan_to_num(errors[:, shown]), capsize=2,
+                       color=colours[k % len(colours)])
+                for spot in x[~shown]:
+                    ax.text(spot, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=8, color="0.35")
+            ax.set_title(f"{part} vs {REFERENCE_TITLES[reference]}", fontsize=10)
+            ax.set_xticks(positions)
+            ax.set_xticklabels([METRIC_LABELS.get(m, m) for m in metrics], rotation=30, ha="right", fontsize=8)
+            ax.set_ylim(0, 1.12)
+            ax.set_yticks(np.linspace(0, 1, 6))
+            ax.axhline(1.0, color="0.85", linewidth=0.8, zorder=0)
+            ax.grid(axis="y", color="0.92", linewidth=0.6)
+            ax.set_axisbelow(True)
+        row_axes[0].set_ylabel(f"{part}: mean score (95 % CI)", fontsize=9)
+    title = f"ImageNet-Think evaluation: {', '.join(models)}\n{', '.join(shared)}"
+    differing = setting_differences(summary)
+    if differing:
+        title += f"\nnot comparable: the runs differ in {', '.join(differing)}"
+    figure.suptitle(title, fontsize=11)
+    own = {model: [note for note in notes.get(model, []) if note not in shared] for model in models}
+    handles = [
+        Patch(color=colours[k % len(colours)], label=f"{model}: {', '.join(own[model])}" if own[model] else model)
+        for k, model in enumerate(models)
+    ]
+    one_per_line = any(own.values())
+    figure.legend(handles=handles, loc="lower center", ncol=1 if one_per_line else min(len(models), 4), fontsize=9,
+                  frameon=False)
+    legend_lines = len(models) if one_per_line else -(-len(models) // 4)
+    figure.tight_layout(rect=(0, 0.03 + 0.025 * legend_lines, 1, 1))
+    return figure
+
+
+def plot_results(summary: dict[str, Any], path: Union[str, os.PathLike]) -> None:
+    """Write :func:`draw_chart` of ``summary`` to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    figure = draw_chart(summary)
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _number(row: Optional[dict[str, Any]], key: str) -> float:
+    """``row[key]`` as a float, NaN for a missing row or value."""
+    value = None if row is None else row.get(key)
+    return math.nan if value is None else float(value)
 
 
 def write_report(summary: dict[str, Any], out_dir: Union[str, os.PathLike]) -> list[Path]:
@@ -189,11 +360,16 @@ def write_report(summary: dict[str, Any], out_dir: Union[str, os.PathLike]) -> l
 
 
 def load_summary(run_dir: Union[str, os.PathLike]) -> dict[str, Any]:
-    """The ``results.json`` of a run (or comparison) directory, with nulls back to NaN."""
+    """The ``results.json`` of a run (or comparison) directory, with nulls back to NaN.
+
+    Files written before ``scored_rows`` existed (``n_rows``) are read too."""
     path = Path(run_dir) / RESULT_FILES[0]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results here; is {run_dir} an evaluation run directory?")
     summary = json.loads(path.read_text(encoding="utf-8"))
+    for run in summary["runs"]:
+        if "scored_rows" not in run and "n_rows" in run:
+            run["scored_rows"] = run.pop("n_rows")
     for row in summary["results"]:
         for key in ("mean", "ci_low", "ci_high"):
             row[key] = math.nan if row[key] is None else row[key]

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
-from typing import Sequence, Union
+from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import pyarrow as pa
 
 from imagenet_think.evaluate.chunks import fingerprint, run_chunks
-from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricSettings, score_texts
+from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricSettings, Pairs, corpus_idf, score_texts
 from imagenet_think.evaluate.predictions import split_predictions
 
 PARTS = ("think", "answer")
@@ -44,23 +44,45 @@ def score_column(part: str, metric: str, reference: str) -> str:
     return f"{part}.{metric}.{reference}"
 
 
+def _comparisons(rows: pa.Table, split: pa.Table) -> Iterator[tuple[str, int, list[str], list[str]]]:
+    """``(part, teacher, predicted texts, reference texts)`` of each comparison of ``rows``,
+    whose predictions :func:`split_predictions` made ``split``."""
+    for part in PARTS:
+        predicted = split[part].to_pylist()
+        for teacher in (1, 2):
+            yield part, teacher, predicted, [text or "" for text in rows[f"{part}_{teacher}"].to_pylist()]
+
+
+def corpus_idfs(rows: pa.Table, reasoning_style: str = "auto") -> dict[str, dict[str, float]]:
+    """The ``tfidf_fit="corpus"`` IDF of each ``"<part>.teacher<k>"`` comparison, fitted on all
+    of ``rows`` (:func:`imagenet_think.evaluate.metrics.corpus_idf`)."""
+    return {
+        f"{part}.teacher{teacher}": corpus_idf([Pairs.of(predicted, references)])
+        for part, teacher, predicted, references in _comparisons(rows, split_predictions(rows, reasoning_style))
+    }
+
+
 def score_rows(
     rows: pa.Table,
     metrics: Sequence[str] = METRIC_NAMES,
     settings: MetricSettings = MetricSettings(),
     reasoning_style: str = "auto",
+    idfs: Optional[Mapping[str, Mapping[str, float]]] = None,
 ) -> pa.Table:
-    """Split every prediction and score each part against each teacher (one batch, no files)."""
+    """Split every prediction and score each part against each teacher (one batch, no files).
+
+    With ``settings.tfidf_fit == "corpus"``, ``idfs`` are :func:`corpus_idfs` of the whole
+    evaluated set; without them ``rows`` are taken to be the whole set.
+    """
     split = split_predictions(rows, reasoning_style)
     columns = {"id": rows["id"], "status": split["status"]}
+    scored = {}
+    for part, teacher, predicted, references in _comparisons(rows, split):
+        idf = idfs[f"{part}.teacher{teacher}"] if idfs is not None else None
+        scored[part, teacher] = score_texts(predicted, references, metrics, settings, idf)
     for part in PARTS:
-        predicted = split[part].to_pylist()
-        by_teacher = [
-            score_texts(predicted, [text or "" for text in rows[f"{part}_{teacher}"].to_pylist()], metrics, settings)
-            for teacher in (1, 2)
-        ]
         for metric in metrics:
-            first, second = by_teacher[0][metric], by_teacher[1][metric]
+            first, second = scored[part, 1][metric], scored[part, 2][metric]
             for reference, values in zip(REFERENCES, (first, second, np.fmax(first, second))):
                 columns[score_column(part, metric, reference)] = pa.array(values, pa.float64())
     return pa.table(columns)
@@ -78,15 +100,19 @@ def score_in_chunks(
     """:func:`score_rows` chunk by chunk into ``<run_dir>/scores/``, reusing chunks already scored.
 
     A stored chunk is reused when its ids, prediction and reference texts, metrics, metric
-    settings and reasoning style are unchanged.
+    settings and reasoning style are unchanged (and, with ``tfidf_fit="corpus"``, the IDF fitted
+    on all ``rows`` before the first chunk).  Scores do not depend on ``chunk_size``.
     """
     inputs = rows.select(["id", "prediction", "finish_reason", *REFERENCE_COLUMNS])
+    idfs = corpus_idfs(inputs, reasoning_style) if settings.tfidf_fit == "corpus" and "tfidf_cosine" in metrics else None
     config = {"metrics": list(metrics), "settings": asdict(settings), "reasoning_style": reasoning_style}
+    if idfs is not None:
+        config["idfs"] = fingerprint(idfs)
 
     def fingerprint_of(start: int, stop: int) -> str:
         return fingerprint(config, inputs.slice(start, stop - start).to_pydict())
 
     def compute(start: int, stop: int) -> pa.Table:
-        return score_rows(inputs.slice(start, stop - start), metrics, settings, reasoning_style)
+        return score_rows(inputs.slice(start, stop - start), metrics, settings, reasoning_style, idfs)
 
     return run_chunks(rows.num_rows, chunk_size, os.path.join(run_dir, "scores"), fingerprint_of, compute, "scoring", progress)

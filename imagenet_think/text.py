@@ -1,0 +1,103 @@
+"""Words of a text and the Jaccard index of two texts: the one tokenizer of the lexical
+evaluation metrics (ROUGE, Jaccard, overlap, TF-IDF) and of the quality filters.
+
+Rule: lowercase, then every CJK ideograph is a token of its own and every maximal run of other
+Unicode letters and digits is a token; everything else (punctuation, underscores, whitespace,
+combining marks, symbols) separates tokens.  No stemming, no stop words.
+
+* CJK ideographs are the code points BERT's ``BasicTokenizer._is_chinese_char`` calls Chinese
+  (:data:`CJK_RANGES`: the CJK Unified Ideographs blocks, extensions A-E and the compatibility
+  ideographs); Chinese is written without spaces, so without this a whole sentence would be one
+  token.  Hiragana, katakana and hangul are not in these ranges and stay runs, as in BERT.
+* On ASCII text the tokens are exactly ``rouge-score``'s default tokenizer (lowercase, runs of
+  ``[a-z0-9]``), so ROUGE scores equal ``rouge_score.rouge_scorer.RougeScorer``'s there.
+
+The work is done on whole Arrow arrays (:func:`word_lists`), so a batch of texts costs a few
+vectorised string kernels; :func:`word_tokens` is the same rule for one text.
+
+>>> word_tokens("A Tabby-cat, 2 ears_up; café!")
+['a', 'tabby', 'cat', '2', 'ears', 'up', 'café']
+>>> word_tokens("一只猫坐在木桌上。GLM-4.1V")
+['一', '只', '猫', '坐', '在', '木', '桌', '上', 'glm', '4', '1v']
+>>> jaccard({"a", "b", "c"}, {"b", "c", "d"})
+0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any, Optional, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+"""Inclusive code-point ranges of the ideographs that are one token each (BERT's ``_is_chinese_char``)."""
+
+_CJK_CLASS = "".join(f"\\x{{{low:X}}}-\\x{{{high:X}}}" for low, high in CJK_RANGES)
+_CJK_PATTERN = f"([{_CJK_CLASS}])"  # RE2 syntax (Arrow's regex engine)
+_SEPARATOR_PATTERN = r"[^\p{L}\p{N}]+"
+
+TOKENIZER = "words+cjk"
+"""Name of this rule, recorded with evaluation results (earlier runs kept CJK runs whole)."""
+
+Texts = Union[Sequence[Optional[str]], pa.Array, pa.ChunkedArray]
+
+
+def word_lists(texts: Texts) -> pa.ListArray:
+    """The tokens of every text as an Arrow list array (``None`` has no tokens).
+
+    >>> word_lists(["Two cats.", None, " ... ", "猫和狗"]).to_pylist()
+    [['two', 'cats'], [], [], ['猫', '和', '狗']]
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    array = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.large_string())
+    lowered = pc.utf8_lower(pc.fill_null(array, ""))
+    spaced = pc.replace_substring_regex(lowered, _CJK_PATTERN, r" \1 ")
+    words = pc.split_pattern(pc.utf8_trim(pc.replace_substring_regex(spaced, _SEPARATOR_PATTERN, " "), " "), " ")
+    flat = pc.list_flatten(words)  # a text without tokens is [""] here
+    keep = pc.not_equal(flat, "")
+    owners = pc.filter(pc.list_parent_indices(words), keep).to_numpy(zero_copy_only=False)
+    counts = np.bincount(owners, minlength=len(words))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), pa.int32())
+    return pa.ListArray.from_arrays(offsets, pc.filter(flat, keep))
+
+
+def word_tokens(text: str) -> list[str]:
+    """The tokens of one text (see the module docstring).
+
+    >>> word_tokens("Ein Bär — CAFÉ_au-lait 42")
+    ['ein', 'bär', 'café', 'au', 'lait', '42']
+    """
+    return word_lists([text])[0].as_py()
+
+
+def jaccard(tokens_1: Collection[Any], tokens_2: Collection[Any]) -> float:
+    """``|A ∩ B| / |A ∪ B|`` of two token sets (any iterables are made sets); 1.0 when both are empty.
+
+    >>> jaccard(word_tokens("a red fox"), word_tokens("A grey fox!")), jaccard([], [])
+    (0.5, 1.0)
+    """
+    a, b = set(tokens_1), set(tokens_2)
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def jaccard_index(texts_1: Texts, texts_2: Texts) -> np.ndarray:
+    """:func:`jaccard` of the word sets of each pair of texts (``None`` counts as ``""``).
+
+    >>> jaccard_index(["a b c", ""], ["b c d", " ... "]).tolist()
+    [0.5, 1.0]
+    """
+    pairs = zip(word_lists(texts_1).to_pylist(), word_lists(texts_2).to_pylist())
+    return np.array([jaccard(a, b) for a, b in pairs], dtype=float)
