@@ -25,7 +25,8 @@ vectorised string kernels; :func:`word_tokens` is the same rule for one text.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import re
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -47,6 +48,9 @@ CJK_RANGES = (
 _CJK_CLASS = "".join(f"\\x{{{low:X}}}-\\x{{{high:X}}}" for low, high in CJK_RANGES)
 _CJK_PATTERN = f"([{_CJK_CLASS}])"  # RE2 syntax (Arrow's regex engine)
 _SEPARATOR_PATTERN = r"[^\p{L}\p{N}]+"
+
+_CJK_CHARS = "".join(f"{chr(low)}-{chr(high)}" for low, high in CJK_RANGES)
+_SPAN = re.compile(f"[{_CJK_CHARS}]|(?:(?![{_CJK_CHARS}])[^\\W_])+")  # Python's re: where the tokens lie
 
 TOKENIZER = "words+cjk"
 """Name of this rule, recorded with evaluation results (earlier runs kept CJK runs whole)."""
@@ -81,6 +85,16 @@ def word_tokens(text: str) -> list[str]:
     ['ein', 'bär', 'café', 'au', 'lait', '42']
     """
     return word_lists([text])[0].as_py()
+
+
+def word_spans(text: str) -> Iterator[tuple[int, int]]:
+    """Where the tokens of :func:`word_tokens` lie in ``text``: (start, end) offsets, in order.
+
+    >>> text = "一只猫, GLM-4.1V"
+    >>> [text[start:end] for start, end in word_spans(text)]
+    ['一', '只', '猫', 'GLM', '4', '1V']
+    """
+    return (match.span() for match in _SPAN.finditer(text))
 
 
 def jaccard(tokens_1: Collection[Any], tokens_2: Collection[Any]) -> float:

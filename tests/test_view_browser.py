@@ -27,7 +27,7 @@ FLAGS = (
     "--disable-component-update --disable-sync --window-size=1280,900"
 ).split()
 
-SAMPLE = pq.read_table(next(sample_dir().glob("data/*.parquet")))
+SAMPLE = pa.concat_tables(pq.read_table(f) for f in sorted(sample_dir().glob("data/*.parquet")))  # viewer's order
 
 
 def _missing() -> str:

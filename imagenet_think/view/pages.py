@@ -24,9 +24,6 @@ from urllib.parse import quote
 from imagenet_think import schema
 from imagenet_think.view.query import SORTS, Query, Selection
 
-_WORD = re.compile(r"[^\W_]+")
-"""Where the words of :func:`imagenet_think.evaluate.metrics.word_tokens` lie in a text."""
-
 UNMARKED_WORDS = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to was were with".split()
 )
@@ -55,15 +52,23 @@ def asset_url(kind: str, record_id: str) -> str:
 
 def mark_shared(text: str, other: str) -> str:
     """``text`` as HTML with the words that also occur in ``other`` wrapped in ``<mark>``
-    (the words of the agreement score; :data:`UNMARKED_WORDS` and single characters never marked)."""
-    from imagenet_think.evaluate.metrics import word_tokens
+    (the tokens of the agreement score, :mod:`imagenet_think.text`; :data:`UNMARKED_WORDS` and
+    single ASCII characters never marked).
 
-    shared = {w for w in set(word_tokens(text)) & set(word_tokens(other)) if len(w) > 1 and w not in UNMARKED_WORDS}
+    >>> mark_shared("一只猫 on a mat", "猫 on the mat")
+    '一只<mark>猫</mark> on a <mark>mat</mark>'
+    """
+    from imagenet_think.text import word_spans, word_tokens
+
+    shared = {
+        w for w in set(word_tokens(text)) & set(word_tokens(other))
+        if (len(w) > 1 or not w.isascii()) and w not in UNMARKED_WORDS
+    }
     out, last = [], 0
-    for match in _WORD.finditer(text):
-        if match.group().lower() in shared:
-            out.append(e(text[last : match.start()]) + f"<mark>{e(match.group())}</mark>")
-            last = match.end()
+    for start, end in word_spans(text):
+        if text[start:end].lower() in shared:
+            out.append(e(text[last:start]) + f"<mark>{e(text[start:end])}</mark>")
+            last = end
     out.append(e(text[last:]))
     return "".join(out)
 
