@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -278,51 +279,55 @@ def _default_rows(batch: pa.Table, split: str, first_row: int) -> pa.Table:
     return normalize.to_default(batch, normalize.row_ids(batch, f"split {split!r}", first_row))
 
 
-def _write_split(
-    dataset: Any, split: str, data_dir: Path, validation_fraction: float, max_shard_bytes: int, limit: Optional[int]
-) -> list[Path]:
-    """Write ``dataset`` (a ``Dataset`` or ``IterableDataset``) as shards of about
-    ``max_shard_bytes`` (Arrow bytes) into ``data_dir``; return them, named without their total.
+def _write_splits(
+    splits: Mapping[str, Any], data_dir: Path, validation_fraction: float, max_shard_bytes: int, limit: Optional[int]
+) -> dict[str, list[Path]]:
+    """Write the rows of every dataset of ``splits`` (``Dataset`` or ``IterableDataset``; ``limit``
+    rows of each at most) as shards of about ``max_shard_bytes`` (Arrow bytes) into ``data_dir``.
 
-    Each shard records ``split`` and ``validation_fraction``: loaded with that fraction, its rows
-    stay in ``split`` (with another fraction the builder splits them again by hash)."""
+    Each row goes to the split its id hashes to at ``validation_fraction``, whichever split it
+    came in: the published copy is one ``train`` split holding ids of both, and a file whose
+    label disagrees with its ids is refused by the loader.  Each shard records its split and
+    the fraction (:func:`write_shard`).  Returns each split's shards, named without their total.
+    """
     import datasets
     from tqdm.auto import tqdm
 
-    written: list[Path] = []
-    pending: list[pa.Table] = []
-    pending_bytes = rows = 0
+    written: dict[str, list[Path]] = {"train": [], "validation": []}
+    pending: dict[str, list[pa.Table]] = {"train": [], "validation": []}
 
-    def flush() -> None:
-        nonlocal pending, pending_bytes
-        path = data_dir / f"{split}-{len(written):05d}.parquet"
-        written.append(write_shard(pa.concat_tables(pending), path, split, validation_fraction))
-        pending, pending_bytes = [], 0
+    def flush(split: str) -> None:
+        path = data_dir / f"{split}-{len(written[split]):05d}.parquet"
+        written[split].append(write_shard(pa.concat_tables(pending[split]), path, split, validation_fraction))
+        pending[split] = []
 
-    total = None if isinstance(dataset, datasets.IterableDataset) else len(dataset)
-    total = limit if total is None else total if limit is None else min(total, limit)
-    batches = dataset.with_format("arrow").iter(batch_size=10 * ROWS_PER_ROW_GROUP)
-    with tqdm(desc=f"export {split}", unit="row", total=total) as bar:
-        for batch in batches:
-            if limit is not None:
-                batch = batch.slice(0, limit - rows)
-            if batch.num_rows == 0:
-                break
-            batch = _default_rows(batch, split, rows)
-            rows += batch.num_rows
-            bar.update(batch.num_rows)
-            row_bytes = max(1, batch.nbytes // batch.num_rows)
-            while batch.num_rows:
-                take = max(1, (max_shard_bytes - pending_bytes) // row_bytes)
-                pending.append(batch.slice(0, take))
-                pending_bytes += pending[-1].nbytes
-                batch = batch.slice(take)
-                if pending_bytes >= max_shard_bytes:
-                    flush()
-        if pending:
-            flush()
+    for name, dataset in splits.items():
+        total = None if isinstance(dataset, datasets.IterableDataset) else len(dataset)
+        total = limit if total is None else total if limit is None else min(total, limit)
+        rows = 0
+        with tqdm(desc=f"export {name}", unit="row", total=total) as bar:
+            for batch in dataset.with_format("arrow").iter(batch_size=10 * ROWS_PER_ROW_GROUP):
+                if limit is not None:
+                    batch = batch.slice(0, limit - rows)
+                if batch.num_rows == 0:
+                    break
+                batch = _default_rows(batch, name, rows)
+                rows += batch.num_rows
+                bar.update(batch.num_rows)
+                mask = validation_mask(batch["id"].to_pylist(), validation_fraction)
+                for split, part in (("train", batch.filter(pc.invert(mask))), ("validation", batch.filter(mask))):
+                    row_bytes = max(1, part.nbytes // max(1, part.num_rows))
+                    while part.num_rows:
+                        room = max_shard_bytes - sum(table.nbytes for table in pending[split])
+                        take = max(1, room // row_bytes)
+                        pending[split].append(part.slice(0, take))
+                        part = part.slice(take)
+                        if sum(table.nbytes for table in pending[split]) >= max_shard_bytes:
+                            flush(split)
+    for split, tables in pending.items():
+        if tables:
+            flush(split)
     return written
-
 
 
 def export_hub_layout(
@@ -342,7 +347,8 @@ def export_hub_layout(
     id, a ``save_to_disk`` directory, or a loaded ``Dataset`` / ``DatasetDict`` /
     ``IterableDataset`` of ``default``-config rows, e.g. after
     :func:`imagenet_think.quality.apply_filters`.  Shards hold about ``max_shard_bytes`` of
-    Arrow data; ``limit`` keeps the first rows of each split.  Everything is written in a
+    Arrow data; ``limit`` keeps the first rows of each split; every row lands in the split its id
+    hashes to at ``validation_fraction`` (the loader's split), whatever split it came in.  Everything is written in a
     staging directory next to ``out_dir`` and moved into place at the end; an existing
     ``out_dir/data`` is only replaced with ``overwrite=True``.  ``push_to_hub`` names a Hub
     dataset repo to upload the result to; access is checked before any work.
@@ -365,8 +371,7 @@ def export_hub_layout(
     splits = corpus_splits(source, validation_fraction)
     staging = out_dir.with_name(f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}")
     try:
-        for split, dataset in splits.items():
-            shards = _write_split(dataset, split, staging / "data", validation_fraction, max_shard_bytes, limit)
+        for split, shards in _write_splits(splits, staging / "data", validation_fraction, max_shard_bytes, limit).items():
             for index, shard in enumerate(shards):
                 shard.rename(shard.with_name(shard_name(split, index, len(shards))))
         if not (staging / "data").exists():

@@ -159,11 +159,12 @@ def test_a_bug_is_one_line_with_status_1(capsys, monkeypatch):
 
 
 def test_source_is_positional_with_sample_as_default_and_source_a_hidden_alias(capsys):
+    train_rows = len(imagenet_think.load_dataset("sample", split="train", columns=["id"]))
     outputs = []
     for args in (["stats"], ["stats", "sample"], ["stats", "--source", "sample"]):
         assert main(args) == 0
         outputs.append(capsys.readouterr().out)
-    assert outputs[0] == outputs[1] == outputs[2] and outputs[0].startswith("sample (train): 24 rows")
+    assert outputs[0] == outputs[1] == outputs[2] and outputs[0].startswith(f"sample (train): {train_rows} rows")
     for command in ("show", "stats", "export-sft", "evaluate"):
         assert subparser(command).format_usage().rstrip().endswith("[SOURCE]"), command
     assert "SOURCE OUT_DIR" in subparser("export").format_usage()

@@ -326,7 +326,7 @@ def test_bad_options_fail_before_any_work(tmp_path, sample_rows, capsys, monkeyp
     predictions = write_predictions(tmp_path / "p.jsonl", sample_rows, list(sample_rows)[:2])
     args = ["--predictions", str(predictions), "--source", "sample", "--out", str(tmp_path / "run"), *option]
     assert main(args) == 2
-    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert capsys.readouterr().err.strip() == f"python -m imagenet_think.evaluate: error: {message}"
     assert not (tmp_path / "run").exists()
 
 

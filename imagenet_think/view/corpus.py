@@ -18,7 +18,7 @@ ever written.
 >>> corpus = Corpus("sample")
 >>> snapshot = corpus.refresh(strict=True)
 >>> snapshot.index.num_rows, snapshot.splits
-(24, ('train',))
+(24, ('train', 'validation'))
 >>> record = corpus.record(snapshot, snapshot.position_of("n07753592_n07753592_1000"))
 >>> record["label"], record["status_1"], record["row"]
 ('banana', 'ok', 0)
