@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rows = parser.add_argument_group("rows")
     rows.add_argument("--split", choices=EVAL_SPLITS, default="validation", help="rows the subset is drawn from")
     rows.add_argument("--size", type=int, default=DEFAULT_EVAL_SIZE, help="subset size; 0 for every row of --split")
-    rows.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION)
+    rows.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION,
+                      help="share of ids in the hash validation split, as the corpus was loaded with")
     engine = parser.add_argument_group("model run (with --model)")
     engine.add_argument("--registry", metavar="FILE", help="YAML/JSON file of extra models (see regenerate.models)")
     engine.add_argument("--model-path", help="local checkpoint directory (default: the model's Hub id)")
@@ -71,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scoring.add_argument("--bertscore-model", help=f"default {MetricSettings.bertscore_model} (bert-score's English "
                          "default); when it cannot be loaded offline, the bundled all-MiniLM-L6-v2, with a warning")
     scoring.add_argument("--bertscore-layers", type=int, help="layer to use (default: bert-score's choice, else the last)")
-    scoring.add_argument("--sbert-model", default=MetricSettings.sbert_model)
+    scoring.add_argument("--sbert-model", default=MetricSettings.sbert_model,
+                         help="Sentence-BERT model of the sbert_cosine metric (a Hub id or a local directory)")
     scoring.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     scoring.add_argument("--batch-size", type=int, default=MetricSettings.batch_size, help="metric model batch size")
     scoring.add_argument("--reasoning-style", choices=REASONING_STYLES,
