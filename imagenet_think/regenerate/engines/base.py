@@ -216,7 +216,11 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_on_loop(coroutine: Any) -> Any:
-    """Run ``coroutine`` on :func:`event_loop` and wait for its result (never call it from that loop)."""
+    """Run ``coroutine`` on :func:`event_loop` and wait for its result (never call it from that loop).
+
+    >>> run_on_loop(asyncio.sleep(0, result="done"))
+    'done'
+    """
     return asyncio.run_coroutine_threadsafe(coroutine, event_loop()).result()
 
 
@@ -274,9 +278,8 @@ class Engine(ABC):
         """
         results: list[Optional[Result]] = [None] * len(requests)
         pending: dict[Future, int] = {}
-        queued = iter(enumerate(requests))
         try:
-            for index, request in queued:
+            for index, request in enumerate(requests):
                 pending[self.submit(request)] = index
                 while len(pending) >= self.max_in_flight:
                     self._collect(pending, results)
