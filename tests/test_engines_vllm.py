@@ -145,6 +145,17 @@ def test_the_feeder_keeps_vllms_scheduler_full_until_the_last_requests():
     assert sum(running for running, _ in fake.steps) == sum(w - 27 for w in widths)
 
 
+def test_a_flood_of_requests_is_added_a_few_at_a_time_between_steps():
+    fake = FakeLLMEngine(slots=4)
+    feeder = feeder_for(fake)
+    feeder.adds_per_step = 8
+    futures = [feeder.submit(Request(str(i), png(30))) for i in range(40)]
+    assert all(future.result(timeout=10).num_tokens == 3 for future in futures)
+    feeder.close()
+    added = [count for _, count in fake.steps]
+    assert added[0] <= 8 and max(b - a for a, b in zip(added, added[1:])) <= 8 and added[-1] == 40
+
+
 def test_a_request_the_engine_refuses_fails_alone():
     fake = FakeLLMEngine(slots=2)
     feeder = feeder_for(fake)

@@ -202,6 +202,15 @@ _LOOP: Optional[asyncio.AbstractEventLoop] = None
 _LOOP_LOCK = threading.Lock()
 
 
+def _forget_loop_in_child() -> None:
+    """A forked child has no loop thread: it starts its own when it needs one."""
+    global _LOOP, _LOOP_LOCK
+    _LOOP, _LOOP_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loop_in_child)
+
+
 def event_loop() -> asyncio.AbstractEventLoop:
     """The process's event loop for engines and the scheduler, running in a daemon thread of its
     own (started on first use).  One thread for all the asynchronous work: HTTP clients and the

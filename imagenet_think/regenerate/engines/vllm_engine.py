@@ -123,6 +123,8 @@ class EngineFeeder:
     pending and later future raises it.
     """
 
+    adds_per_step = 32
+
     def __init__(self, llm_engine: Any, make_prompt: Callable[[Request], Any], params: Any, name: str = "vllm"):
         self.llm_engine = llm_engine
         self.make_prompt = make_prompt
@@ -169,11 +171,13 @@ class EngineFeeder:
             self._abort_all()
 
     def _take(self, block: bool) -> bool:
-        """Apply the queued commands (waiting for one when ``block``); ``False`` once closed."""
+        """Apply queued commands (waiting for one when ``block``), at most :attr:`adds_per_step`
+        between two steps so decoding goes on while a flood is added; ``False`` once closed."""
         try:
             command = self._inbox.get() if block else self._inbox.get_nowait()
         except queue.Empty:
             return True
+        taken = 0
         while command is not None:
             kind, key, payload = command
             if kind == "add":
@@ -181,6 +185,9 @@ class EngineFeeder:
             elif key in self._pending:
                 self._pending.pop(key)
                 self.llm_engine.abort_request([key])
+            taken += 1
+            if taken >= self.adds_per_step:
+                return True
             try:
                 command = self._inbox.get_nowait()
             except queue.Empty:
