@@ -52,6 +52,13 @@ def command(images: Path, out: Path, *sims: SimProcess, teachers: str = "glm,kim
     ]  # fmt: skip
 
 
+def main(args: list[str], capsys) -> tuple[int, str]:
+    """``args`` (a :func:`command`) run in this process: (exit status, stderr)."""
+    capsys.readouterr()
+    status = cli.main(args[3:])
+    return status, capsys.readouterr().err
+
+
 def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
@@ -72,16 +79,16 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith(ERROR)]
 
 
-def test_both_teachers_stream_at_once_and_every_id_is_written_once(tmp_path):
+def test_both_teachers_stream_at_once_and_every_id_is_written_once(tmp_path, capsys):
     images = image_folder(tmp_path / "images", 48)
     (images / "n00000000" / "n00000000_tiny.JPEG").write_bytes(image_bytes(8))
     (images / "n00000001" / "n00000001_cut.JPEG").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
     out = tmp_path / "out"
     options = {"slots": 4, "step_ms": 5, "median": 20}
     with SimProcess(seed=1, **options) as glm, SimProcess(seed=2, **options) as kimi:
-        done = run(command(images, out, glm, kimi, extra=("--min-size", "16", "--rows-per-file", "10")))
+        status, stderr = main(command(images, out, glm, kimi, extra=("--min-size", "16", "--rows-per-file", "10")), capsys)
         stats = [glm.stats(), kimi.stats()]
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert status == 0, stderr[-3000:]
     rows = pq.read_table(runner.data_files(out)).to_pylist()
     assert sorted(r["id"] for r in rows) == sorted(f"n{i % 4:08d}_n{i % 4:08d}_{i}" for i in range(48))
     assert {(r["model_1"], r["model_2"]) for r in rows} == {("zai-org/GLM-4.1V-9B-Thinking", "moonshotai/Kimi-VL-A3B-Thinking-2506")}
@@ -176,7 +183,7 @@ def test_a_server_down_at_start_is_one_line_and_writes_nothing(tmp_path):
     images = image_folder(tmp_path / "images", 4)
     with SimProcess() as glm:
         glm.kill()
-        done = run(command(images, tmp_path / "out", glm, teachers="glm"))
+        done = run(command(images, tmp_path / "out", glm, teachers="glm"))  # a process of its own: its whole stderr
     assert done.returncode == 1
     [line] = error_lines(done.stderr)
     assert line.startswith(f"{ERROR}cannot reach the glm server at {glm.url}: Connection error. (ConnectionRefusedError: ")
@@ -212,17 +219,17 @@ def rejected_by(images: Path, fraction: float, seed: int) -> set[str]:
     return chosen
 
 
-def test_too_many_failures_exit_1_and_retry_failed_cleans_the_failures_file(tmp_path):
+def test_too_many_failures_exit_1_and_retry_failed_cleans_the_failures_file(tmp_path, capsys):
     images = image_folder(tmp_path / "images", 40)
     out = tmp_path / "out"
     bad = rejected_by(images, 0.2, seed=5)
     assert 0 < len(bad) < 40
     extra = ("--max-attempts", "2", "--retry-delay", "0.01")
     with SimProcess(seed=5, reject_fraction=0.2, slots=8, step_ms=2, median=5) as glm:
-        first = run(command(images, out, glm, teachers="glm", extra=extra))
-    assert first.returncode == 1
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=extra), capsys)
+    assert status == 1
     rate = len(bad) / 40
-    assert error_lines(first.stderr) == [
+    assert error_lines(stderr) == [
         f"{ERROR}{len(bad)} of 40 images failed ({rate:.1%}, more than --max-failure-rate 5.0%); "
         f"see {runner.failures_path(out, 0)}, fix the cause, then rerun with --retry-failed"
     ]
@@ -231,10 +238,10 @@ def test_too_many_failures_exit_1_and_retry_failed_cleans_the_failures_file(tmp_
     assert all(f["error"].startswith("glm: BadRequestError") and "simulated rejection of this image" in f["error"] for f in failures)
     assert sorted(written(out)) == sorted(set(i.id for i in sources.select_items(sources.open_source(images), None, min_size=0).items) - bad)
     with SimProcess(seed=5, slots=8, step_ms=2, median=5) as glm:  # the cause is fixed
-        plain = run(command(images, out, glm, teachers="glm", extra=extra))
-        assert plain.returncode == 0 and len(written(out)) == 40 - len(bad)  # failed images wait for --retry-failed
-        retried = run(command(images, out, glm, teachers="glm", extra=(*extra, "--retry-failed")))
-    assert retried.returncode == 0, retried.stderr[-3000:]
+        status, _ = main(command(images, out, glm, teachers="glm", extra=extra), capsys)
+        assert status == 0 and len(written(out)) == 40 - len(bad)  # failed images wait for --retry-failed
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=(*extra, "--retry-failed")), capsys)
+    assert status == 0, stderr[-3000:]
     assert_once(out, images)
     assert runner.read_json_lines(runner.failures_path(out, 0)) == []
 
