@@ -36,6 +36,7 @@ import threading
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, Callable, Mapping, Optional
 
+from imagenet_think import PROMPT
 from imagenet_think.regenerate.engines.base import Engine, Request, Result, chat_messages, failed, load_image, revision_of
 from imagenet_think.regenerate.models import ModelSpec, check_remote_code
 
@@ -269,17 +270,22 @@ class VLLMEngine(Engine):
         kwargs = llm_kwargs(spec, model_path, trust_remote_code, engine_kwargs)
         self.version = vllm.__version__
         self.revision = revision_of(kwargs["model"], spec)
-        hub = {key: kwargs[key] for key in ("trust_remote_code", "revision") if key in kwargs}
-        self.processor = load_processor(kwargs["model"], **hub)
-        self._texts: dict[str, str] = {}
         self.llm = vllm.LLM(**kwargs)
+        hub = {key: kwargs[key] for key in ("trust_remote_code", "revision") if key in kwargs}
+        try:  # the processor's chat template first, as vLLM's own chat does, else the tokenizer's
+            processor = load_processor(kwargs["model"], **hub)
+        except Exception as error:  # remote processor code current transformers cannot run
+            logger.warning("cannot load the processor of %s (%s); using the tokenizer's chat template", kwargs["model"], error)
+            processor = None
+        self.template = processor if getattr(processor, "chat_template", None) else self.llm.get_tokenizer()
+        self._texts = {PROMPT: render_prompt(self.template, spec, PROMPT)}  # a template that fails, fails now
         self.max_in_flight = 2 * max_num_seqs(self.llm.llm_engine)
         params = make_sampling_params(sampling_kwargs(spec, self.sampling))
         self.feeder = EngineFeeder(self.llm.llm_engine, self._prompt, params, spec.name)
 
     def _prompt(self, request: Request) -> dict[str, Any]:
         if request.prompt not in self._texts:  # one prompt in practice: rendered once
-            self._texts[request.prompt] = render_prompt(self.processor, self.spec, request.prompt)
+            self._texts[request.prompt] = render_prompt(self.template, self.spec, request.prompt)
         return {"prompt": self._texts[request.prompt], "multi_modal_data": {"image": load_image(request.image)}}
 
     def submit(self, request: Request) -> "Future[Result]":
