@@ -3,13 +3,16 @@
 
 import collections
 import io
+import sys
 import threading
 import time
+import types
 from types import SimpleNamespace
 
 import pytest
 from PIL import Image
 
+from imagenet_think import PROMPT
 from imagenet_think.regenerate.engines import Request
 from imagenet_think.regenerate.engines.base import Engine, load_image
 from imagenet_think.regenerate.engines.vllm_engine import EngineFeeder, llm_kwargs, max_num_seqs, render_prompt, sampling_kwargs
@@ -69,13 +72,14 @@ class FakeLLMEngine:
     def __init__(self, slots, seconds=0.002, die_after=None):
         self.slots, self.seconds, self.die_after = slots, seconds, die_after
         self.waiting, self.running = collections.deque(), {}
-        self.added, self.steps, self.aborted = [], [], []
-        self.thread = set()
+        self.added, self.steps, self.aborted, self.prompts = [], [], [], []
+        self.thread, self.params = set(), []
 
     def add_request(self, request_id, prompt, params):
         self.thread.add(threading.current_thread().name)
+        self.prompts.append(prompt["prompt"])
+        self.params.append(params)
         image = prompt["multi_modal_data"]["image"]
-        assert prompt["prompt"] == "PROMPT" and params == "PARAMS"
         if image.width == 13:
             raise ValueError("aspect ratio of 13x40 is not supported")
         self.added.append(request_id)
@@ -138,6 +142,7 @@ def test_the_feeder_keeps_vllms_scheduler_full_until_the_last_requests():
     feeder.close()
     assert [(r.raw, r.num_tokens, r.finish_reason) for r in results] == [(f"{w - 27} tokens", w - 27, "stop") for w in widths]
     assert fake.thread == {"vllm-feeder-glm"}  # the engine is only touched by the feeder's thread
+    assert set(fake.prompts) == {"PROMPT"} and set(fake.params) == {"PARAMS"}
     # requests went in while others ran (one LLM.chat per batch would add them all first) ...
     assert fake.steps[0][1] < len(widths)
     # ... and no step ran a slot empty while a request was still to come
@@ -189,6 +194,50 @@ def test_a_dead_engine_fails_every_pending_and_later_request():
     with pytest.raises(RuntimeError, match="illegal memory access"):
         feeder.submit(Request("late", png(30))).result(timeout=10)
     feeder.close()
+
+
+def test_the_vllm_engine_feeds_its_llm_engine_the_rendered_prompt_and_final_only_sampling(monkeypatch, tmp_path, caplog):
+    """VLLMEngine's wiring, with stand-ins for the vllm module (no GPU here): ``LLM`` holds a
+    fake ``LLMEngine``, the processor cannot be loaded, so the tokenizer's template is used."""
+    from imagenet_think.regenerate.engines import hf_engine
+    from imagenet_think.regenerate.engines.vllm_engine import VLLMEngine
+    from tests.test_chat_templates import tokenizer_with
+
+    fake = FakeLLMEngine(slots=3)
+    fake.vllm_config = SimpleNamespace(scheduler_config=SimpleNamespace(max_num_seqs=3))
+    built = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            built.update(kwargs)
+            self.llm_engine = fake
+
+        def get_tokenizer(self):
+            return tokenizer_with("glm4_1v_thinking.jinja")
+
+    def no_processor(*args, **kwargs):
+        raise OSError("no processor files")
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams, vllm.__version__ = LLM, SimpleNamespace, "0.0-stand-in"
+    kinds = types.ModuleType("vllm.sampling_params")
+    kinds.RequestOutputKind = SimpleNamespace(FINAL_ONLY="final only")
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", kinds)
+    monkeypatch.setattr(hf_engine, "load_processor", no_processor)
+    with VLLMEngine(get_model("glm"), model_path=str(tmp_path), sampling={"max_tokens": 8}) as engine:
+        assert (engine.max_in_flight, engine.version, engine.revision) == (6, "0.0-stand-in", "local")
+        results = engine.generate([Request(str(i), png(28 + i)) for i in range(7)])
+    assert [r.error for r in results] == [None] * 7
+    assert [r.num_tokens for r in results] == list(range(1, 8))
+    assert built == llm_kwargs(get_model("glm"), model_path=str(tmp_path))
+    assert "using the tokenizer's chat template" in caplog.text
+    expected = render_prompt(tokenizer_with("glm4_1v_thinking.jinja"), get_model("glm"), PROMPT)
+    assert set(fake.prompts) == {expected} and expected.count("<|image|>") == 1
+    params = fake.params[0]
+    assert all(p is params for p in fake.params)
+    assert vars(params) == {**sampling_kwargs(get_model("glm"), {**get_model("glm").sampling, "max_tokens": 8}), "output_kind": "final only"}
+    assert not engine.feeder._thread.is_alive()
 
 
 def test_max_num_seqs_is_read_where_each_vllm_version_keeps_it():
