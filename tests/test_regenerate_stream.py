@@ -5,7 +5,6 @@ concurrent shards; the failure policy; the lock; the records of failures and rej
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 import signal

@@ -50,7 +50,7 @@ from imagenet_think.fileio import atomic_write, fsync_dir
 from imagenet_think.regenerate.sources import ImageItem
 
 if TYPE_CHECKING:
-    from imagenet_think.regenerate.engines.base import Engine, Result
+    from imagenet_think.regenerate.engines.base import Result
     from imagenet_think.regenerate.models import ModelSpec
 
 logger = logging.getLogger(__name__)
