@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -176,6 +177,18 @@ def test_sigterm_writes_the_rows_completed_then_exits_and_the_rerun_completes(tm
         again = run(args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert_once(out, images)
+
+
+def test_a_hung_server_stops_the_run_after_the_request_timeout(tmp_path, capsys):
+    images = image_folder(tmp_path / "images", 6)
+    with SimProcess(hang=True) as glm:  # answers GET /models, never a chat request
+        extra = ("--request-timeout", "1", "--unreachable-after", "0.5")
+        started = time.monotonic()
+        status, stderr = main(command(images, tmp_path / "out", glm, teachers="glm", extra=extra), capsys)
+    assert status == 1 and time.monotonic() - started < 30
+    [line] = error_lines(stderr)
+    assert re.match(rf"{ERROR}the glm teacher is unreachable: no answer for \d+ s \(last error: glm: {glm.url}: Request timed out\.", line)
+    assert runner.read_json_lines(runner.failures_path(tmp_path / "out", 0)) == []
 
 
 def test_a_server_down_at_start_is_one_line_and_writes_nothing(tmp_path):
