@@ -222,7 +222,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      f"{DEFAULT_MAX_IN_FLIGHT} for a server, twice max_num_seqs for vllm, two batches for transformers")
     run.add_argument("--rows-per-file", type=int, default=1000, help="rows per Parquet file")
     run.add_argument("--max-attempts", type=int, default=scheduler.DEFAULT_MAX_ATTEMPTS,
-                     help="tries per request that the teacher answers with an error, before the image goes to failures")
+                     help="tries per request before its image goes to failures (errors the teacher answers; "
+                     "no answer only counts while the server answers others)")
     run.add_argument("--retry-delay", type=float, default=scheduler.DEFAULT_RETRY_DELAY,
                      help=f"seconds before a request's first retry (doubled each time, at most {scheduler.MAX_RETRY_DELAY:g})")
     run.add_argument("--request-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
