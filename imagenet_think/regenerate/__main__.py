@@ -162,6 +162,8 @@ def open_engines(args: argparse.Namespace, teachers: dict[int, Any]) -> dict[int
             kwargs["trust_remote_code"] = True
         if "timeout" in parameters:
             kwargs["timeout"] = args.request_timeout
+        if "max_in_flight" in parameters and args.max_in_flight:  # a server engine sizes its connection pools by it
+            kwargs["max_in_flight"] = args.max_in_flight
         kwargs_by_pair[pair] = {**kwargs, **engine_kwargs(engine_class, options)}
     opened: dict[int, Any] = {}
     try:
