@@ -94,14 +94,27 @@ def test_both_teachers_stream_at_once_and_every_id_is_written_once(tmp_path, cap
     assert sorted(r["id"] for r in rows) == sorted(f"n{i % 4:08d}_n{i % 4:08d}_{i}" for i in range(48))
     assert {(r["model_1"], r["model_2"]) for r in rows} == {("zai-org/GLM-4.1V-9B-Thinking", "moonshotai/Kimi-VL-A3B-Thinking-2506")}
     assert {r["status_1"] for r in rows} <= {"ok", "unclosed_think"} and all(r["answer_1"] == "A simulated answer." for r in rows if r["status_1"] == "ok")
-    # both servers worked at the same time, each kept busy by a window of 10 requests on its 4 slots
+    # both servers worked at the same time, each sent a window of 10 requests for its 4 slots
     assert stats[0]["first_arrival"] < stats[1]["last_completion"] and stats[1]["first_arrival"] < stats[0]["last_completion"]
-    assert all(s["requests"] == 48 and 0 < s["max_waiting"] <= 10 - 4 for s in stats)
+    assert [(s["requests"], s["max_in_system"]) for s in stats] == [(48, 10), (48, 10)]
     # every candidate is accounted for: written, or rejected at selection with its reason
     rejected = {Path(r["source"]).name: r["reason"] for r in runner.read_json_lines(runner.rejected_path(out))}
     assert rejected["n00000000_tiny.JPEG"] == "too small: 8x8 < 16x16"
     assert rejected["n00000001_cut.JPEG"].startswith("corrupt or unreadable image: ")
     assert len(rejected) == 2
+
+
+def test_an_engine_option_can_be_one_teachers(tmp_path, capsys):
+    images = image_folder(tmp_path / "images", 24)
+    options = {"slots": 4, "step_ms": 5, "median": 20}
+    with SimProcess(seed=1, **options) as glm, SimProcess(seed=2, **options) as kimi:
+        extra = ("--engine-arg", "glm:max_in_flight=2", "--engine-arg", "kimi:max_in_flight=6")
+        status, stderr = main(command(images, tmp_path / "out", glm, kimi, extra=extra), capsys)
+        windows = [glm.stats()["max_in_system"], kimi.stats()["max_in_system"]]
+    assert status == 0, stderr[-3000:]
+    assert windows == [2, 6]
+    status, stderr = main(command(images, tmp_path / "new", glm, kimi, extra=("--engine-arg", "qwen:device=cpu")), capsys)
+    assert status == 2 and "unknown teacher 'qwen'; teachers of this run: glm, kimi" in stderr
 
 
 def image_bytes(size: int) -> bytes:

@@ -82,6 +82,25 @@ def per_teacher(values: Optional[Sequence[str]], option: str, names: Sequence[st
     return found
 
 
+def teacher_options(options: dict[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--engine-arg`` options by teacher: a ``NAME:KEY`` key is for teacher NAME only (and
+    wins over a plain ``KEY``), so two teachers can go to two devices.
+
+    >>> teacher_options({"dtype": "bfloat16", "kimi:device": "cuda:1"}, ["glm", "kimi"])
+    {'glm': {'dtype': 'bfloat16'}, 'kimi': {'dtype': 'bfloat16', 'device': 'cuda:1'}}
+    """
+    common = {key: value for key, value in options.items() if ":" not in key}
+    found = {name: dict(common) for name in names}
+    for key, value in options.items():
+        name, sep, option = key.partition(":")
+        if not sep:
+            continue
+        if name not in found:
+            raise ValueError(f"--engine-arg {key}=...: unknown teacher {name!r}; teachers of this run: {', '.join(names)}")
+        found[name][option] = value
+    return found
+
+
 def resolve_teachers(
     teachers: Optional[str],
     pair_1: Optional[str],
@@ -144,7 +163,7 @@ def open_engines(args: argparse.Namespace, teachers: dict[int, Any]) -> dict[int
     names = [spec.name for spec in teachers.values()]
     model_paths = per_teacher(args.model_path, "--model-path", names)
     base_urls = per_teacher(args.base_url, "--base-url", names)
-    options = key_values(args.engine_arg, "--engine-arg")
+    options = teacher_options(key_values(args.engine_arg, "--engine-arg"), names)
     parameters = inspect.signature(engine_class.__init__).parameters
     kwargs_by_pair: dict[int, dict[str, Any]] = {}
     for pair, spec in teachers.items():
@@ -164,7 +183,7 @@ def open_engines(args: argparse.Namespace, teachers: dict[int, Any]) -> dict[int
             kwargs["timeout"] = args.request_timeout
         if "max_in_flight" in parameters and args.max_in_flight:  # a server engine sizes its connection pools by it
             kwargs["max_in_flight"] = args.max_in_flight
-        kwargs_by_pair[pair] = {**kwargs, **engine_kwargs(engine_class, options)}
+        kwargs_by_pair[pair] = {**kwargs, **engine_kwargs(engine_class, options[spec.name])}
     opened: dict[int, Any] = {}
     try:
         for pair, spec in teachers.items():
@@ -213,7 +232,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OpenAI-compatible server (http://host:8000/v1), for all teachers or NAME's")
     engine.add_argument("--engine-arg", action="append", metavar="KEY=VALUE",
                         help="engine option (batch_size=, device=, served_model=...); other keys go to vLLM's LLM() "
-                        "(gpu_memory_utilization=0.45) or from_pretrained (repeatable)")
+                        "(gpu_memory_utilization=0.45) or from_pretrained; NAME:KEY=VALUE for teacher NAME only "
+                        "(kimi:device=cuda:1) (repeatable)")
     engine.add_argument("--trust-remote-code", action="store_true", help="allow models that run Hub code (Kimi-VL)")
 
     run = parser.add_argument_group("run")
