@@ -309,12 +309,15 @@ class Scheduler:
                     health.answered()
                     attempts += 1
                 else:
+                    if health.failing_since is None:
+                        logger.warning("no answer from the %s server (%s): retrying; the run stops after %g s without any",
+                                       engine.spec.name, reason, self.unreachable_after)  # fmt: skip
                     if health.no_answer(now, max(sent, health.last_answer) if timed_out else now):
                         self._stop(self._unreachable(pair, reason))
                         raise asyncio.CancelledError
                     attempts += self._counts(unanswered_at, health)
                     unanswered_at = now
-                logger.info("request %s got no answer (%d attempts counted): %s", request.id, attempts, reason)
+                logger.debug("request %s got no answer (%d attempts counted): %s", request.id, attempts, reason)
             if attempts >= self.max_attempts:
                 raise _Failed(reason, attempts)
             await asyncio.sleep(delay)
