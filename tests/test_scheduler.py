@@ -235,6 +235,36 @@ def test_the_run_stops_early_once_failures_pass_the_rate(tmp_path, monkeypatch):
     assert counted in (3, 4) and counted <= logged <= 4  # more than 10% of 20, and none after the next one
 
 
+def test_requests_start_a_few_per_turn_of_the_event_loop():
+    """So sockets are polled between batches: the first requests are on the wire at once."""
+    import asyncio
+
+    async def main():
+        loop, pacer, events = asyncio.get_running_loop(), scheduler._Pacer(4), []
+
+        def tick(turn):  # once per turn of the loop
+            events.append("turn")
+            if turn < 20:
+                loop.call_soon(tick, turn + 1)
+
+        async def start(index):
+            await pacer.turn()
+            events.append(index)
+
+        loop.call_soon(tick, 0)
+        await asyncio.gather(*(start(i) for i in range(10)))
+        return events
+
+    events = asyncio.run(main())
+    per_turn = [0]
+    for event in events:
+        if event == "turn":
+            per_turn.append(0)
+        else:
+            per_turn[-1] += 1
+    assert sorted(e for e in events if e != "turn") == list(range(10)) and max(per_turn) == 4
+
+
 def test_failure_summary_is_given_only_past_the_rate():
     assert scheduler.failure_summary(runner.RunStats(written=95, failed=5), 0.05) is None
     assert scheduler.failure_summary(runner.RunStats(written=94, failed=6), 0.05).startswith("6 of 100 images failed (6.0%")
