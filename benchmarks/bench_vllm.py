@@ -1,6 +1,7 @@
 """Throughput of our engines against the bare library on the same images (GPU; no network).
 
-    # vLLM: our VLLMEngine vs bare LLM.chat, same model directory, same sampling
+    # vLLM: our VLLMEngine (vLLM's engine fed continuously) vs bare LLM.chat on the whole list,
+    # same model directory, same sampling
     python benchmarks/bench_vllm.py --engine vllm --model-path /models/GLM-4.1V-9B-Thinking -n 256
     # transformers: our TransformersEngine vs bare processor + generate (a tiny random GLM-4.1V
     # works when no weights are at hand: it measures the engine's overhead, not the model)
@@ -47,8 +48,8 @@ def make_images(count: int, seed: int = 0) -> list[bytes]:
 
 def vllm_side(side: str, args: argparse.Namespace, images: list[bytes]) -> dict[str, Any]:
     from imagenet_think.regenerate.engines import Request, make_engine
-    from imagenet_think.regenerate.engines.base import load_image
-    from imagenet_think.regenerate.engines.vllm_engine import conversation, llm_kwargs, sampling_kwargs
+    from imagenet_think.regenerate.engines.base import chat_messages, load_image
+    from imagenet_think.regenerate.engines.vllm_engine import llm_kwargs, sampling_kwargs
     from imagenet_think.regenerate.models import get_model
 
     spec = get_model("glm")
@@ -68,7 +69,10 @@ def vllm_side(side: str, args: argparse.Namespace, images: list[bytes]) -> dict[
     params = vllm.SamplingParams(**sampling_kwargs(spec, sampling))
 
     def chat(batch: list[Request]) -> list[Any]:
-        return llm.chat([conversation(spec, r, load_image(r.image)) for r in batch], params, use_tqdm=False)
+        conversations = [
+            chat_messages(r.prompt, {"type": "image_pil", "image_pil": load_image(r.image)}, spec.system_prompt) for r in batch
+        ]
+        return llm.chat(conversations, params, use_tqdm=False)
 
     chat(requests[: args.warmup])
     start = time.perf_counter()

@@ -4,8 +4,9 @@ The same job as ``imagenet-think regenerate`` (same options, same output directo
 resumability), for clusters where Ray schedules the GPUs: each teacher gets ``--replicas``
 vLLM engine replicas through ``ray.data.llm`` (``build_processor`` with a
 ``vLLMEngineProcessorConfig``), images stream through them, and the driver hands the finished
-outputs to :class:`imagenet_think.regenerate.runner.Runner`, which splits the reasoning and
-writes the Hub-layout shards exactly as a single-process run does.  Rerun after a crash:
+outputs to a :class:`imagenet_think.regenerate.scheduler.Scheduler` writing through a
+:class:`imagenet_think.regenerate.runner.ShardWriter`, which split the reasoning and write the
+Hub-layout shards exactly as a single-process run does.  Rerun after a crash:
 rows already written are skipped.
 
 Needs ``pip install "ray[data,llm]>=2.49" vllm`` (the ``ray`` extra) and image paths that every
@@ -28,12 +29,13 @@ import functools
 import importlib.metadata
 import logging
 import sys
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from imagenet_think import PROMPT
 from imagenet_think.regenerate import __main__ as cli
-from imagenet_think.regenerate.engines.base import Engine, Result, chat_messages, load_image, revision_of
+from imagenet_think.regenerate.engines.base import Engine, Request, Result, chat_messages, revision_of
 from imagenet_think.regenerate.engines.openai_engine import image_data_url
 from imagenet_think.regenerate.engines.vllm_engine import llm_kwargs, sampling_kwargs
 from imagenet_think.regenerate.models import ModelSpec
@@ -44,17 +46,20 @@ INSTALL_HINT = 'the Ray path needs Ray Data LLM and vLLM: pip install "ray[data,
 
 
 class FinishedOutputs(Engine):
-    """An engine whose outputs were computed elsewhere (by Ray Data), handed to the runner by id."""
+    """An engine whose outputs were computed elsewhere (by Ray Data), handed to the scheduler by id."""
 
     name = "vllm"
+    max_in_flight = 1024
 
     def __init__(self, spec: ModelSpec, version: str, revision: str):
         super().__init__(spec)
         self.version, self.revision = version, revision
         self.outputs: dict[str, Result] = {}
 
-    def _generate_batch(self, requests, images) -> list[Result]:
-        return [self.outputs.pop(request.id) for request in requests]
+    def submit(self, request: Request) -> "Future[Result]":
+        future: Future = Future()
+        future.set_result(self.outputs.pop(request.id))
+        return future
 
 
 def read_image(row: dict) -> dict:
@@ -71,7 +76,7 @@ def read_image(row: dict) -> dict:
 
 def to_request(row: dict, spec: ModelSpec, params: dict, legacy_images: bool) -> dict:
     """Ray preprocess: the row plus its chat ``messages`` and ``sampling_params``."""
-    url = image_data_url(row["image"], load_image(row["image"]))
+    url = image_data_url(row["image"])
     part = {"type": "image", "image": url} if legacy_images else {"type": "image_url", "image_url": {"url": url}}
     return {**row, "messages": chat_messages(PROMPT, part, spec.system_prompt), "sampling_params": params}
 
@@ -121,7 +126,7 @@ def generate(args: argparse.Namespace, teachers: dict[int, ModelSpec], plan: Any
         vllm_version = importlib.metadata.version("vllm")
     except ImportError as error:
         raise OSError(f"{INSTALL_HINT} ({error})") from error
-    from imagenet_think.regenerate import runner
+    from imagenet_think.regenerate import runner, scheduler
 
     ray.init(address=args.ray_address, ignore_reinit_error=True)
     model_paths = cli.per_teacher(args.model_path, "--model-path", [spec.name for spec in teachers.values()])
@@ -138,18 +143,19 @@ def generate(args: argparse.Namespace, teachers: dict[int, ModelSpec], plan: Any
         dataset = dataset.map(functools.partial(keep_output, pair=pair, max_tokens=params["max_tokens"], carried=carried))
         carried += [f"{column}_{pair}" for column in ("raw", "finish_reason", "num_tokens", "error")]
         engines[pair] = engine
-    writer = runner.Runner(
-        args.out_dir, engines, shard_index=args.shard_index, batch_size=args.batch_size,
-        rows_per_file=args.rows_per_file, max_attempts=1, retry_delay=0, progress=False,
-    )
-    write_outputs(dataset.drop_columns(["image"]).iter_rows(), engines, plan.todo, writer, args.rows_per_file)
+    with runner.ShardWriter(args.out_dir, args.shard_index, args.rows_per_file, plan.written) as writer:
+        stream = scheduler.Scheduler(engines, writer, max_attempts=1, max_failure_rate=args.max_failure_rate, progress=False)
+        write_outputs(dataset.drop_columns(["image"]).iter_rows(), engines, plan.todo, stream, args.rows_per_file)
+    summary = scheduler.failure_summary(writer.stats, args.max_failure_rate)
+    if summary:
+        raise scheduler.RunStopped(f"{summary}; see {runner.failures_path(args.out_dir, args.shard_index)}")
 
 
 def write_outputs(
-    rows: Iterable[dict], engines: dict[int, FinishedOutputs], todo: Sequence[Any], writer: Any, rows_per_write: int
+    rows: Iterable[dict], engines: dict[int, FinishedOutputs], todo: Sequence[Any], stream: Any, rows_per_write: int
 ) -> None:
-    """Hand finished rows (``keep_output``'s columns, in any order) to ``writer`` (a
-    :class:`~imagenet_think.regenerate.runner.Runner` over ``engines``) ``rows_per_write`` at a time."""
+    """Hand finished rows (``keep_output``'s columns, in any order) to ``stream`` (a
+    :class:`~imagenet_think.regenerate.scheduler.Scheduler` over ``engines``) ``rows_per_write`` at a time."""
     items = {item.id: item for item in todo}
     finished: list[str] = []
     for row in rows:
@@ -159,10 +165,10 @@ def write_outputs(
             )
         finished.append(row["id"])
         if len(finished) >= rows_per_write:
-            writer.run([items[i] for i in finished])
+            stream.run([items[i] for i in finished])
             finished.clear()
     if finished:
-        writer.run([items[i] for i in finished])
+        stream.run([items[i] for i in finished])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from imagenet_think.regenerate import runner, sources
+    from imagenet_think.regenerate import runner, scheduler, sources
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -195,10 +201,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(plan.describe(), file=sys.stdout if args.dry_run else sys.stderr)
         if args.dry_run:
             return 0
+        runner.record_rejected(args.out_dir, selection.skipped)
         if plan.todo:
             generate(args, teachers, plan)
         if runner.data_files(args.out_dir):
             cli.finish(Path(args.out_dir), args.source, args.push_to_hub)
+    except scheduler.RunStopped as stopped:
+        logger.error("%s", stopped)
+        return 1
     except (ValueError, KeyError, OSError) as error:
         logger.error("%s", error)
         return 2

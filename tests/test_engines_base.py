@@ -3,28 +3,35 @@
 import io
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import Future
 
 import datasets
 import pytest
 from PIL import Image
 
 from imagenet_think import schema
-from imagenet_think.regenerate.engines.base import Engine, Request, Result, effective_sampling, load_image, revision_of
+from imagenet_think.regenerate.engines.base import BatchEngine, Engine, Request, Result, effective_sampling, load_image, revision_of
 from imagenet_think.regenerate.models import get_model
 
 
-class SizeEngine(Engine):
+class SizeEngine(BatchEngine):
     """Answers each image with its size; a batch holding a 13-px-wide image raises, as a
-    vLLM batch does when one image breaks preprocessing."""
+    vLLM batch does when one image breaks preprocessing.  ``seconds`` per batch, recorded as
+    (start, end) in ``spans``."""
 
     name = "size"
     version = "1.0"
 
-    def __init__(self, spec, **kwargs):
+    def __init__(self, spec, seconds=0.0, **kwargs):
         super().__init__(spec, **kwargs)
-        self.batches = []
+        self.batches, self.spans, self.seconds = [], [], seconds
 
     def _generate_batch(self, requests, images):
+        start = time.monotonic()
+        time.sleep(self.seconds)
+        self.spans.append((start, time.monotonic()))
         self.batches.append([r.id for r in requests])
         if any(image.width == 13 for image in images):
             raise ValueError("width 13 is not supported")
@@ -46,8 +53,74 @@ def test_results_come_back_in_order_in_batches_and_failures_are_isolated():
     assert [r.raw for r in results] == ["30x20", None, None, "31x20", "32x20", "33x20"]
     assert results[1].error == "ValueError: width 13 is not supported"
     assert results[2].error.startswith("UnidentifiedImageError")
-    # first batch (0, 1, junk): junk never reaches the engine, the failing pair is retried one by one
+    # first batch (0, 1, junk): junk never reaches the engine, the failing pair is split in two
     assert engine.batches == [["0", "1"], ["0"], ["1"], ["2", "3", "4"]]
+    engine.close()
+
+
+def test_a_failing_batch_is_bisected_down_to_the_bad_request():
+    engine = SizeEngine(get_model("glm"), batch_size=8)
+    widths = [30, 31, 32, 33, 34, 13, 35, 36]
+    results = engine.generate([Request(str(i), png(w)) for i, w in enumerate(widths)])
+    engine.close()
+    assert [r.error is not None for r in results] == [w == 13 for w in widths]
+    # halves holding the bad image fail and split again; the others run once: 7 batches, not 1 + 8
+    assert engine.batches == [
+        ["0", "1", "2", "3", "4", "5", "6", "7"],
+        ["0", "1", "2", "3"],
+        ["4", "5", "6", "7"],
+        ["4", "5"],
+        ["4"],
+        ["5"],
+        ["6", "7"],
+    ]
+
+
+def test_two_batch_engines_generate_at_the_same_time():
+    """One worker thread per engine: two teachers on two devices overlap (sleep releases the
+    GIL as a device kernel does)."""
+    first, second = SizeEngine(get_model("glm"), seconds=0.3), SizeEngine(get_model("kimi"), seconds=0.3)
+    requests = [Request(str(i), png(30 + i)) for i in range(3)]
+    threads = [threading.Thread(target=engine.generate, args=(requests,)) for engine in (first, second)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    first.close(), second.close()
+    (a_start, a_end), (b_start, b_end) = first.spans[0], second.spans[0]
+    assert a_start < b_end and b_start < a_end, (first.spans, second.spans)
+    assert elapsed < 0.55  # one batch time plus overhead, not two
+
+
+def test_generate_keeps_at_most_max_in_flight_requests_outstanding():
+    class Recorder(Engine):
+        max_in_flight = 3
+
+        def __init__(self, spec):
+            super().__init__(spec)
+            self.outstanding, self.most, self.futures = 0, 0, []
+
+        def submit(self, request):
+            with lock:
+                self.outstanding += 1
+                self.most = max(self.most, self.outstanding)
+            future = Future()
+            threading.Timer(0.01, self.finish, [future, Result(request.id, raw=request.id)]).start()
+            return future
+
+        def finish(self, future, result):
+            with lock:
+                self.outstanding -= 1
+            future.set_result(result)
+
+    lock = threading.Lock()
+
+    engine = Recorder(get_model("glm"))
+    results = engine.generate([Request(str(i), b"") for i in range(10)])
+    assert [r.raw for r in results] == [str(i) for i in range(10)]
+    assert engine.most == 3
 
 
 def test_load_image_reads_every_input_kind_as_rgb(tmp_path):

@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imagenet_think.regenerate.engines import Request, make_engine
+from imagenet_think.regenerate.engines import EngineUnreachable, Request, make_engine
 from imagenet_think.regenerate.engines.openai_engine import image_data_url
 from imagenet_think.regenerate.models import get_model
 
@@ -32,6 +33,14 @@ def jpeg(size, color):
 
 
 @pytest.fixture
+def unused_port():
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
 def server(request, tmp_path):
     """(base_url, request log) of a fresh server; ``request.param`` is its --reasoning-field."""
     log = tmp_path / "requests.jsonl"
@@ -50,7 +59,7 @@ def server(request, tmp_path):
 
 
 def glm_engine(base_url, **kwargs):
-    return make_engine("openai", get_model("glm"), base_url=base_url, concurrency=4, max_retries=0, **kwargs)
+    return make_engine("openai", get_model("glm"), base_url=base_url, max_in_flight=4, **kwargs)
 
 
 @pytest.mark.parametrize("server", ["reasoning", "reasoning_content", "none"], indirect=True)
@@ -106,7 +115,7 @@ def test_request_carries_original_bytes_and_the_specs_sampling(server):
 def test_kimi_reasoning_is_joined_with_kimi_markers_and_the_only_served_model_is_used(server):
     base_url, log = server
     spec = get_model("kimi")  # the server serves GLM's id only: the engine falls back to it
-    with make_engine("openai", spec, base_url=base_url, max_retries=0) as engine:
+    with make_engine("openai", spec, base_url=base_url) as engine:
         (result,) = engine.generate([Request("a", png((30, 30), "black"))])
         entry = engine.generation_entry(2, result)
     assert result.raw.startswith("\u25c1think\u25b7The image is 30 by 30") and "\u25c1/think\u25b7<answer>" in result.raw
@@ -121,17 +130,44 @@ def test_kimi_reasoning_is_joined_with_kimi_markers_and_the_only_served_model_is
     }
 
 
-def test_a_model_the_server_does_not_serve_fails_each_request_with_its_message(server):
-    base_url, _ = server
-    with glm_engine(base_url, served_model="no/such-model") as engine:
-        (result,) = engine.generate([Request("a", png((40, 30), "red"))])
-    assert result.raw is None and "'no/such-model' not served" in result.error
+def test_a_model_the_server_does_not_serve_is_an_error_when_the_engine_opens(server):
+    base_url, log = server
+    with pytest.raises(ValueError, match=r"serves \['zai-org/GLM-4.1V-9B-Thinking'\], not 'no/such-model'"):
+        glm_engine(base_url, served_model="no/such-model")
+    assert not log.exists()  # no request was sent
+
+
+def test_a_server_that_is_down_is_unreachable_when_the_engine_opens(unused_port):
+    """The first call, listing the models, says so: one line, before any work."""
+    with pytest.raises(EngineUnreachable, match=rf"cannot reach the glm server at http://127.0.0.1:{unused_port}/v1: .*ConnectionRefusedError"):
+        glm_engine(f"http://127.0.0.1:{unused_port}/v1")
+
+
+def test_a_server_gone_after_opening_is_unreachable_not_a_failed_request():
+    from tests.fixtures.sim_server import SimProcess
+
+    with SimProcess() as sim, glm_engine(sim.url) as engine:
+        sim.kill()
+        with pytest.raises(EngineUnreachable, match="ConnectionRefusedError") as caught:
+            engine.generate([Request("a", png((40, 30), "red"))])
+    assert not caught.value.timed_out
+
+
+def test_a_server_that_never_answers_times_out_as_unreachable():
+    from tests.fixtures.sim_server import SimProcess
+
+    with SimProcess(hang=True) as sim, make_engine("openai", get_model("glm"), base_url=sim.url, timeout=0.5) as engine:
+        with pytest.raises(EngineUnreachable) as caught:
+            engine.generate([Request("a", png((40, 30), "red"))])
+    assert caught.value.timed_out
 
 
 def test_image_data_url_keeps_known_bytes_and_encodes_the_rest_as_png():
     decoded = Image.new("RGB", (4, 3), "red")
     gif = io.BytesIO()
     decoded.save(gif, format="GIF")
-    assert image_data_url(gif.getvalue(), decoded) == "data:image/gif;base64," + base64.b64encode(gif.getvalue()).decode()
-    header, data = image_data_url({"bytes": b"not an image"}, decoded).split(",", 1)
+    assert image_data_url(gif.getvalue()) == "data:image/gif;base64," + base64.b64encode(gif.getvalue()).decode()
+    header, data = image_data_url(decoded).split(",", 1)
     assert header == "data:image/png;base64" and Image.open(io.BytesIO(base64.b64decode(data))).size == (4, 3)
+    with pytest.raises(Exception, match="cannot identify image file"):
+        image_data_url({"bytes": b"not an image"})

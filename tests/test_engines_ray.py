@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from imagenet_think.regenerate import runner, sources
+from imagenet_think.regenerate import runner, scheduler, sources
 from imagenet_think.regenerate.models import get_model
 
 SCRIPT = Path(__file__).parent.parent / "builder_scripts" / "launch_ray.py"
@@ -56,8 +56,9 @@ def test_ray_output_rows_become_shards_with_splits_finish_reasons_and_failures(l
     ]
     rows = [launch_ray.keep_output(row, pair=1, max_tokens=64, carried=["id"]) for row in ray_rows]
     engine = launch_ray.FinishedOutputs(glm, version="0.11.0 (ray 2.60.0)", revision="main")
-    writer = runner.Runner(tmp_path, {1: engine}, rows_per_file=10, max_attempts=1, retry_delay=0, progress=False)
-    launch_ray.write_outputs(reversed(rows), {1: engine}, todo, writer, rows_per_write=2)
+    with runner.ShardWriter(tmp_path, rows_per_file=10) as writer:
+        stream = scheduler.Scheduler({1: engine}, writer, max_attempts=1, retry_delay=0, max_failure_rate=1.0, progress=False)
+        launch_ray.write_outputs(reversed(rows), {1: engine}, todo, stream, rows_per_write=2)
 
     table = pq.read_table(runner.data_files(tmp_path)).to_pylist()
     by_id = {row["id"]: row for row in table}

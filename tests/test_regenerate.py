@@ -20,7 +20,9 @@ from PIL import Image
 import imagenet_think
 from imagenet_think import schema
 from imagenet_think.regenerate import __main__ as cli
-from imagenet_think.regenerate import runner, sources
+from imagenet_think.reasoning import split_reasoning
+from imagenet_think.regenerate import runner, scheduler, sources
+from imagenet_think.regenerate.engines import Request
 from imagenet_think.regenerate.models import get_model
 from imagenet_think.writer import write_shard
 
@@ -46,6 +48,12 @@ def write_rows(out: Path, items, name: str) -> Path:
     """A shard of rows with no pairs, written by the real writer."""
     rows = [runner.build_row(item, item.read_bytes(), {}, []) for item in items]
     return write_shard(pa.Table.from_pylist(rows, schema=schema.arrow_schema("default")), out / "data" / name)
+
+
+def stream(out: Path, engines: dict, items, *, written=None, shard_index=0, rows_per_file=1000, **options) -> runner.RunStats:
+    """Run ``items`` through ``engines`` into ``out`` as the CLI does (one writer, one scheduler)."""
+    with runner.ShardWriter(out, shard_index, rows_per_file, written) as writer:
+        return scheduler.Scheduler(engines, writer, progress=False, **options).run(items)
 
 
 def parquet_ids(out: Path) -> list[str]:
@@ -94,7 +102,7 @@ def test_the_run_starts_from_the_files_its_plan_read(tmp_path):
     plan = runner.make_plan(items, out, TEACHERS)
     assert plan.written == {first: [items[0].id]}
     first.write_bytes(b"PAR1 garbage")  # reading the id columns again would now fail
-    stats = runner.Runner(out, {}, progress=False).run(plan.todo[:1], plan.written)
+    stats = stream(out, {}, plan.todo[:1], written=plan.written)
     assert [p.name for p in stats.files] == ["train-00000-00005.parquet"]
     manifest = runner.read_json_lines(runner.manifest_path(out, 0))
     assert [line["ids"] for line in manifest] == [[items[0].id], [plan.todo[0].id]]
@@ -145,7 +153,7 @@ def test_an_image_without_bytes_or_path_goes_to_failures_and_the_run_goes_on(tmp
     good = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs")), 1).items
     empty = pa.chunked_array([[{"bytes": None, "path": None}]])
     bad = sources.ImageItem("n01440764_bad", "n01440764", "", "dataset", "corpus", "train/0", images=empty)
-    stats = runner.Runner(tmp_path / "out", {}, max_attempts=1, progress=False).run([bad, *good])
+    stats = stream(tmp_path / "out", {}, [bad, *good], max_attempts=1, max_failure_rate=1.0)
     assert (stats.written, stats.failed) == (1, 1)
     [failure] = runner.read_json_lines(runner.failures_path(tmp_path / "out", 0))
     assert failure["id"] == "n01440764_bad" and "neither bytes nor path" in failure["error"]
@@ -184,13 +192,23 @@ def test_help_imports_no_heavy_library():
     assert result.stderr.strip() == "[]", result.stderr
 
 
-def test_help_lists_every_option():
+def test_help_documents_every_option_and_the_failure_policy_defaults():
+    from imagenet_think.regenerate.engines.openai_engine import DEFAULT_TIMEOUT
+
     parser = cli.build_parser()
-    text = parser.format_help()
-    options = [s for action in parser._actions for s in action.option_strings]
-    assert len(options) > 25
-    for option in options:
-        assert option in text
+    undocumented = [a.option_strings or a.dest for a in parser._actions if not a.help or not a.help.strip()]
+    assert undocumented == []
+    defaults = {a.dest: a.default for a in parser._actions}
+    assert (defaults["max_attempts"], defaults["retry_delay"]) == (scheduler.DEFAULT_MAX_ATTEMPTS, scheduler.DEFAULT_RETRY_DELAY)
+    assert (defaults["unreachable_after"], defaults["max_failure_rate"]) == (
+        scheduler.DEFAULT_UNREACHABLE_AFTER, scheduler.DEFAULT_MAX_FAILURE_RATE)
+    assert defaults["request_timeout"] == DEFAULT_TIMEOUT and defaults["max_in_flight"] is None
+    # a request timeout that fits a long reasoning output (the longest max_tokens at 20 tokens/s) but is not forever
+    longest = max(get_model(name).sampling["max_tokens"] for name in ("glm", "kimi"))
+    assert longest / 20 <= DEFAULT_TIMEOUT <= 3600
+    text = " ".join(parser.format_help().split())
+    assert f"at most {scheduler.MAX_RETRY_DELAY:g}) (default: {scheduler.DEFAULT_RETRY_DELAY})" in text
+    assert "--batch-size" not in text  # batches are gone: requests stream
 
 
 def test_teacher_choice():
@@ -220,7 +238,7 @@ def test_engine_args_go_to_the_constructor_or_the_backend():
 
     options = {"device": "cpu", "attn_implementation": "eager"}
     assert cli.engine_kwargs(TransformersEngine, options) == {"device": "cpu", "model_kwargs": {"attn_implementation": "eager"}}
-    assert cli.engine_kwargs(OpenAIEngine, {"concurrency": 4}) == {"concurrency": 4}
+    assert cli.engine_kwargs(OpenAIEngine, {"max_in_flight": 4}) == {"max_in_flight": 4}
     with pytest.raises(ValueError, match=r"--engine-arg \['gpu_memory_utilization'\] not understood by the openai-server engine"):
         cli.engine_kwargs(OpenAIEngine, {"gpu_memory_utilization": 0.5})
 
@@ -235,28 +253,30 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_push_to_hub_offline_fails_before_any_work(tmp_path, caplog, monkeypatch):
+def test_push_to_hub_offline_fails_before_any_work(tmp_path, capsys, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     image_folder(tmp_path / "imgs")
     status = cli.main([str(tmp_path / "imgs"), str(tmp_path / "out"), "--push-to-hub", "me/corpus"])
     assert status == 2
-    assert "--push-to-hub me/corpus: the Hugging Face Hub is unreachable" in caplog.text
+    assert "regenerate: error: --push-to-hub me/corpus: the Hugging Face Hub is unreachable" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_options_are_clear_errors(tmp_path, caplog):
+def test_bad_options_are_clear_errors(tmp_path, capsys):
     image_folder(tmp_path / "imgs")
     base = [str(tmp_path / "imgs"), str(tmp_path / "out")]
     assert cli.main(base + ["--shard-index", "3", "--num-shards", "2"]) == 2
     assert cli.main(base + ["--engine", "transformers", "--base-url", "http://x:8000/v1", "--teachers", "glm"]) == 2
     assert cli.main(base + ["--engine-arg", "novalue"]) == 2
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert cli.main(base + ["--max-in-flight", "0"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert errors == [
-        "shard index must be in [0, 2), got 3",
-        "--base-url is not used by the transformers engine",
-        "--engine-arg expects KEY=VALUE, got 'novalue'",
+        "imagenet-think regenerate: error: shard index must be in [0, 2), got 3",
+        "imagenet-think regenerate: error: --base-url is not used by the transformers engine",
+        "imagenet-think regenerate: error: --engine-arg expects KEY=VALUE, got 'novalue'",
+        "imagenet-think regenerate: error: --max-in-flight must be at least 1, got 0",
     ]
 
 
@@ -289,7 +309,7 @@ def test_an_image_that_fails_is_retried_then_logged_and_skipped(tmp_path, glm_en
     items = sources.select_items(sources.open_source(root), None).items
     assert len(items) == 3
     out = tmp_path / "out"
-    stats = runner.Runner(out, {1: glm_engine}, max_attempts=2, retry_delay=0, progress=False).run(items)
+    stats = stream(out, {1: glm_engine}, items, max_attempts=2, retry_delay=0, max_failure_rate=1.0)
     assert (stats.written, stats.failed) == (2, 1)
     [failure] = [json.loads(line) for line in runner.failures_path(out, 0).read_text().splitlines()]
     assert failure["id"] == "n01440764_n01440764_bad" and failure["source"] == str(bad)
@@ -302,15 +322,21 @@ def test_an_image_that_fails_is_retried_then_logged_and_skipped(tmp_path, glm_en
 def test_rows_hold_the_teachers_result_and_a_custom_pair_placement(tmp_path, glm_engine):
     items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs", per_synset=1)), None).items
     out = tmp_path / "out"
-    runner.Runner(out, {2: glm_engine}, rows_per_file=1, progress=False).run(items)
+    stream(out, {2: glm_engine}, items, rows_per_file=1)
     table = pq.read_table(runner.data_files(out)[0])
     row = table.to_pylist()[0]
     assert row["model_2"] == "zai-org/GLM-4.1V-9B-Thinking" and row["num_tokens_2"] == 4
-    assert row["finish_reason_2"] == "length" and row["status_2"] in schema.STATUSES
     assert (row["model_1"], row["think_1"], row["answer_1"], row["status_1"]) == ("", "", "", "missing")
     [generation] = row["generation"]
     assert generation["pair"] == 2 and generation["engine"].startswith("transformers ")
-    assert json.loads(generation["sampling"])["max_tokens"] == 4 and isinstance(generation["raw"], str)
+    assert json.loads(generation["sampling"])["max_tokens"] == 4
+    # the raw text is what the engine writes for this image (greedy: the same again), and the
+    # pair's columns are its split in GLM's style, cut at max_tokens
+    image = next(item for item in items if item.id == row["id"]).read_bytes()
+    [again] = glm_engine.generate([Request(row["id"], image)])
+    assert generation["raw"] == again.raw and row["finish_reason_2"] == again.finish_reason == "length"
+    split = split_reasoning(again.raw, "glm", finish_reason="length")
+    assert (row["think_2"], row["answer_2"], row["status_2"]) == (split.think, split.answer, split.status)
     assert row["image"]["path"] == f"{row['id']}.JPEG"
     assert schema.FEATURES["default"].arrow_schema.names == table.schema.names
     assert len(runner.data_files(out)) == 2
@@ -320,7 +346,7 @@ def regenerate_command(tiny: str, out: Path, count: int) -> list[str]:
     return [
         sys.executable, "-m", "imagenet_think.regenerate", "sample", str(out), "-n", str(count),
         "--teachers", "glm", "--engine", "transformers", "--model-path", f"glm={tiny}",
-        "--sampling", "max_tokens=3", "--batch-size", "1", "--rows-per-file", "1", "--no-progress",
+        "--sampling", "max_tokens=3", "--engine-arg", "batch_size=1", "--rows-per-file", "1", "--no-progress",
     ]  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 
 ``python -m imagenet_think.regenerate --help`` (or ``imagenet-think regenerate``) lists every
 option.  Modules: ``sources`` (which images), ``models`` and ``engines`` (which teacher, how it
-runs), ``runner`` (plan, resume, retries, shards).
+runs), ``scheduler`` (streaming requests, retries, the failure policy), ``runner`` (plan,
+resume, shards, the writer).
 
 >>> import imagenet_think.regenerate
 """

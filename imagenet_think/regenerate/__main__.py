@@ -6,7 +6,9 @@ extend the corpus with teacher VLMs, resumably, on one process, one node or a SL
     python -m imagenet_think.regenerate sample out/ --teachers glm --engine transformers \\
         --model-path glm=/models/glm --sampling max_tokens=64 --max-items 4
 
-Rerun the same command after any crash: rows already written are skipped.
+Rerun the same command after any crash, or after it stopped on an unreachable server: rows
+already written are skipped.  Exit status: 0 done; 1 the run stopped early or too many images
+failed (one line says why; rerun to resume); 2 bad input or options.
 
 >>> args = build_parser().parse_args(["imgs", "out", "--engine-arg", "gpu_memory_utilization=0.45"])
 >>> key_values(args.engine_arg, "--engine-arg")
@@ -16,17 +18,23 @@ Rerun the same command after any crash: rows already written are skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from imagenet_think import schema
 from imagenet_think.regenerate.sources import DEFAULT_MIN_SIZE, LAYOUTS
 
 logger = logging.getLogger("imagenet_think.regenerate")
+
+PROG = "imagenet-think regenerate"
+"""Name in one-line errors: ``imagenet-think regenerate: error: ...``."""
 
 CARD_ONLY_HINT = "python -m imagenet_think.regenerate SOURCE OUT_DIR --card-only [--push-to-hub REPO]"
 
@@ -71,6 +79,25 @@ def per_teacher(values: Optional[Sequence[str]], option: str, names: Sequence[st
             raise ValueError(f"{option} {value!r}: unknown teacher {name!r}; teachers of this run: {', '.join(names)}")
         else:
             found.update({n: value for n in names if n not in found})
+    return found
+
+
+def teacher_options(options: dict[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--engine-arg`` options by teacher: a ``NAME:KEY`` key is for teacher NAME only (and
+    wins over a plain ``KEY``), so two teachers can go to two devices.
+
+    >>> teacher_options({"dtype": "bfloat16", "kimi:device": "cuda:1"}, ["glm", "kimi"])
+    {'glm': {'dtype': 'bfloat16'}, 'kimi': {'dtype': 'bfloat16', 'device': 'cuda:1'}}
+    """
+    common = {key: value for key, value in options.items() if ":" not in key}
+    found = {name: dict(common) for name in names}
+    for key, value in options.items():
+        name, sep, option = key.partition(":")
+        if not sep:
+            continue
+        if name not in found:
+            raise ValueError(f"--engine-arg {key}=...: unknown teacher {name!r}; teachers of this run: {', '.join(names)}")
+        found[name][option] = value
     return found
 
 
@@ -136,7 +163,7 @@ def open_engines(args: argparse.Namespace, teachers: dict[int, Any]) -> dict[int
     names = [spec.name for spec in teachers.values()]
     model_paths = per_teacher(args.model_path, "--model-path", names)
     base_urls = per_teacher(args.base_url, "--base-url", names)
-    options = key_values(args.engine_arg, "--engine-arg")
+    options = teacher_options(key_values(args.engine_arg, "--engine-arg"), names)
     parameters = inspect.signature(engine_class.__init__).parameters
     kwargs_by_pair: dict[int, dict[str, Any]] = {}
     for pair, spec in teachers.items():
@@ -152,7 +179,11 @@ def open_engines(args: argparse.Namespace, teachers: dict[int, Any]) -> dict[int
             raise ValueError(f"the {kind} engine needs --base-url URL (or {spec.name}=URL)")
         if args.trust_remote_code and "trust_remote_code" in parameters:
             kwargs["trust_remote_code"] = True
-        kwargs_by_pair[pair] = {**kwargs, **engine_kwargs(engine_class, options)}
+        if "timeout" in parameters:
+            kwargs["timeout"] = args.request_timeout
+        if "max_in_flight" in parameters and args.max_in_flight:  # a server engine sizes its connection pools by it
+            kwargs["max_in_flight"] = args.max_in_flight
+        kwargs_by_pair[pair] = {**kwargs, **engine_kwargs(engine_class, options[spec.name])}
     opened: dict[int, Any] = {}
     try:
         for pair, spec in teachers.items():
@@ -167,6 +198,9 @@ def open_engines(args: argparse.Namespace, teachers: dict[int, Any]) -> dict[int
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imagenet-think regenerate``."""
+    from imagenet_think.regenerate import scheduler
+    from imagenet_think.regenerate.engines.openai_engine import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
+
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     io_group = parser.add_argument_group("images and output")
     io_group.add_argument(
@@ -197,17 +231,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--base-url", action="append", metavar="[NAME=]URL",
                         help="OpenAI-compatible server (http://host:8000/v1), for all teachers or NAME's")
     engine.add_argument("--engine-arg", action="append", metavar="KEY=VALUE",
-                        help="engine option (batch_size=, device=, concurrency=...); other keys go to vLLM's LLM() "
-                        "(gpu_memory_utilization=0.45) or from_pretrained (repeatable)")
+                        help="engine option (batch_size=, device=, served_model=...); other keys go to vLLM's LLM() "
+                        "(gpu_memory_utilization=0.45) or from_pretrained; NAME:KEY=VALUE for teacher NAME only "
+                        "(kimi:device=cuda:1) (repeatable)")
     engine.add_argument("--trust-remote-code", action="store_true", help="allow models that run Hub code (Kimi-VL)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--num-shards", type=int, default=1, help="processes sharing the work (by hash of id)")
     run.add_argument("--shard-index", type=int, default=0, help="this process's shard, in [0, num-shards)")
-    run.add_argument("--batch-size", type=int, default=256, help="images handed to the engines at a time")
+    run.add_argument("--max-in-flight", type=int, metavar="N",
+                     help="requests each teacher keeps in flight; unset: the engine's own, "
+                     f"{DEFAULT_MAX_IN_FLIGHT} for a server, twice max_num_seqs for vllm, two batches for transformers")
     run.add_argument("--rows-per-file", type=int, default=1000, help="rows per Parquet file")
-    run.add_argument("--max-attempts", type=int, default=3, help="tries per image before it goes to failures")
-    run.add_argument("--retry-delay", type=float, default=1.0, help="seconds before the first retry (doubled each time)")
+    run.add_argument("--max-attempts", type=int, default=scheduler.DEFAULT_MAX_ATTEMPTS,
+                     help="tries per request before its image goes to failures (errors the teacher answers; "
+                     "no answer only counts while the server answers others)")
+    run.add_argument("--retry-delay", type=float, default=scheduler.DEFAULT_RETRY_DELAY,
+                     help=f"seconds before a request's first retry (doubled each time, at most {scheduler.MAX_RETRY_DELAY:g})")
+    run.add_argument("--request-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                     help="longest wait for one answer from a server (--engine openai)")
+    run.add_argument("--unreachable-after", type=float, default=scheduler.DEFAULT_UNREACHABLE_AFTER, metavar="SECONDS",
+                     help="stop the run (exit 1, nothing written off) when a teacher answers nothing this long while "
+                     "its requests fail")
+    run.add_argument("--max-failure-rate", type=float, default=scheduler.DEFAULT_MAX_FAILURE_RATE, metavar="FRACTION",
+                     help="exit 1 when more images than this fraction failed (stopping early once past it over "
+                     f"{scheduler.EARLY_STOP_IMAGES} images)")
     run.add_argument("--retry-failed", action="store_true", help="try again the images of earlier failures files")
     run.add_argument("--max-items", type=int, help="generate at most N images in this run (smoke tests)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
@@ -216,7 +264,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--push-to-hub", metavar="REPO",
                      help="upload README.md and data/ to this Hub dataset repo at the end (sharded runs: with --card-only)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="logging level")
+    run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                     help="logging level (DEBUG also prints tracebacks)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,37 +312,70 @@ def finish(out_dir: Path, source: str, repo: Optional[str]) -> None:
         logger.info("pushed %s to https://huggingface.co/datasets/%s", out_dir, repo)
 
 
-def generate(args: argparse.Namespace, plan: Any, out_dir: Path) -> None:
-    """Open the engines, run the plan's items through them, close them."""
-    from imagenet_think.regenerate import runner
+def generate(args: argparse.Namespace, plan: Any, out_dir: Path) -> Any:
+    """Lock the shard, open the engines, stream the plan's items through them; the run's
+    :class:`~imagenet_think.regenerate.runner.RunStats`."""
+    from imagenet_think.regenerate import runner, scheduler
 
-    opened = open_engines(args, plan.teachers)
-    try:
-        stats = runner.Runner(
-            out_dir,
-            opened,
-            shard_index=args.shard_index,
-            batch_size=args.batch_size,
-            rows_per_file=args.rows_per_file,
-            max_attempts=args.max_attempts,
-            retry_delay=args.retry_delay,
-            progress=not args.no_progress,
-        ).run(plan.todo, plan.written)
-    finally:
-        for engine in opened.values():
-            engine.close()
+    with runner.ShardWriter(out_dir, args.shard_index, args.rows_per_file, plan.written) as writer, stop_on_sigterm():
+        opened = open_engines(args, plan.teachers)
+        try:
+            stats = scheduler.Scheduler(
+                opened,
+                writer,
+                max_in_flight=args.max_in_flight,
+                max_attempts=args.max_attempts,
+                retry_delay=args.retry_delay,
+                unreachable_after=args.unreachable_after,
+                max_failure_rate=args.max_failure_rate,
+                progress=not args.no_progress,
+            ).run(plan.todo)
+        finally:
+            for engine in opened.values():
+                engine.close()
     failures = runner.failures_path(out_dir, args.shard_index)
     logger.info("wrote %d rows in %d files; %d images failed (see %s)", stats.written, len(stats.files), stats.failed, failures)
+    return stats
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a cluster's preemption, ``kill``) ends the run like Ctrl-C: complete rows are
+    written before the process exits (only in the main thread, where signals are handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def error(message: object, status: int) -> int:
+    """Print ``imagenet-think regenerate: error: MESSAGE`` (one line) and return ``status``."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return status
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``imagenet-think regenerate``; returns the exit status."""
-    from imagenet_think.regenerate import runner, sources
+    """Run ``imagenet-think regenerate``; returns the exit status (see the module docstring)."""
+    from imagenet_think.regenerate import runner, scheduler, sources
+    from imagenet_think.regenerate.engines.base import EngineUnreachable
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "DEBUG":  # a line per HTTP request otherwise
+        for name in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     out_dir = Path(args.out_dir)
     try:
         runner.check_shard(args.num_shards, args.shard_index)
+        if args.max_in_flight is not None and args.max_in_flight < 1:
+            raise ValueError(f"--max-in-flight must be at least 1, got {args.max_in_flight}")
         if args.push_to_hub and args.num_shards > 1 and not args.card_only:
             raise ValueError(
                 "--push-to-hub with --num-shards > 1: push once, after every shard has finished, with --card-only --push-to-hub REPO"
@@ -319,16 +401,25 @@ def run(args: argparse.Namespace) -> int:
         print(plan.describe(), file=sys.stderr if not args.dry_run else sys.stdout)
         if args.dry_run:
             return 0
+        runner.record_rejected(out_dir, selection.skipped)
         if plan.todo:
-            generate(args, plan, out_dir)
+            stats = generate(args, plan, out_dir)
+            summary = scheduler.failure_summary(stats, args.max_failure_rate)
+            if summary:
+                failures = runner.failures_path(out_dir, args.shard_index)
+                return error(f"{summary}; see {failures}, fix the cause, then rerun with --retry-failed", 1)
         if args.num_shards > 1:  # the shards of other processes may still be arriving
             logger.info("shard %d of %d done; when every shard is: %s", args.shard_index, args.num_shards, CARD_ONLY_HINT)
         elif runner.data_files(out_dir):
             finish(out_dir, args.source, args.push_to_hub)
-    except (ValueError, KeyError, OSError) as error:
+    except (scheduler.RunStopped, EngineUnreachable) as stopped:
         logger.debug("traceback", exc_info=True)
-        logger.error("%s", error.args[0] if isinstance(error, KeyError) and error.args else error)
-        return 2
+        return error(stopped, 1)
+    except (ValueError, KeyError, OSError) as bad:
+        logger.debug("traceback", exc_info=True)
+        return error(bad.args[0] if isinstance(bad, KeyError) and bad.args else bad, 2)
+    except KeyboardInterrupt:
+        return error("interrupted; the rows completed are written: rerun the same command to resume", 130)
     return 0
 
 

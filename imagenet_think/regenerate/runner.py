@@ -1,4 +1,4 @@
-"""Run teachers over chosen images and write Hub-layout shards that survive any crash.
+"""The output directory of a regeneration run: what is done, and the one writer of new rows.
 
 The output directory is the truth.  Rows go to ``data/train-<shard>-<seq>.parquet`` through
 :func:`imagenet_think.writer.write_shard` (temp file, fsync, rename), so a file is either
@@ -7,16 +7,25 @@ whole or absent.  On start, the ids already done are read back from every
 skips them and loses or duplicates nothing.  Next to the data, ``regenerate/`` holds per
 shard index:
 
+``lock-<shard>``
+    ``flock``-ed by the process writing that shard index (its pid inside): a second process
+    on the same shard index refuses to start instead of writing the same files.
 ``manifest-<shard>.jsonl``
     One line ``{"file": ..., "ids": [...]}`` per Parquet file this shard index wrote, appended
     and fsync'd after the file's rename; rebuilt from the Parquet files on start.
 ``failures-<shard>.jsonl``
     One line ``{"id", "source", "error", "attempts"}`` per item that still failed after
-    ``max_attempts`` (unreadable image, engine error).  Those ids are skipped by later runs
-    unless ``retry_failed``.
+    ``max_attempts`` (unreadable image, an error answered by the teacher).  Those ids are
+    skipped by later runs unless ``retry_failed``; an id written since (``--retry-failed``)
+    loses its line, and an id that failed again keeps only its latest.
 
-Work is split over processes by a hash of ``id`` (:func:`shard_of`), so any number of
-processes (a SLURM array, one per GPU) share one output directory without talking.
+and for the whole selection ``rejected.jsonl``: one line ``{"source", "reason"}`` per candidate
+the selection skipped (unreadable, corrupt, too small), so every candidate is accounted for.
+
+:class:`ShardWriter` writes one shard index's rows and failures;
+:class:`~imagenet_think.regenerate.scheduler.Scheduler` decides what goes in them.  Work is
+split over processes by a hash of ``id`` (:func:`shard_of`), so any number of processes (a
+SLURM array, one per GPU) share one output directory without talking.
 
 >>> shard_of("n01440764_n01440764_10026", 4) in range(4)
 True
@@ -31,8 +40,7 @@ import json
 import logging
 import os
 import re
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -42,7 +50,7 @@ from imagenet_think.fileio import atomic_write, fsync_dir
 from imagenet_think.regenerate.sources import ImageItem
 
 if TYPE_CHECKING:
-    from imagenet_think.regenerate.engines.base import Engine, Result
+    from imagenet_think.regenerate.engines.base import Result
     from imagenet_think.regenerate.models import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -186,6 +194,27 @@ def failures_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
     return Path(out_dir, STATE_DIR, f"failures-{shard_index:05d}.jsonl")
 
 
+def lock_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
+    """``out_dir/regenerate/lock-<shard>``."""
+    return Path(out_dir, STATE_DIR, f"lock-{shard_index:05d}")
+
+
+def rejected_path(out_dir: Union[str, os.PathLike]) -> Path:
+    """``out_dir/regenerate/rejected.jsonl``."""
+    return Path(out_dir, STATE_DIR, "rejected.jsonl")
+
+
+def record_rejected(out_dir: Union[str, os.PathLike], skipped: Sequence[tuple[str, str]]) -> Path:
+    """Write the selection's skipped candidates (``(source, reason)`` pairs) to
+    :func:`rejected_path`, replacing the last run's; atomic, so shard processes writing the
+    same selection at once are safe."""
+    path = rejected_path(out_dir)
+    with atomic_write(path) as handle:
+        for source, reason in skipped:
+            handle.write(json.dumps({"source": source, "reason": reason}, ensure_ascii=False) + "\n")
+    return path
+
+
 def rebuild_manifest(out_dir: Union[str, os.PathLike], shard_index: int, files: Mapping[Path, list[str]]) -> Path:
     """Rewrite the manifest of ``shard_index`` from its Parquet files present (atomically)."""
     path = manifest_path(out_dir, shard_index)
@@ -195,6 +224,30 @@ def rebuild_manifest(out_dir: Union[str, os.PathLike], shard_index: int, files: 
             if match and int(match.group(1)) == shard_index:
                 handle.write(json.dumps({"file": f"data/{file.name}", "ids": ids}) + "\n")
     return path
+
+
+def prune_failures(out_dir: Union[str, os.PathLike], shard_index: int, written: Collection[str]) -> set[str]:
+    """Rewrite the failures file of ``shard_index`` without the ids now ``written``, keeping
+    only the latest record of every other id; returns the ids it still lists.
+
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> for i, attempt in (("a", 1), ("b", 1), ("a", 2)):
+    ...     append_json_line(failures_path(out, 0), {"id": i, "source": i, "error": "e", "attempts": attempt})
+    >>> prune_failures(out, 0, {"b"}), read_json_lines(failures_path(out, 0))[0]["attempts"]
+    ({'a'}, 2)
+    """
+    path = failures_path(out_dir, shard_index)
+    records = read_json_lines(path)
+    latest: dict[str, dict] = {}
+    for record in records:
+        latest.pop(record["id"], None)
+        latest[record["id"]] = record
+    kept = [record for row_id, record in latest.items() if row_id not in written]
+    if len(kept) != len(records):
+        with atomic_write(path) as handle:
+            handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in kept)
+    return set(latest) - set(written)
 
 
 def failed_ids(out_dir: Union[str, os.PathLike]) -> set[str]:
@@ -253,7 +306,7 @@ class Plan:
     """What one process will do: its share of the selection, minus what is done or failed.
 
     ``written`` is the id column of every Parquet file present when the plan was made
-    (:func:`ids_by_file`), for :meth:`Runner.run` to start from without reading it again.
+    (:func:`ids_by_file`), for :class:`ShardWriter` to start from without reading it again.
     """
 
     selected: int
@@ -321,7 +374,8 @@ def make_plan(
 
 @dataclass
 class RunStats:
-    """Counts of one run."""
+    """Counts of a run: rows written and images failed (by the writer), tokens generated (by
+    the scheduler), files written."""
 
     written: int = 0
     failed: int = 0
@@ -329,138 +383,122 @@ class RunStats:
     files: list[Path] = field(default_factory=list)
 
 
-@dataclass
-class _Pending:
-    """An item in flight: its bytes, the pairs done so far, attempts and last error."""
-
-    item: ImageItem
-    image: Optional[bytes] = None
-    pairs: dict = field(default_factory=dict)
-    generation: list = field(default_factory=list)
-    attempts: int = 0
-    error: str = ""
+class ShardLockedError(OSError):
+    """Another process is writing the same shard index of the same output directory."""
 
 
-class Runner:
-    """Generates the rows of a :class:`Plan` with one engine per pair and writes them.
+class ShardWriter:
+    """Writes the rows and failures of one shard index of ``out_dir``.
 
-    ``engines`` maps pair numbers (1, 2) to open engines; pairs without an engine are
-    written as ``missing``.  Each batch of ``batch_size`` items goes to every engine; a
-    failed request is retried up to ``max_attempts`` times in all (waiting
-    ``retry_delay`` seconds, doubled each time), then the item is logged to the failures file
-    and skipped.  Rows are written ``rows_per_file`` at a time.
+    :meth:`open` (or ``with``) takes the shard's lock (:func:`lock_path`; a second writer gets
+    :class:`ShardLockedError`), removes the temporary files a killed writer left, rebuilds the
+    manifest from the Parquet files present (``written``: :attr:`Plan.written`, read now when
+    ``None``) and numbers new files after this shard's own.  :meth:`add` buffers a finished
+    row and writes ``rows_per_file`` of them at a time as one atomic Parquet file;
+    :meth:`fail` logs an item that failed for good; :meth:`close` writes the rows left
+    (whatever ended the run: complete rows are never lost) and releases the lock.  One thread
+    at a time may call it.
+
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> with ShardWriter(out, shard_index=2) as writer:
+    ...     writer.fail(ImageItem("n1_a", "n1", "", "file", "/x/a.jpg"), "cannot read image", attempts=3)
+    >>> [(r["id"], r["attempts"]) for r in read_json_lines(failures_path(out, 2))]
+    [('n1_a', 3)]
     """
 
     def __init__(
         self,
         out_dir: Union[str, os.PathLike],
-        engines: Mapping[int, "Engine"],
-        *,
         shard_index: int = 0,
-        batch_size: int = 64,
         rows_per_file: int = 1000,
-        max_attempts: int = 3,
-        retry_delay: float = 1.0,
-        progress: bool = True,
+        written: Optional[Mapping[Path, list[str]]] = None,
     ):
-        if batch_size < 1 or rows_per_file < 1 or max_attempts < 1:
-            raise ValueError("batch_size, rows_per_file and max_attempts must be at least 1")
-        unknown = sorted(set(engines) - set(schema.TEACHERS))
-        if unknown:
-            raise ValueError(f"engines for unknown pairs {unknown}; pairs are {sorted(schema.TEACHERS)}")
+        if rows_per_file < 1:
+            raise ValueError(f"rows_per_file must be at least 1, got {rows_per_file}")
         self.out_dir = Path(out_dir)
-        self.engines = dict(sorted(engines.items()))
         self.shard_index = shard_index
-        self.batch_size = batch_size
         self.rows_per_file = rows_per_file
-        self.max_attempts = max_attempts
-        self.retry_delay = retry_delay
-        self.progress = progress
+        self.stats = RunStats()
+        self._written = written
+        self._buffer: list[dict] = []
+        self._seq = 0
+        self._failed_ids: set[str] = set()
+        self._lock_fd: Optional[int] = None
 
-    def run(self, todo: Sequence[ImageItem], written: Optional[Mapping[Path, list[str]]] = None) -> RunStats:
-        """Generate and write rows for ``todo`` (items already done are the caller's to drop).
+    def open(self) -> "ShardWriter":
+        """Lock the shard and read the state it continues from."""
+        self._lock()
+        try:
+            files = ids_by_file(self.out_dir) if self._written is None else self._written
+            for stale in remove_stale_temp_files(self.out_dir, self.shard_index):
+                logger.info("removed temporary file %s left by an interrupted run", stale)
+            rebuild_manifest(self.out_dir, self.shard_index, files)
+            self._seq = next_seq(files, self.shard_index)
+            self._failed_ids = prune_failures(self.out_dir, self.shard_index, {i for ids in files.values() for i in ids})
+        except BaseException:
+            self._unlock()
+            raise
+        return self
 
-        ``written`` is :attr:`Plan.written` (read now when ``None``): this shard's files in it
-        are rebuilt into its manifest and numbered after.
-        """
-        from tqdm.auto import tqdm
+    def _lock(self) -> None:
+        import fcntl
 
-        files = ids_by_file(self.out_dir) if written is None else written
-        for stale in remove_stale_temp_files(self.out_dir, self.shard_index):
-            logger.info("removed temporary file %s left by an interrupted run", stale)
-        rebuild_manifest(self.out_dir, self.shard_index, files)
-        self._seq = next_seq(files, self.shard_index)
-        stats = RunStats()
-        buffer: list[dict] = []
-        started = time.monotonic()
-        with tqdm(total=len(todo), unit="img", desc=f"shard {self.shard_index}", disable=not self.progress) as bar:
-            for start in range(0, len(todo), self.batch_size):
-                batch = [_Pending(item) for item in todo[start : start + self.batch_size]]
-                for row in self._generate(batch, stats):
-                    buffer.append(row)
-                while len(buffer) >= self.rows_per_file:
-                    self._write(buffer[: self.rows_per_file], stats)
-                    del buffer[: self.rows_per_file]
-                bar.update(len(batch))
-                elapsed = max(time.monotonic() - started, 1e-9)
-                bar.set_postfix(tok_s=f"{stats.tokens / elapsed:.1f}", failed=stats.failed, refresh=False)
-            if buffer:
-                self._write(buffer, stats)
-        return stats
+        path = lock_path(self.out_dir, self.shard_index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise ShardLockedError(
+                f"shard {self.shard_index} of {self.out_dir} is being written by another process "
+                f"({f'pid {holder}, ' if holder else ''}lock {path}): let it finish, or give this one another --shard-index"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock_fd = fd
 
-    def _generate(self, batch: list[_Pending], stats: RunStats) -> list[dict]:
-        """Rows of the batch's items that every engine answered; the rest go to failures."""
-        from imagenet_think.regenerate.engines.base import Request
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
-        live = self._read_images(batch, stats)
-        for pair, engine in self.engines.items():
-            waiting = live
-            for attempt in range(1, self.max_attempts + 1):
-                if not waiting:
-                    break
-                if attempt > 1:
-                    time.sleep(self.retry_delay * 2 ** (attempt - 2))
-                results = engine.generate([Request(p.item.id, p.image) for p in waiting])
-                retry = []
-                for pending, result in zip(waiting, results):
-                    pending.attempts = max(pending.attempts, attempt)
-                    if result.error:
-                        pending.error = f"{engine.spec.name}: {result.error}"
-                        retry.append(pending)
-                        continue
-                    pending.pairs[pair] = pair_columns(pair, engine.spec, result)
-                    pending.generation.append(engine.generation_entry(pair, result))
-                    stats.tokens += result.num_tokens or 0
-                waiting = retry
-            for pending in waiting:
-                self._fail(pending, stats)
-            live = [p for p in live if pair in p.pairs]
-        return [build_row(p.item, p.image, p.pairs, p.generation) for p in live]
+    def add(self, row: dict) -> None:
+        """Buffer a finished row; write a file when ``rows_per_file`` are buffered."""
+        self._buffer.append(row)
+        if len(self._buffer) >= self.rows_per_file:
+            self.flush()
 
-    def _read_images(self, batch: list[_Pending], stats: RunStats) -> list[_Pending]:
-        """Items whose bytes could be read (up to ``max_attempts`` tries each)."""
-        readable = []
-        for pending in batch:
-            for attempt in range(1, self.max_attempts + 1):
-                pending.attempts = attempt
-                try:
-                    pending.image = pending.item.read_bytes()
-                    break
-                except (OSError, ValueError) as error:
-                    pending.error = f"cannot read image: {type(error).__name__}: {error}"
-            if pending.image is None:
-                self._fail(pending, stats)
-            else:
-                readable.append(pending)
-        return readable
+    def flush(self) -> None:
+        """Write the buffered rows (if any) as one file."""
+        if self._buffer:
+            rows, self._buffer = self._buffer, []
+            self._write(rows)
 
-    def _fail(self, pending: _Pending, stats: RunStats) -> None:
-        logger.warning("giving up on %s (%s) after %d attempts: %s", pending.item.id, pending.item.source, pending.attempts, pending.error)
-        record = {"id": pending.item.id, "source": pending.item.source, "error": pending.error, "attempts": pending.attempts}
+    def fail(self, item: ImageItem, error: str, attempts: int) -> None:
+        """Log ``item`` to the failures file: it failed for good after ``attempts`` tries."""
+        logger.warning("giving up on %s (%s) after %d attempts: %s", item.id, item.source, attempts, error)
+        record = {"id": item.id, "source": item.source, "error": error, "attempts": attempts}
         append_json_line(failures_path(self.out_dir, self.shard_index), record)
-        stats.failed += 1
+        self._failed_ids.add(item.id)
+        self.stats.failed += 1
 
-    def _write(self, rows: list[dict], stats: RunStats) -> None:
+    def close(self) -> None:
+        """Write the rows left and release the lock."""
+        try:
+            self.flush()
+        finally:
+            self._unlock()
+
+    def __enter__(self) -> "ShardWriter":
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _write(self, rows: list[dict]) -> None:
         import pyarrow as pa
 
         from imagenet_think.writer import write_shard
@@ -470,5 +508,7 @@ class Runner:
         self._seq += 1
         ids = [row["id"] for row in rows]
         append_json_line(manifest_path(self.out_dir, self.shard_index), {"file": f"data/{path.name}", "ids": ids})
-        stats.written += len(rows)
-        stats.files.append(path)
+        self.stats.written += len(rows)
+        self.stats.files.append(path)
+        if self._failed_ids.intersection(ids):  # failed before, written now (--retry-failed)
+            self._failed_ids = prune_failures(self.out_dir, self.shard_index, set(ids))

@@ -1,7 +1,9 @@
 """Engines that run a model over images: vLLM offline, an OpenAI-compatible server, ``transformers``.
 
 All share :class:`~imagenet_think.regenerate.engines.base.Engine`'s interface:
-``engine.generate([Request(id, image, prompt), ...]) -> [Result(id, raw, finish_reason, num_tokens, error), ...]``.
+``engine.submit(Request(id, image, prompt))`` returns a future of
+``Result(id, raw, finish_reason, num_tokens, error)`` at once, with many requests in flight
+(``engine.max_in_flight`` of them keep it busy); ``engine.generate([Request, ...])`` runs a list.
 :func:`make_engine` builds one by name; each module imports its backend only when built.
 
 >>> from imagenet_think.regenerate.engines import ENGINES
@@ -15,7 +17,7 @@ import importlib
 import importlib.util
 from typing import Any
 
-from imagenet_think.regenerate.engines.base import Engine, Request, Result
+from imagenet_think.regenerate.engines.base import Engine, EngineUnreachable, Request, Result
 from imagenet_think.regenerate.models import ModelSpec
 
 ENGINES = ("vllm", "openai", "transformers")
@@ -26,7 +28,7 @@ _CLASSES = {
     "transformers": ("imagenet_think.regenerate.engines.hf_engine", "TransformersEngine"),
 }
 
-__all__ = ["ENGINES", "Engine", "Request", "Result", "default_engine", "engine_class", "make_engine"]
+__all__ = ["ENGINES", "Engine", "EngineUnreachable", "Request", "Result", "default_engine", "engine_class", "make_engine"]
 
 
 def default_engine() -> str:

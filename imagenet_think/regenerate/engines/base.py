@@ -1,9 +1,22 @@
-"""The engine interface: requests in, raw outputs with finish reason and token count out.
+"""The engine interface: one request in, a future of its result out, many in flight.
 
 Every engine (vLLM offline, an OpenAI-compatible server, ``transformers``) subclasses
-:class:`Engine` and implements ``_generate_batch``; :meth:`Engine.generate` adds what all of
-them share: batching, image decoding, and per-item errors (a batch that fails is retried one
-request at a time, so one bad image costs one :class:`Result` with ``error`` set, not the run).
+:class:`Engine` and implements :meth:`Engine.submit`: it takes one :class:`Request` and returns
+at once a :class:`concurrent.futures.Future` of its :class:`Result`, while the engine works on
+many requests at a time (HTTP requests on the shared :func:`event_loop`, vLLM's scheduler fed
+between decode steps, static batches on a device, each in a thread of its own).
+:meth:`Engine.agenerate` is the same for coroutines on :func:`event_loop` (a server engine then
+runs there without any thread hop).  A caller keeps up to :attr:`Engine.max_in_flight` requests
+outstanding: :class:`~imagenet_think.regenerate.scheduler.Scheduler` streams a corpus through
+two engines at once that way, and :meth:`Engine.generate` runs a list (the batch API
+``evaluate`` uses).
+
+A request the model could not answer (an unreadable image, an error answered by the server)
+gives a :class:`Result` with ``error`` set, so one bad image costs one result, not the run; a
+server that did not answer at all makes the future raise :class:`EngineUnreachable`, which says
+nothing about the request, for the caller to decide (retry, stop).  :class:`BatchEngine` is the
+base of engines that run static batches; a batch that raises is split in two until the bad
+request is alone.
 
 Engines keep the raw text: splitting it is :meth:`Result.split`'s job, via
 :func:`imagenet_think.reasoning.split_reasoning`, and writing rows is the runner's.
@@ -16,12 +29,17 @@ Engines keep the raw text: splitting it is :meth:`Result.split`'s job, via
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import os
+import queue
 import re
+import threading
+import time
 from abc import ABC, abstractmethod
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
@@ -180,70 +198,119 @@ def revision_of(model_source: str, spec: ModelSpec) -> str:
     return "local" if os.path.isdir(model_source) else "main"
 
 
-class Engine(ABC):
-    """Runs one model over batches of :class:`Request`.
+_LOOP: Optional[asyncio.AbstractEventLoop] = None
+_LOOP_LOCK = threading.Lock()
 
-    Subclasses set ``name`` and ``version`` (for the ``generation`` column), ``revision``, and
-    implement ``_generate_batch(requests, images)``, which gets decoded RGB images and returns
-    one :class:`Result` per request, in order.  Use as a context manager, or call :meth:`close`.
+
+def _forget_loop_in_child() -> None:
+    """A forked child has no loop thread: it starts its own when it needs one."""
+    global _LOOP, _LOOP_LOCK
+    _LOOP, _LOOP_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loop_in_child)
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """The process's event loop for engines and the scheduler, running in a daemon thread of its
+    own (started on first use).  One thread for all the asynchronous work: HTTP clients and the
+    scheduler do not fight over the GIL, and callers in a notebook (whose thread already runs
+    a loop) can still wait for it."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, name="imagenet-think-loop", daemon=True).start()
+        return _LOOP
+
+
+def run_on_loop(coroutine: Any) -> Any:
+    """Run ``coroutine`` on :func:`event_loop` and wait for its result (never call it from that loop).
+
+    >>> run_on_loop(asyncio.sleep(0, result="done"))
+    'done'
+    """
+    return asyncio.run_coroutine_threadsafe(coroutine, event_loop()).result()
+
+
+class EngineUnreachable(ConnectionError):
+    """The engine's server gave no answer (connection refused or reset, timeout, gateway error).
+
+    Unlike a :class:`Result` with ``error`` set, this says nothing about the request: the same
+    request may well succeed once the server is back.  ``timed_out`` is true when the server
+    kept silent for the whole request timeout (rather than refusing or dropping it).
+    """
+
+    def __init__(self, message: str, timed_out: bool = False):
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class Engine(ABC):
+    """Runs one model over :class:`Request` objects, many at a time.
+
+    Subclasses set ``name`` and ``version`` (for the ``generation`` column), ``revision`` and
+    ``max_in_flight`` (how many requests a caller should keep outstanding to keep the model
+    busy), and implement :meth:`submit`.  Use as a context manager, or call :meth:`close`.
     """
 
     name: str = "engine"
     version: str = ""
     revision: str = "main"
+    max_in_flight: int = 64
 
-    def __init__(self, spec: ModelSpec, sampling: Optional[Mapping[str, Any]] = None, batch_size: int = 64):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    def __init__(self, spec: ModelSpec, sampling: Optional[Mapping[str, Any]] = None):
         self.spec = spec
         self.sampling = effective_sampling(spec, sampling)
-        self.batch_size = batch_size
 
     @abstractmethod
-    def _generate_batch(self, requests: Sequence[Request], images: Sequence["Image"]) -> list[Result]:
-        """One :class:`Result` per request; may raise (the batch is then retried item by item)."""
+    def submit(self, request: Request) -> "Future[Result]":
+        """Start ``request`` and return at once; the future gives its :class:`Result`, or raises
+        :class:`EngineUnreachable` (server down) or the engine's own fatal error.  Cancelling
+        the future drops the request.  Safe to call from any thread."""
+
+    async def agenerate(self, request: Request) -> Result:
+        """:meth:`submit`, awaited: call it from a coroutine on :func:`event_loop`."""
+        return await asyncio.wrap_future(self.submit(request))
+
+    def probe(self) -> bool:
+        """Whether the engine's server answers a cheap request now; ``False`` when it cannot
+        tell.  Asked after a request got no answer, to tell a server that is down from one that
+        drops this request only."""
+        return False
 
     def generate(self, requests: Sequence[Request]) -> list[Result]:
-        """Run every request; the results come back in request order, failures with ``error`` set."""
-        results: list[Result] = []
-        for start in range(0, len(requests), self.batch_size):
-            results.extend(self._generate_decoded(requests[start : start + self.batch_size]))
-        return results
+        """Run every request, :attr:`max_in_flight` at a time; results in request order.
 
-    def _generate_decoded(self, batch: Sequence[Request]) -> list[Result]:
-        by_id: dict[int, Result] = {}
-        ready: list[tuple[int, Request, Image]] = []
-        for index, request in enumerate(batch):
-            try:
-                ready.append((index, request, load_image(request.image)))
-            except Exception as error:  # unreadable image: this item fails, the batch goes on
-                by_id[index] = failed(request.id, error)
-        for (index, _, _), result in zip(ready, self._generate_isolating([(r, i) for _, r, i in ready])):
-            by_id[index] = result
-        return [by_id[index] for index in range(len(batch))]
-
-    def _generate_isolating(self, items: list[tuple[Request, "Image"]]) -> list[Result]:
-        if not items:
-            return []
-        requests = [request for request, _ in items]
+        Failed requests come back with ``error`` set; :class:`EngineUnreachable` or a fatal
+        engine error is raised (the requests still outstanding are cancelled).
+        """
+        results: list[Optional[Result]] = [None] * len(requests)
+        pending: dict[Future, int] = {}
         try:
-            results = self._generate_batch(requests, [image for _, image in items])
-        except Exception as error:
-            if len(items) == 1:
-                logger.warning("request %s failed: %s", requests[0].id, error)
-                return [failed(requests[0].id, error)]
-            logger.warning("batch of %d failed (%s); retrying one request at a time", len(items), error)
-            return [result for item in items for result in self._generate_isolating([item])]
-        if len(results) != len(requests):
-            raise RuntimeError(f"{self.name} returned {len(results)} results for {len(requests)} requests")
-        return results
+            for index, request in enumerate(requests):
+                pending[self.submit(request)] = index
+                while len(pending) >= self.max_in_flight:
+                    self._collect(pending, results)
+            while pending:
+                self._collect(pending, results)
+        finally:
+            for future in pending:
+                future.cancel()
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _collect(pending: dict[Future, int], results: list) -> None:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            results[pending.pop(future)] = future.result()
 
     def generation_entry(self, pair: int, result: Result) -> dict[str, Any]:
         """One element of the ``generation`` column for ``result`` (see :func:`generation_entry`)."""
         return generation_entry(pair, f"{self.name} {self.version}".strip(), self.revision, self.sampling, result.raw)
 
     def close(self) -> None:
-        """Free the model (GPU memory, server connections)."""
+        """Free the model (GPU memory, server connections, worker threads)."""
 
     def __enter__(self) -> "Engine":
         return self
@@ -251,3 +318,117 @@ class Engine(ABC):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+
+class BatchEngine(Engine):
+    """An engine that runs static batches of up to ``batch_size`` requests in a worker thread
+    of its own (so two of them, one per device, run at the same time).
+
+    Subclasses implement ``_generate_batch(requests, images)``, which gets decoded RGB images
+    and returns one :class:`Result` per request, in order.  The worker takes whatever is
+    queued, up to ``batch_size`` (waiting at most ``linger`` seconds to fill a batch); an image
+    that cannot be decoded fails alone, and a batch that raises is split in two, recursively,
+    so a bad request costs about ``log2(batch_size)`` extra batches, not ``batch_size``.
+    ``max_in_flight`` is two batches: one running, one queued.
+    """
+
+    linger: float = 0.02
+
+    def __init__(self, spec: ModelSpec, sampling: Optional[Mapping[str, Any]] = None, batch_size: int = 8):
+        super().__init__(spec, sampling)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.max_in_flight = 2 * batch_size
+        self._inbox: "queue.SimpleQueue[Optional[tuple[Request, Future]]]" = queue.SimpleQueue()
+        self._worker: Optional[threading.Thread] = None
+        self._start_lock = threading.Lock()
+
+    @abstractmethod
+    def _generate_batch(self, requests: Sequence[Request], images: Sequence["Image"]) -> list[Result]:
+        """One :class:`Result` per request; may raise (the batch is then split in two)."""
+
+    def submit(self, request: Request) -> "Future[Result]":
+        future: Future = Future()
+        with self._start_lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name=f"{self.name}-{self.spec.name}", daemon=True)
+                self._worker.start()
+        self._inbox.put((request, future))
+        return future
+
+    def _next_batch(self) -> Optional[list[tuple[Request, Future]]]:
+        """The queued requests, up to ``batch_size``; ``None`` once closed."""
+        first = self._inbox.get()
+        if first is None:
+            return None
+        batch = [first]
+        deadline = time.monotonic() + self.linger
+        while len(batch) < self.batch_size:
+            try:
+                item = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                self._inbox.put(None)  # close after this batch
+                break
+            batch.append(item)
+        return batch
+
+    def _work(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            live = [(request, future) for request, future in batch if future.set_running_or_notify_cancel()]
+            if not live:
+                continue
+            try:
+                results = self._generate_decoded([request for request, _ in live])
+            except BaseException as error:  # a bug or a dead device: every caller hears of it
+                for _, future in live:
+                    future.set_exception(error)
+                continue
+            for (_, future), result in zip(live, results):
+                future.set_result(result)
+
+    def _generate_decoded(self, batch: Sequence[Request]) -> list[Result]:
+        by_index: dict[int, Result] = {}
+        ready: list[tuple[int, Request, Image]] = []
+        for index, request in enumerate(batch):
+            try:
+                ready.append((index, request, load_image(request.image)))
+            except Exception as error:  # unreadable image: this item fails, the batch goes on
+                by_index[index] = failed(request.id, error)
+        for (index, _, _), result in zip(ready, self._generate_bisecting([(r, i) for _, r, i in ready])):
+            by_index[index] = result
+        return [by_index[index] for index in range(len(batch))]
+
+    def _generate_bisecting(self, items: list[tuple[Request, "Image"]]) -> list[Result]:
+        if not items:
+            return []
+        requests = [request for request, _ in items]
+        try:
+            results = self._generate_batch(requests, [image for _, image in items])
+        except Exception as error:
+            if len(items) == 1:
+                logger.debug("request %s failed: %s", requests[0].id, error)
+                return [failed(requests[0].id, error)]
+            logger.warning("batch of %d failed (%s); splitting it in two", len(items), error)
+            half = len(items) // 2
+            return self._generate_bisecting(items[:half]) + self._generate_bisecting(items[half:])
+        if len(results) != len(requests):
+            raise RuntimeError(f"{self.name} returned {len(results)} results for {len(requests)} requests")
+        return results
+
+    def close(self) -> None:
+        """Stop the worker after the batch it is running; requests still queued are cancelled."""
+        with self._start_lock:
+            worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[1].cancel()
+        self._inbox.put(None)
+        worker.join()

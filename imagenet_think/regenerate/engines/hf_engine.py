@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
-from imagenet_think.regenerate.engines.base import Engine, Request, Result, chat_messages, revision_of
+from imagenet_think.regenerate.engines.base import BatchEngine, Request, Result, chat_messages, revision_of
 from imagenet_think.regenerate.models import ModelSpec, check_remote_code
 
 if TYPE_CHECKING:
@@ -98,8 +98,9 @@ def load_processor(model_source: str, **kwargs: Any) -> Any:
     return without_video.from_pretrained(model_source, **kwargs)
 
 
-class TransformersEngine(Engine):
-    """``transformers`` generate, batched with left padding.
+class TransformersEngine(BatchEngine):
+    """``transformers`` generate, in static batches of ``batch_size`` with left padding, in a
+    worker thread of its own (two teachers on two devices generate at the same time).
 
     ``device`` defaults to CUDA when available, else CPU; ``dtype="auto"`` uses the
     checkpoint's (bfloat16 for the teachers).  ``model_kwargs`` go to ``from_pretrained``
@@ -181,6 +182,7 @@ class TransformersEngine(Engine):
     def close(self) -> None:
         import torch
 
+        super().close()
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -1,0 +1,291 @@
+"""``imagenet-think regenerate`` end to end against simulated teacher servers (real processes on
+127.0.0.1, tests/fixtures/sim_server.py): every id exactly once through SIGKILLs, outages and
+concurrent shards; the failure policy; the lock; the records of failures and rejected images."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from imagenet_think import PROMPT
+from imagenet_think.regenerate import __main__ as cli
+from imagenet_think.regenerate import runner, sources
+from imagenet_think.regenerate.engines.base import chat_messages
+from imagenet_think.regenerate.engines.openai_engine import image_data_url
+from tests.fixtures.sim_server import SimProcess, request_key
+
+pytest.importorskip("openai")
+
+REPO = Path(__file__).resolve().parent.parent
+ERROR = "imagenet-think regenerate: error: "
+
+
+def image_folder(root: Path, count: int, synsets: int = 4) -> Path:
+    """``count`` small distinct JPEGs in ``synsets`` synset folders."""
+    for index in range(count):
+        wnid = f"n{index % synsets:08d}"
+        (root / wnid).mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 32), (index % 256, index // 256, 77)).save(buffer, "JPEG")
+        (root / wnid / f"{wnid}_{index}.JPEG").write_bytes(buffer.getvalue())
+    return root
+
+
+def command(images: Path, out: Path, *sims: SimProcess, teachers: str = "glm,kimi", extra: tuple = ()) -> list[str]:
+    urls = [f"{name}={sim.url}" for name, sim in zip(teachers.split(","), sims)]
+    return [
+        sys.executable, "-m", "imagenet_think.regenerate", str(images), str(out), "--min-size", "0",
+        "--teachers", teachers, "--engine", "openai", *(a for url in urls for a in ("--base-url", url)),
+        "--trust-remote-code", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def main(args: list[str], capsys) -> tuple[int, str]:
+    """``args`` (a :func:`command`) run in this process: (exit status, stderr)."""
+    capsys.readouterr()
+    status = cli.main(args[3:])
+    return status, capsys.readouterr().err
+
+
+def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, **kwargs)
+
+
+def written(out: Path) -> list[str]:
+    return [i for ids in runner.ids_by_file(out).values() for i in ids]
+
+
+def assert_once(out: Path, images: Path) -> None:
+    ids = written(out)
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
+    assert sorted(ids) == sorted(item.id for item in sources.select_items(sources.open_source(images), None, min_size=0).items)
+
+
+def error_lines(stderr: str) -> list[str]:
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return [line for line in stderr.splitlines() if line.startswith(ERROR)]
+
+
+def test_both_teachers_stream_at_once_and_every_id_is_written_once(tmp_path, capsys):
+    images = image_folder(tmp_path / "images", 48)
+    (images / "n00000000" / "n00000000_tiny.JPEG").write_bytes(image_bytes(8))
+    (images / "n00000001" / "n00000001_cut.JPEG").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    out = tmp_path / "out"
+    options = {"slots": 4, "step_ms": 5, "median": 20}
+    with SimProcess(seed=1, **options) as glm, SimProcess(seed=2, **options) as kimi:
+        extra = ("--min-size", "16", "--rows-per-file", "10", "--max-in-flight", "10")
+        status, stderr = main(command(images, out, glm, kimi, extra=extra), capsys)
+        stats = [glm.stats(), kimi.stats()]
+    assert status == 0, stderr[-3000:]
+    rows = pq.read_table(runner.data_files(out)).to_pylist()
+    assert sorted(r["id"] for r in rows) == sorted(f"n{i % 4:08d}_n{i % 4:08d}_{i}" for i in range(48))
+    assert {(r["model_1"], r["model_2"]) for r in rows} == {("zai-org/GLM-4.1V-9B-Thinking", "moonshotai/Kimi-VL-A3B-Thinking-2506")}
+    assert {r["status_1"] for r in rows} <= {"ok", "unclosed_think"} and all(r["answer_1"] == "A simulated answer." for r in rows if r["status_1"] == "ok")
+    # both servers worked at the same time, each sent a window of 10 requests for its 4 slots
+    assert stats[0]["first_arrival"] < stats[1]["last_completion"] and stats[1]["first_arrival"] < stats[0]["last_completion"]
+    assert [(s["requests"], s["max_in_system"]) for s in stats] == [(48, 10), (48, 10)]
+    # every candidate is accounted for: written, or rejected at selection with its reason
+    rejected = {Path(r["source"]).name: r["reason"] for r in runner.read_json_lines(runner.rejected_path(out))}
+    assert rejected["n00000000_tiny.JPEG"] == "too small: 8x8 < 16x16"
+    assert rejected["n00000001_cut.JPEG"].startswith("corrupt or unreadable image: ")
+    assert len(rejected) == 2
+
+
+def test_an_engine_option_can_be_one_teachers(tmp_path, capsys):
+    images = image_folder(tmp_path / "images", 24)
+    options = {"slots": 4, "step_ms": 5, "median": 20}
+    with SimProcess(seed=1, **options) as glm, SimProcess(seed=2, **options) as kimi:
+        extra = ("--engine-arg", "glm:max_in_flight=2", "--engine-arg", "kimi:max_in_flight=6")
+        status, stderr = main(command(images, tmp_path / "out", glm, kimi, extra=extra), capsys)
+        windows = [glm.stats()["max_in_system"], kimi.stats()["max_in_system"]]
+    assert status == 0, stderr[-3000:]
+    assert windows == [2, 6]
+    status, stderr = main(command(images, tmp_path / "new", glm, kimi, extra=("--engine-arg", "qwen:device=cpu")), capsys)
+    assert status == 2 and "unknown teacher 'qwen'; teachers of this run: glm, kimi" in stderr
+
+
+def image_bytes(size: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), "white").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_sigkill_at_random_points_then_rerun_gives_every_id_exactly_once(tmp_path):
+    images = image_folder(tmp_path / "images", 120)
+    out = tmp_path / "out"
+    rng = random.Random(20261202)
+    with SimProcess(slots=8, step_ms=5, median=25) as glm:
+        args = command(images, out, glm, teachers="glm", extra=("--rows-per-file", "3"))
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        for _ in range(2):
+            before = len(written(out))
+            process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while process.poll() is None and len(written(out)) <= before and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0, 0.5))  # anywhere in the stream: mid-request, mid-write
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            ids = written(out)
+            assert len(ids) == len(set(ids))
+        assert len(written(out)) < 120  # the kills did land mid-run
+        finished = run(args)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert_once(out, images)
+    manifest = runner.read_json_lines(runner.manifest_path(out, 0))
+    assert sorted(i for line in manifest for i in line["ids"]) == sorted(written(out))
+    assert not list((out / "data").glob(".*.tmp"))
+
+
+def test_an_outage_stops_the_run_writes_nothing_off_and_the_same_command_resumes(tmp_path):
+    images = image_folder(tmp_path / "images", 150)
+    out = tmp_path / "out"
+    options = {"slots": 8, "step_ms": 5, "median": 25}
+    with SimProcess(seed=1, **options) as glm, SimProcess(seed=2, **options) as kimi:
+        args = command(images, out, glm, kimi, extra=("--unreachable-after", "1.5", "--retry-delay", "0.1", "--max-attempts", "1"))
+        process = subprocess.Popen(args, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True)
+        while glm.stats()["completed"] < 30:
+            time.sleep(0.05)
+        glm.kill()  # mid-run: requests in flight are reset, new ones refused
+        killed_at = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 1
+        assert 1.5 <= time.monotonic() - killed_at < 30
+        [line] = error_lines(stderr)
+        assert line.startswith(ERROR + "the glm teacher is unreachable: no answer for ") and "nothing written off" in line
+        assert runner.read_json_lines(runner.failures_path(out, 0)) == []  # --max-attempts 1, yet nothing written off
+        assert 0 < len(written(out)) < 150  # complete rows were written before stopping
+        with SimProcess(port=glm.port, seed=1, **options):  # the server is back
+            again = run(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_once(out, images)
+
+
+def test_sigterm_writes_the_rows_completed_then_exits_and_the_rerun_completes(tmp_path):
+    images = image_folder(tmp_path / "images", 40)
+    out = tmp_path / "out"
+    with SimProcess(slots=4, step_ms=5, median=40) as glm:
+        args = command(images, out, glm, teachers="glm")  # 1000 rows per file: none written before the end
+        process = subprocess.Popen(args, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True)
+        while glm.stats()["completed"] < 10:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        answered = glm.stats()["completed"]
+        assert process.returncode == 130
+        assert error_lines(stderr) == [f"{ERROR}interrupted; the rows completed are written: rerun the same command to resume"]
+        assert 10 <= len(written(out)) <= answered < 40
+        again = run(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_once(out, images)
+
+
+def test_a_hung_server_stops_the_run_after_the_request_timeout(tmp_path, capsys):
+    images = image_folder(tmp_path / "images", 6)
+    with SimProcess(hang=True) as glm:  # answers GET /models, never a chat request
+        extra = ("--request-timeout", "1", "--unreachable-after", "0.5")
+        started = time.monotonic()
+        status, stderr = main(command(images, tmp_path / "out", glm, teachers="glm", extra=extra), capsys)
+    assert status == 1 and time.monotonic() - started < 30
+    [line] = error_lines(stderr)
+    assert re.match(rf"{ERROR}the glm teacher is unreachable: no answer for \d+ s \(last error: glm: {glm.url}: Request timed out\.", line)
+    assert runner.read_json_lines(runner.failures_path(tmp_path / "out", 0)) == []
+
+
+def test_a_server_down_at_start_is_one_line_and_writes_nothing(tmp_path):
+    images = image_folder(tmp_path / "images", 4)
+    with SimProcess() as glm:
+        glm.kill()
+        done = run(command(images, tmp_path / "out", glm, teachers="glm"))  # a process of its own: its whole stderr
+    assert done.returncode == 1
+    [line] = error_lines(done.stderr)
+    assert line.startswith(f"{ERROR}cannot reach the glm server at {glm.url}: Connection error. (ConnectionRefusedError: ")
+    assert line.endswith("; is it running?")
+    assert runner.data_files(tmp_path / "out") == []
+
+
+def test_a_second_process_on_the_same_shard_refuses(tmp_path, capsys):
+    images = image_folder(tmp_path / "images", 4)
+    out = tmp_path / "out"
+    with runner.ShardWriter(out, shard_index=1):  # another process's writer, as far as flock is concerned
+        status = cli.main([str(images), str(out), "--min-size", "0", "--num-shards", "2", "--shard-index", "1",
+                           "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1", "--no-progress"])  # fmt: skip
+    assert status == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR)]
+    assert line == (
+        f"{ERROR}shard 1 of {out} is being written by another process (pid {os.getpid()}, lock "
+        f"{runner.lock_path(out, 1)}): let it finish, or give this one another --shard-index"
+    )
+    assert runner.data_files(out) == []
+    with runner.ShardWriter(out, shard_index=1):  # released by the first one
+        pass
+
+
+def rejected_by(images: Path, fraction: float, seed: int) -> set[str]:
+    """The ids whose requests the simulated server (``--reject-fraction``) answers with HTTP 400:
+    its choice is keyed by the request's messages, so it is derived here from the same bytes."""
+    chosen = set()
+    for item in sources.select_items(sources.open_source(images), None, min_size=0).items:
+        messages = chat_messages(PROMPT, {"type": "image_url", "image_url": {"url": image_data_url(item.read_bytes())}})
+        if request_key({"messages": messages}, seed).random() < fraction:
+            chosen.add(item.id)
+    return chosen
+
+
+def test_too_many_failures_exit_1_and_retry_failed_cleans_the_failures_file(tmp_path, capsys):
+    images = image_folder(tmp_path / "images", 40)
+    out = tmp_path / "out"
+    bad = rejected_by(images, 0.2, seed=5)
+    assert 0 < len(bad) < 40
+    extra = ("--max-attempts", "2", "--retry-delay", "0.01")
+    with SimProcess(seed=5, reject_fraction=0.2, slots=8, step_ms=2, median=5) as glm:
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=extra), capsys)
+    assert status == 1
+    rate = len(bad) / 40
+    assert error_lines(stderr) == [
+        f"{ERROR}{len(bad)} of 40 images failed ({rate:.1%}, more than --max-failure-rate 5.0%); "
+        f"see {runner.failures_path(out, 0)}, fix the cause, then rerun with --retry-failed"
+    ]
+    failures = runner.read_json_lines(runner.failures_path(out, 0))
+    assert {f["id"] for f in failures} == bad and all(f["attempts"] == 2 for f in failures)
+    assert all(f["error"].startswith("glm: BadRequestError") and "simulated rejection of this image" in f["error"] for f in failures)
+    assert sorted(written(out)) == sorted(set(i.id for i in sources.select_items(sources.open_source(images), None, min_size=0).items) - bad)
+    with SimProcess(seed=5, slots=8, step_ms=2, median=5) as glm:  # the cause is fixed
+        status, _ = main(command(images, out, glm, teachers="glm", extra=extra), capsys)
+        assert status == 0 and len(written(out)) == 40 - len(bad)  # failed images wait for --retry-failed
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=(*extra, "--retry-failed")), capsys)
+    assert status == 0, stderr[-3000:]
+    assert_once(out, images)
+    assert runner.read_json_lines(runner.failures_path(out, 0)) == []
+
+
+def test_concurrent_shards_write_every_id_exactly_once(tmp_path):
+    images = image_folder(tmp_path / "images", 60)
+    out = tmp_path / "out"
+    with SimProcess(slots=8, step_ms=3, median=20) as glm:
+        processes = [
+            subprocess.Popen(
+                command(images, out, glm, teachers="glm", extra=("--num-shards", "2", "--shard-index", str(shard), "--rows-per-file", "4")),
+                cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )
+            for shard in (0, 1)
+        ]  # fmt: skip
+        results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+    assert [code for code, _ in results] == [0, 0], results
+    assert_once(out, images)
+    for shard in (0, 1):
+        ids = [i for f, ids in runner.ids_by_file(out).items() if f.name.startswith(f"train-{shard:05d}-") for i in ids]
+        assert ids and all(runner.shard_of(i, 2) == shard for i in ids)
