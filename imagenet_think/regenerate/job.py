@@ -224,10 +224,12 @@ def open_engines(args: argparse.Namespace, teachers: Mapping[int, Any]) -> Itera
     else:
         from imagenet_think.regenerate.engines import ray_engine
 
+        placements = ray_engine.placement(args, teachers)
+        if args.engine != "auto":
+            engine_settings(args, teachers, args.engine)  # bad options fail before Ray starts
         ray_engine.connect(args.ray)
         kind = ray_engine.default_engine() if args.engine == "auto" else args.engine
-        settings = engine_settings(args, teachers, kind)
-        opened = ray_engine.open_replicas(kind, teachers, settings, ray_engine.placement(args, teachers, kind, settings))
+        opened = ray_engine.open_replicas(kind, teachers, engine_settings(args, teachers, kind), placements)
     try:
         yield opened
     finally:
