@@ -140,7 +140,7 @@ def test_bad_ray_options_are_one_line_errors(tmp_path, capsys, monkeypatch):
     assert errors == [
         f"{ERROR}--ray 'headnode' is not a Ray address (auto, local, ray://host:10001, host:6379); "
         "give --ray after SOURCE OUT_DIR when it has no address",
-        f"{ERROR}--replicas, --replica-cpus and --replica-gpus place Ray actors: add --ray [ADDRESS]",
+        f"{ERROR}--replicas, --replica-cpus, --replica-gpus and --ray-data place Ray actors: add --ray [ADDRESS]",
         f"{ERROR}--replicas glm=0: must be at least 1",
     ]
     assert not (tmp_path / "out" / "data").exists()
@@ -180,3 +180,52 @@ def test_each_shard_file_is_read_at_most_once_per_run(tmp_path, where, request, 
     assert len(runner.data_files(out)) == 9 and set(reads) == {f.name for f in runner.data_files(out)}
     assert max(reads.values()) == 1, reads
     assert_once(out, images)
+
+
+# --- --ray-data: a teacher as a Ray Data pipeline ----------------------------------------
+
+
+def test_ray_data_pipeline_runs_the_same_job_with_the_tiny_transformers_glm(tmp_path, ray_address, tiny_glm4v, capsys):
+    out = tmp_path / "out"
+    args = ["sample", str(out), "-n", "5", "--teachers", "glm", "--engine", "transformers", "--model-path", f"glm={tiny_glm4v}",
+            "--sampling", "max_tokens=3", "--engine-arg", "batch_size=2", "--rows-per-file", "2", "--no-progress",
+            "--ray", "--ray-data", "--ray-batch-size", "2"]  # fmt: skip
+    capsys.readouterr()
+    assert cli.main([*args, "--max-items", "2"]) == 0, capsys.readouterr().err[-3000:]
+    assert cli.main(args) == 0, capsys.readouterr().err[-3000:]  # resumes: the pipeline gets the 3 images left
+    rows = pq.read_table(runner.data_files(out)).to_pylist()
+    # the sample is a corpus: its items reach the workers without the image column, which they open themselves
+    wanted = {item.id: item.read_bytes() for item in sources.select_items(sources.open_source("sample"), 5).items}
+    assert sorted(r["id"] for r in rows) == sorted(wanted) and all(r["image"]["bytes"] == wanted[r["id"]] for r in rows)
+    assert all(0 < r["num_tokens_1"] <= 3 and r["finish_reason_1"] in ("stop", "length") for r in rows)
+    assert {e["engine"] for r in rows for e in r["generation"]} == {f"transformers (ray {ray.__version__} data)"}
+    assert [len(line["ids"]) for line in runner.read_json_lines(runner.manifest_path(out, 0))] == [2, 2, 1]
+
+
+def test_ray_data_llm_vllm_processor_is_built_from_the_runs_vllm_options(tiny_glm4v, ray_address):
+    pytest.importorskip("ray.data.llm", reason="Ray Data LLM's classes (ray[llm]; they import without vLLM)")
+    from imagenet_think.regenerate import job
+    from imagenet_think.regenerate.engines import ray_data_engine
+
+    args = cli.build_parser().parse_args(["sample", "out", "--teachers", "glm", "--engine", "vllm", "--model-path", f"glm={tiny_glm4v}",
+                                          "--engine-arg", "gpu_memory_utilization=0.45", "--ray", "--ray-data", "--replicas", "2"])  # fmt: skip
+    teachers = job.resolve_teachers(args.teachers, None, None, sampling={"max_tokens": 64})
+    settings = job.engine_settings(args, teachers, "vllm")
+    processor = ray_data_engine.vllm_processor(teachers[1], settings[1], 2, args.ray_batch_size, teachers[1].sampling)
+    # vLLM prepares the image and detokenizes (skip_special_tokens=False keeps GLM's markers): no Ray detokenizer
+    assert [type(stage).__name__ for stage in processor.stages.values()] == [
+        "PrepareMultimodalStage", "ChatTemplateStage", "TokenizeStage", "vLLMEngineStage"]
+    engine = list(processor.stages.values())[-1]
+    kwargs = engine.fn_constructor_kwargs
+    assert kwargs["model"] == tiny_glm4v and kwargs["should_continue_on_error"] is True and kwargs["batch_size"] == 16
+    assert {k: kwargs["engine_kwargs"][k] for k in ("limit_mm_per_prompt", "max_model_len", "gpu_memory_utilization")} == {
+        "limit_mm_per_prompt": {"image": 1, "video": 0}, "max_model_len": 65536, "gpu_memory_utilization": 0.45}
+    assert engine.map_batches_kwargs["compute"].max_size == 2  # --replicas
+    # the rows it gets: chat messages with the image as a data URL, the teacher's sampling
+    jpeg = next(iter(sources.select_items(sources.open_source("sample"), 1).items)).read_bytes()
+    params = {"max_tokens": 64, "skip_special_tokens": False}
+    request = ray_data_engine.vllm_request({"id": "a", "image": jpeg}, teachers[1], params)
+    assert request["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert request["sampling_params"] == params
+    error = {"id": "b", "generated_text": "", "num_generated_tokens": 0, "__inference_error__": "ValueError: bad image"}
+    assert ray_data_engine.result_of(ray_data_engine.output_row(error, 64)).error == "ValueError: bad image"

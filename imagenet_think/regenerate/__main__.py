@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``imagenet-think regenerate``."""
     from imagenet_think.regenerate import scheduler
     from imagenet_think.regenerate.engines.openai_engine import DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT
+    from imagenet_think.regenerate.engines.ray_data_engine import DEFAULT_BATCH_SIZE
 
     io_group = parser.add_argument_group("images and output")
     io_group.add_argument(
@@ -115,6 +116,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--replica-gpus", action="append", metavar="[NAME=]N",
                      help="GPUs Ray reserves for each replica, fractions allowed (default: tensor_parallel_size for "
                      "vllm, 1 for transformers on a cluster with GPUs, else 0)")
+    ray.add_argument("--ray-data", action="store_true",
+                     help="run each teacher as a Ray Data pipeline over the plan's images (with --engine vllm: Ray Data "
+                     "LLM's vLLM processor); the workers read the images, so they must see SOURCE's paths")
+    ray.add_argument("--ray-batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help="rows per Ray Data batch (--ray-data)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -213,11 +213,14 @@ def open_local(kind: str, teachers: Mapping[int, Any], settings: Mapping[int, di
 
 
 @contextlib.contextmanager
-def open_engines(args: argparse.Namespace, teachers: Mapping[int, Any]) -> Iterator[dict[int, Any]]:
-    """The teachers' engines for this run, closed at the end: in this process, or in Ray
-    actors with ``--ray`` (see :mod:`imagenet_think.regenerate.engines.ray_engine`)."""
+def open_engines(args: argparse.Namespace, plan: Any) -> Iterator[dict[int, Any]]:
+    """The engines of the plan's teachers, closed at the end: in this process, in Ray actors
+    with ``--ray`` (:mod:`~imagenet_think.regenerate.engines.ray_engine`), or as Ray Data
+    pipelines over the plan's images with ``--ray-data``
+    (:mod:`~imagenet_think.regenerate.engines.ray_data_engine`)."""
     from imagenet_think.regenerate import engines
 
+    teachers = plan.teachers
     if args.ray is None:
         kind = engines.default_engine() if args.engine == "auto" else args.engine
         opened = open_local(kind, teachers, engine_settings(args, teachers, kind))
@@ -229,7 +232,17 @@ def open_engines(args: argparse.Namespace, teachers: Mapping[int, Any]) -> Itera
             engine_settings(args, teachers, args.engine)  # bad options fail before Ray starts
         ray_engine.connect(args.ray)
         kind = ray_engine.default_engine() if args.engine == "auto" else args.engine
-        opened = ray_engine.open_replicas(kind, teachers, engine_settings(args, teachers, kind), placements)
+        settings = engine_settings(args, teachers, kind)
+        placements = ray_engine.with_gpus(kind, teachers, settings, placements)
+        if args.ray_data:
+            from imagenet_think.regenerate.engines.ray_data_engine import RayDataEngine
+
+            opened = {
+                pair: RayDataEngine(kind, spec, plan.todo, settings[pair], placements[pair], args.ray_batch_size)
+                for pair, spec in teachers.items()
+            }
+        else:
+            opened = ray_engine.open_replicas(kind, teachers, settings, placements)
     try:
         yield opened
     finally:
@@ -253,8 +266,8 @@ def check_options(args: argparse.Namespace) -> None:
         from imagenet_think.regenerate.engines import ray_engine
 
         ray_engine.check_options(args)
-    elif args.replicas or args.replica_cpus or args.replica_gpus:
-        raise ValueError("--replicas, --replica-cpus and --replica-gpus place Ray actors: add --ray [ADDRESS]")
+    elif args.replicas or args.replica_cpus or args.replica_gpus or args.ray_data:
+        raise ValueError("--replicas, --replica-cpus, --replica-gpus and --ray-data place Ray actors: add --ray [ADDRESS]")
     if args.push_to_hub:
         check_hub_access(args.push_to_hub)
 
@@ -284,7 +297,7 @@ def generate(args: argparse.Namespace, plan: Any, out_dir: Path) -> Any:
     from imagenet_think.regenerate import runner, scheduler
 
     with runner.ShardWriter(out_dir, args.shard_index, args.rows_per_file, plan.written) as writer, stop_on_sigterm():
-        with open_engines(args, plan.teachers) as opened:
+        with open_engines(args, plan) as opened:
             stats = scheduler.Scheduler(
                 opened,
                 writer,

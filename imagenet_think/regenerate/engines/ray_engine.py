@@ -164,6 +164,17 @@ def placement(args: argparse.Namespace, teachers: Mapping[int, ModelSpec]) -> di
     }
 
 
+def with_gpus(
+    kind: str, teachers: Mapping[int, ModelSpec], settings: Mapping[int, Mapping[str, Any]], placements: Mapping[int, Placement]
+) -> dict[int, Placement]:
+    """``placements`` with the GPUs left unset filled in by :func:`gpus_needed` (asks the cluster)."""
+    has_gpus = cluster_gpus() > 0
+    return {
+        pair: found if found.num_gpus is not None else replace(found, num_gpus=gpus_needed(kind, teachers[pair], settings[pair], has_gpus))
+        for pair, found in placements.items()
+    }
+
+
 class Replica:
     """The actor of one replica: builds the engine ``kind`` for ``spec`` with ``kwargs`` (again
     after a restart) and answers requests with it, many at a time."""
@@ -314,10 +325,6 @@ def open_replicas(
     kind: str, teachers: Mapping[int, ModelSpec], settings: Mapping[int, Mapping[str, Any]], placements: Mapping[int, Placement]
 ) -> dict[int, RayEngine]:
     """Every teacher's replicas, loading at the same time; ready when returned (all closed when one fails)."""
-    has_gpus = cluster_gpus() > 0
-    for pair, spec in teachers.items():
-        if placements[pair].num_gpus is None:
-            placements = {**placements, pair: replace(placements[pair], num_gpus=gpus_needed(kind, spec, settings[pair], has_gpus))}
     opened = {pair: RayEngine(kind, spec, settings[pair], placements[pair]) for pair, spec in teachers.items()}
     try:
         for engine in opened.values():
