@@ -229,3 +229,12 @@ def test_ray_data_llm_vllm_processor_is_built_from_the_runs_vllm_options(tiny_gl
     assert request["sampling_params"] == params
     error = {"id": "b", "generated_text": "", "num_generated_tokens": 0, "__inference_error__": "ValueError: bad image"}
     assert ray_data_engine.result_of(ray_data_engine.output_row(error, 64)).error == "ValueError: bad image"
+
+
+def test_launch_ray_is_a_thin_wrapper_of_regenerate_ray(tmp_path):
+    script = REPO / "builder_scripts" / "launch_ray.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(script), "sample", str(tmp_path / "out"), "--teachers", "glm", "--dry-run"],
+                          cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "to generate:       24 images x 1 teachers" in done.stdout and not (tmp_path / "out").exists()
