@@ -36,7 +36,7 @@ ANSWERED = re.compile(r"^(\w+): (\d+) requests answered in Ray actors \((.*)\)$"
 @pytest.fixture(scope="module")
 def ray_address():
     """One local Ray runtime with 2 CPUs for the module: its GCS address, for drivers in other processes."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -84,11 +84,12 @@ def check_options(args: argparse.Namespace) -> None:
 
 def connect(address: str) -> None:
     """Join the Ray cluster at ``address`` (``""``: ``$RAY_ADDRESS`` when set, else start a
-    local runtime); a process already connected (a notebook, the tests) keeps its runtime."""
+    local runtime, even when ``ray start`` left a cluster on this machine, which a bare
+    ``ray.init()`` would join); a process already connected (a notebook, the tests) keeps its runtime."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address or None, include_dashboard=False)
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
 
 
 def cluster_gpus() -> float:
