@@ -8,7 +8,8 @@ The conventions live here, once: the corpus is the first positional argument ``S
 (:func:`add_source_argument`, ``sample`` by default for commands that only read it), help
 texts show each default once (:class:`HelpFormatter`), and an error is one line
 ``imagenet-think CMD: error: ...`` with exit status 2 (:func:`run_command`); ``--log-level
-DEBUG`` shows the traceback instead.
+DEBUG`` shows the traceback instead.  An exception that carries an ``exit_status`` (a run
+that stopped early: 1, interrupted: 130) is an expected outcome: its message, that status.
 
 >>> sorted(COMMANDS)[:3]
 ['evaluate', 'export', 'export-sft']
@@ -127,15 +128,30 @@ def error_line(error: BaseException) -> str:
     """
     message = error.args[0] if isinstance(error, KeyError) and error.args else error
     message = " ".join(str(message).split()) or type(error).__name__
-    if isinstance(error, USER_ERRORS):
+    if isinstance(error, USER_ERRORS) or hasattr(error, "exit_status"):
         return message
     return f"{type(error).__name__}: {message} (rerun with --log-level DEBUG for the traceback)"
 
 
+def exit_status(error: BaseException) -> int:
+    """The exit status for ``error``: its own ``exit_status`` when it carries one, else 2 for
+    :data:`USER_ERRORS` and 1 for anything else.
+
+    >>> class Stopped(RuntimeError):
+    ...     exit_status = 130
+    >>> exit_status(Stopped()), exit_status(ValueError()), exit_status(TypeError())
+    (130, 2, 1)
+    """
+    status = getattr(error, "exit_status", None)
+    if isinstance(status, int):
+        return status
+    return 2 if isinstance(error, USER_ERRORS) else 1
+
+
 def run_command(prog: str, run: Callable[[argparse.Namespace], Optional[int]], args: argparse.Namespace) -> int:
     """Call ``run(args)`` and return its exit status; an exception becomes the one line
-    ``PROG: error: ...`` on stderr and status 2 (:data:`USER_ERRORS`) or 1 (anything else),
-    unless ``args.log_level`` is ``DEBUG``: then it propagates, traceback and all."""
+    ``PROG: error: ...`` on stderr and :func:`exit_status`, unless ``args.log_level`` is
+    ``DEBUG``: then it propagates, traceback and all."""
     level = getattr(args, "log_level", "WARNING")
     logging.basicConfig(level=level, format=LOG_FORMAT)
     try:
@@ -147,7 +163,7 @@ def run_command(prog: str, run: Callable[[argparse.Namespace], Optional[int]], a
         if level == "DEBUG":
             raise
         print(f"{prog}: error: {error_line(error)}", file=sys.stderr)
-        return 2 if isinstance(error, USER_ERRORS) else 1
+        return exit_status(error)
 
 
 def _build_parser(command: Optional[str]) -> argparse.ArgumentParser:

@@ -193,12 +193,15 @@ def write_split_shards(
     return paths
 
 
-def split_sizes(out_dir: Union[str, os.PathLike]) -> dict[str, dict[str, int]]:
-    """Per split: rows, uncompressed bytes and file bytes of ``out_dir/data/*.parquet``."""
+def split_sizes(
+    out_dir: Union[str, os.PathLike], footers: Optional[Mapping[Path, pq.FileMetaData]] = None
+) -> dict[str, dict[str, int]]:
+    """Per split: rows, uncompressed bytes and file bytes of ``out_dir/data/*.parquet``
+    (``footers``: metadata of files already read, by path, not read again)."""
     sizes: dict[str, dict[str, int]] = {}
     for file in sorted(Path(out_dir, "data").glob("*.parquet")):
         split = file.name.split("-", 1)[0]
-        meta = pq.read_metadata(file)
+        meta = (footers or {}).get(file) or pq.read_metadata(file)
         entry = sizes.setdefault(split, {"num_examples": 0, "num_bytes": 0, "download_size": 0})
         entry["num_examples"] += meta.num_rows
         entry["num_bytes"] += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
@@ -206,16 +209,19 @@ def split_sizes(out_dir: Union[str, os.PathLike]) -> dict[str, dict[str, int]]:
     return sizes
 
 
-def write_card(out_dir: Union[str, os.PathLike], **card_info) -> Path:
+def write_card(
+    out_dir: Union[str, os.PathLike], footers: Optional[Mapping[Path, pq.FileMetaData]] = None, **card_info
+) -> Path:
     """(Re)write ``out_dir/README.md`` from the shards present; return its path.
 
+    ``footers`` are the metadata of shards already read (see :func:`split_sizes`);
     ``card_info`` goes to :func:`imagenet_think.card.render_card` (``pretty_name``,
     ``source``, ``sample_note``...).
     """
     from imagenet_think.card import render_card
 
     out_dir = Path(out_dir)
-    sizes = split_sizes(out_dir)
+    sizes = split_sizes(out_dir, footers)
     if not sizes:
         raise FileNotFoundError(f"{out_dir}/data holds no *.parquet shard: nothing to describe")
     readme = out_dir / "README.md"
@@ -413,7 +419,7 @@ def check_hub_access(repo: str) -> None:
         raise PermissionError(f"cannot push to {repo}: the Hub refused the token ({type(err).__name__}: {err})") from err
 
 
-def upload(out_dir: Union[str, os.PathLike], repo: str) -> None:
+def upload(out_dir: Union[str, os.PathLike], repo: str, commit_message: str = "Upload with imagenet-think export") -> None:
     """Upload ``README.md`` and ``data/*.parquet`` of ``out_dir`` to the Hub dataset ``repo``
     (created if needed) in one commit that also deletes the repo's other ``data/*.parquet``."""
     from huggingface_hub import HfApi
@@ -426,7 +432,7 @@ def upload(out_dir: Union[str, os.PathLike], repo: str) -> None:
         repo_type="dataset",
         allow_patterns=["README.md", "data/*.parquet"],
         delete_patterns=["data/*.parquet"],
-        commit_message="Upload with imagenet-think export",
+        commit_message=commit_message,
     )
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 import imagenet_think
 from imagenet_think import schema
 from imagenet_think.regenerate import __main__ as cli
+from imagenet_think.regenerate import job
 from imagenet_think.reasoning import split_reasoning
 from imagenet_think.regenerate import runner, scheduler, sources
 from imagenet_think.regenerate.engines import Request
@@ -212,22 +213,22 @@ def test_help_documents_every_option_and_the_failure_policy_defaults():
 
 
 def test_teacher_choice():
-    assert {p: s.name for p, s in cli.resolve_teachers(None, None, None).items()} == {1: "glm", 2: "kimi"}
-    assert {p: s.name for p, s in cli.resolve_teachers(None, "kimi", None).items()} == {1: "kimi"}
+    assert {p: s.name for p, s in job.resolve_teachers(None, None, None).items()} == {1: "glm", 2: "kimi"}
+    assert {p: s.name for p, s in job.resolve_teachers(None, "kimi", None).items()} == {1: "kimi"}
     with pytest.raises(ValueError, match="either --teachers or --pair-1/--pair-2"):
-        cli.resolve_teachers("glm", "kimi", None)
+        job.resolve_teachers("glm", "kimi", None)
     with pytest.raises(ValueError, match="'glm' and 'glm' both fill pair 1"):
-        cli.resolve_teachers("glm,glm", None, None)
+        job.resolve_teachers("glm,glm", None, None)
     with pytest.raises(ValueError, match="no pair number: place it with --pair-1 or --pair-2"):
-        cli.resolve_teachers("r1-onevision-7b", None, None)
+        job.resolve_teachers("r1-onevision-7b", None, None)
     with pytest.raises(KeyError, match="unknown model 'gpt'"):
-        cli.resolve_teachers("gpt", None, None)
+        job.resolve_teachers("gpt", None, None)
 
 
 def test_custom_teacher_from_a_registry_file(tmp_path):
     registry = tmp_path / "models.json"
     registry.write_text(json.dumps({"my-vlm": {"model_id": "me/my-vlm", "sampling": {"max_tokens": 100}}}))
-    chosen = cli.resolve_teachers(None, None, "my-vlm", str(registry), {"temperature": 0.5})
+    chosen = job.resolve_teachers(None, None, "my-vlm", str(registry), {"temperature": 0.5})
     assert list(chosen) == [2]
     assert chosen[2].model_id == "me/my-vlm" and dict(chosen[2].sampling) == {"max_tokens": 100, "temperature": 0.5}
 
@@ -237,10 +238,10 @@ def test_engine_args_go_to_the_constructor_or_the_backend():
     from imagenet_think.regenerate.engines.openai_engine import OpenAIEngine
 
     options = {"device": "cpu", "attn_implementation": "eager"}
-    assert cli.engine_kwargs(TransformersEngine, options) == {"device": "cpu", "model_kwargs": {"attn_implementation": "eager"}}
-    assert cli.engine_kwargs(OpenAIEngine, {"max_in_flight": 4}) == {"max_in_flight": 4}
+    assert job.engine_kwargs(TransformersEngine, options) == {"device": "cpu", "model_kwargs": {"attn_implementation": "eager"}}
+    assert job.engine_kwargs(OpenAIEngine, {"max_in_flight": 4}) == {"max_in_flight": 4}
     with pytest.raises(ValueError, match=r"--engine-arg \['gpu_memory_utilization'\] not understood by the openai-server engine"):
-        cli.engine_kwargs(OpenAIEngine, {"gpu_memory_utilization": 0.5})
+        job.engine_kwargs(OpenAIEngine, {"gpu_memory_utilization": 0.5})
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
@@ -260,7 +261,7 @@ def test_push_to_hub_offline_fails_before_any_work(tmp_path, capsys, monkeypatch
     image_folder(tmp_path / "imgs")
     status = cli.main([str(tmp_path / "imgs"), str(tmp_path / "out"), "--push-to-hub", "me/corpus"])
     assert status == 2
-    assert "regenerate: error: --push-to-hub me/corpus: the Hugging Face Hub is unreachable" in capsys.readouterr().err
+    assert "regenerate: error: cannot push to me/corpus: the Hugging Face Hub is unreachable" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

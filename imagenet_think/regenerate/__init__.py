@@ -2,8 +2,9 @@
 
 ``python -m imagenet_think.regenerate --help`` (or ``imagenet-think regenerate``) lists every
 option.  Modules: ``sources`` (which images), ``models`` and ``engines`` (which teacher, how it
-runs), ``scheduler`` (streaming requests, retries, the failure policy), ``runner`` (plan,
-resume, shards, the writer).
+runs; ``engines.ray_engine`` and ``engines.ray_data_engine`` on a Ray cluster), ``scheduler``
+(streaming requests, retries, the failure policy), ``runner`` (plan, resume, shards, the
+writer), ``job`` (the whole run, shared by the local and Ray paths).
 
 >>> import imagenet_think.regenerate
 """

@@ -102,16 +102,20 @@ def data_files(out_dir: Union[str, os.PathLike]) -> list[Path]:
     return sorted(Path(out_dir, "data").glob("*.parquet"))
 
 
-def ids_by_file(out_dir: Union[str, os.PathLike]) -> dict[Path, list[str]]:
+def ids_by_file(out_dir: Union[str, os.PathLike], footers: Optional[dict[Path, Any]] = None) -> dict[Path, list[str]]:
     """The ``id`` column of every Parquet file present; an unreadable file or a null id is a
-    ``ValueError`` naming the file (and row)."""
+    ``ValueError`` naming the file (and row).  ``footers``, when given, receives each file's
+    Parquet metadata, read with its ids (the card needs no second read)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     found = {}
     for file in data_files(out_dir):
         try:
-            ids = pq.read_table(file, columns=["id"]).column("id").to_pylist()
+            with pq.ParquetFile(file) as parquet:
+                ids = parquet.read(columns=["id"]).column("id").to_pylist()
+                if footers is not None:
+                    footers[file] = parquet.metadata
         except (pa.ArrowInvalid, OSError, KeyError) as error:
             raise ValueError(f"{file}: cannot read its id column ({error}); move the file away and rerun") from error
         if None in ids:
@@ -306,7 +310,8 @@ class Plan:
     """What one process will do: its share of the selection, minus what is done or failed.
 
     ``written`` is the id column of every Parquet file present when the plan was made
-    (:func:`ids_by_file`), for :class:`ShardWriter` to start from without reading it again.
+    (:func:`ids_by_file`), for :class:`ShardWriter` to start from without reading it again;
+    ``footers`` their Parquet metadata, for the card.
     """
 
     selected: int
@@ -319,6 +324,7 @@ class Plan:
     teachers: Mapping[int, "ModelSpec"]
     skipped_sources: int = 0
     written: Mapping[Path, list[str]] = field(default_factory=dict)
+    footers: Mapping[Path, Any] = field(default_factory=dict)
 
     def max_tokens(self) -> int:
         """Upper bound of generated tokens: each todo item times each teacher's ``max_tokens``."""
@@ -352,7 +358,8 @@ def make_plan(
 ) -> Plan:
     """The :class:`Plan` for this process; reads (never writes) ``out_dir``."""
     mine = partition(items, num_shards, shard_index)
-    written = ids_by_file(out_dir)
+    footers: dict[Path, Any] = {}
+    written = ids_by_file(out_dir, footers)
     done = completed_ids(written)
     failed = set() if retry_failed else failed_ids(out_dir) - done
     todo = [item for item in mine if item.id not in done and item.id not in failed]
@@ -369,6 +376,7 @@ def make_plan(
         teachers=dict(teachers),
         skipped_sources=skipped_sources,
         written=written,
+        footers=footers,
     )
 
 

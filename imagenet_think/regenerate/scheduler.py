@@ -75,8 +75,11 @@ class RunStopped(RuntimeError):
     """The run ended early (a server unreachable, an engine dead, too many failures).
 
     Complete rows are written and nothing was written off for the reason given: rerun the same
-    command (with ``--retry-failed`` for images that failed) once the cause is fixed.
+    command (with ``--retry-failed`` for images that failed) once the cause is fixed.  The
+    command line exits with ``exit_status``.
     """
+
+    exit_status = 1
 
 
 class _Failed(Exception):

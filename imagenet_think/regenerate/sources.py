@@ -72,7 +72,8 @@ class ImageItem:
 
     ``kind`` is ``"file"`` (``path`` is the image), ``"tar"`` (``member`` of the tar
     ``path``, ``size`` bytes at ``offset``) or ``"dataset"`` (row ``member`` = ``split/index``
-    of the dataset ``path``, whose ``image`` column, memory-mapped Arrow, is ``images``).
+    of the dataset ``path``, whose ``image`` column, memory-mapped Arrow, is ``images``; an
+    item sent to another process without it opens the dataset there, :func:`corpus_images`).
     ``suffix`` is the original file name's (``.JPEG``).
 
     >>> item = ImageItem("n1_a", "n1", "", "file", "/x/n1/a.JPEG", suffix=".JPEG")
@@ -120,13 +121,23 @@ class ImageItem:
                 raise OSError(f"{self.source}: tar member truncated ({len(data)} of {size} bytes)")
             return data
         if self.kind == "dataset":
-            image = self.images[int(self.member.rsplit("/", 1)[1])].as_py()
+            split, index = self.member.rsplit("/", 1)
+            images = self.images if self.images is not None else corpus_images(self.path, split)
+            image = images[int(index)].as_py()
             if image.get("bytes"):
                 return image["bytes"][:limit]
             if image.get("path"):
                 return _read_at(image["path"], 0, limit)
             raise ValueError(f"{self.source}: image has neither bytes nor path")
         raise ValueError(f"unknown image item kind {self.kind!r}")
+
+
+@functools.lru_cache(maxsize=4)
+def corpus_images(path: str, split: str) -> "pa.ChunkedArray":
+    """The ``image`` column of ``split`` of the corpus ``path`` (memory-mapped; once per process)."""
+    import imagenet_think
+
+    return imagenet_think.load_dataset(path, decode_images=False)[split].data.column("image")
 
 
 def _read_at(path: str, offset: int, size: Optional[int]) -> bytes:

@@ -238,8 +238,11 @@ class EngineUnreachable(ConnectionError):
 
     Unlike a :class:`Result` with ``error`` set, this says nothing about the request: the same
     request may well succeed once the server is back.  ``timed_out`` is true when the server
-    kept silent for the whole request timeout (rather than refusing or dropping it).
+    kept silent for the whole request timeout (rather than refusing or dropping it).  The
+    command line exits with ``exit_status`` (1: rerun when the server is back), not as for bad input.
     """
+
+    exit_status = 1
 
     def __init__(self, message: str, timed_out: bool = False):
         super().__init__(message)

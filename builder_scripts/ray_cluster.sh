@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Start a Ray cluster on the nodes of a batch job, run `regenerate --ray` on it, stop it.
+# Used by slurm_ray.sh and pbs_ray.sh; runs on the job's first node, which becomes the head:
+#
+#   NODES="node1 node2 node3" LAUNCH="ssh" builder_scripts/ray_cluster.sh SOURCE OUT_DIR [regenerate options]
+#
+# NODES: the job's hosts, head first.  LAUNCH: how to run a command on another node (an srun
+# prefix under SLURM, `pbsdsh -h` under PBS, ssh); the head's own `ray start` runs here.
+# CPUS_PER_NODE / GPUS_PER_NODE: what each node's raylet offers (default: what Ray detects).
+# RAY_PORT: the head's port (default 6379).  The driver (this script's python) reads the images
+# and writes OUT_DIR: both must be on a filesystem the head node sees (the workers see only
+# request bytes; with --ray-data they read SOURCE too, so put it on the shared filesystem).
+# Every node must run the same environment (PYTHON, a shared venv) and, with Ray token
+# authentication, share ~/.ray/auth_token (a shared home) or RAY_AUTH_TOKEN.  Rerun the job to resume.
+set -euo pipefail
+
+if [ $# -lt 2 ]; then
+  echo "usage: NODES='head worker...' [LAUNCH=ssh] builder_scripts/ray_cluster.sh SOURCE OUT_DIR [regenerate options]" >&2
+  exit 2
+fi
+: "${NODES:?NODES must list the hosts of the job, head first}"
+read -r -a nodes <<< "$NODES"
+python=${PYTHON:-python}
+ray_bin=${RAY:-}
+if [ -z "$ray_bin" ]; then ray_bin="$(dirname "$(command -v "$python")")/ray"; fi
+port=${RAY_PORT:-6379}
+head_ip=${HEAD_IP:-}
+if [ -z "$head_ip" ]; then head_ip=$(hostname --ip-address | awk '{print $1}'); fi
+resources=()
+if [ -n "${CPUS_PER_NODE:-}" ]; then resources+=(--num-cpus "$CPUS_PER_NODE"); fi
+if [ -n "${GPUS_PER_NODE:-}" ]; then resources+=(--num-gpus "$GPUS_PER_NODE"); fi
+
+pids=()
+stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap stop EXIT
+
+"$ray_bin" start --head --block --node-ip-address "$head_ip" --port "$port" --include-dashboard false "${resources[@]}" &
+pids+=($!)
+for node in "${nodes[@]:1}"; do
+  ${LAUNCH:-ssh} "$node" "$ray_bin" start --block --address "$head_ip:$port" "${resources[@]}" &
+  pids+=($!)
+done
+
+# every node joined (or give up after RAY_WAIT_S seconds)
+"$python" - "$head_ip:$port" "${#nodes[@]}" "${RAY_WAIT_S:-300}" <<'PY'
+import sys, time
+import ray
+address, wanted, patience = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + patience
+while True:
+    try:
+        ray.init(address=address, logging_level="ERROR")
+        break
+    except (ConnectionError, RuntimeError):
+        if time.monotonic() > deadline:
+            sys.exit(f"no Ray head at {address} after {patience:g} s")
+        time.sleep(2)
+while (alive := sum(node["Alive"] for node in ray.nodes())) < wanted:
+    if time.monotonic() > deadline:
+        sys.exit(f"only {alive} of {wanted} Ray nodes joined after {patience:g} s")
+    time.sleep(2)
+print(f"Ray cluster at {address}: {alive} nodes, {ray.cluster_resources()}")
+PY
+
+source_dir=$1
+out_dir=$2
+shift 2
+"$python" -m imagenet_think.regenerate "$source_dir" "$out_dir" --ray "$head_ip:$port" --no-progress "$@"

@@ -1,0 +1,240 @@
+"""``regenerate --ray`` on a local Ray runtime (2 CPUs, shared by the module's tests): the same job
+as a local run, generation in Ray worker processes, against simulated teacher servers on
+127.0.0.1 (tests/fixtures/sim_server.py) and the tiny transformers GLM-4.1V; a driver killed
+with SIGKILL and rerun; each output shard read at most once per run, locally and on Ray."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from imagenet_think.regenerate import __main__ as cli
+from imagenet_think.regenerate import runner, sources
+from imagenet_think.regenerate.engines.openai_engine import server_version
+from tests.fixtures.sim_server import SimProcess
+from tests.test_regenerate import tiny_glm4v  # noqa: F401 (a fixture)
+from tests.test_regenerate_stream import ERROR, assert_once, command, error_lines, image_folder, main, written
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("openai")
+
+REPO = Path(__file__).resolve().parent.parent
+SIM = {"slots": 4, "step_ms": 5, "median": 20}
+ANSWERED = re.compile(r"^(\w+): (\d+) requests answered in Ray actors \((.*)\)$")
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray runtime with 2 CPUs for the module: its GCS address, for drivers in other processes."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def answered_by(caplog) -> dict[str, Counter]:
+    """Per teacher, the requests each worker pid answered (the RayEngine's closing log line)."""
+    found: dict[str, Counter] = {}
+    for record in caplog.records:
+        match = ANSWERED.match(record.getMessage())
+        if match:
+            pids = Counter({int(pid): int(n) for pid, n in re.findall(r"pid (\d+): (\d+)", match.group(3))})
+            assert sum(pids.values()) == int(match.group(2))
+            found[match.group(1)] = pids
+    return found
+
+
+def test_ray_streams_both_teachers_through_replicas_in_worker_processes(tmp_path, ray_address, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="imagenet_think.regenerate.engines.ray_engine")
+    images = image_folder(tmp_path / "images", 30)
+    out = tmp_path / "out"
+    with SimProcess(seed=1, **SIM) as glm, SimProcess(seed=2, **SIM) as kimi:
+        extra = ("--rows-per-file", "7", "--ray", "--replicas", "glm=2", "--replica-cpus", "0.5")
+        status, stderr = main(command(images, out, glm, kimi, extra=extra), capsys)
+        requests = [glm.stats()["requests"], kimi.stats()["requests"]]
+        engine = f"openai-server {server_version(glm.url)} (ray {ray.__version__})"
+    assert status == 0, stderr[-3000:]
+    assert_once(out, images)
+    assert requests == [30, 30]
+    rows = pq.read_table(runner.data_files(out)).to_pylist()
+    assert {(r["model_1"], r["model_2"]) for r in rows} == {("zai-org/GLM-4.1V-9B-Thinking", "moonshotai/Kimi-VL-A3B-Thinking-2506")}
+    assert all(r["answer_1"] == "A simulated answer." for r in rows if r["status_1"] == "ok")
+    assert {e["engine"] for r in rows for e in r["generation"]} == {engine}
+    # every request was answered in a Ray worker, none in this (the driver's) process; glm on two replicas
+    pids = answered_by(caplog)
+    assert sum(pids["glm"].values()) == 30 and sum(pids["kimi"].values()) == 30
+    assert len(pids["glm"]) == 2 and len(pids["kimi"]) == 1
+    assert os.getpid() not in set(pids["glm"]) | set(pids["kimi"])
+    # the same job: manifest, card, rejected record
+    manifest = runner.read_json_lines(runner.manifest_path(out, 0))
+    assert sorted(i for line in manifest for i in line["ids"]) == sorted(written(out))
+    assert (out / "README.md").is_file() and runner.rejected_path(out).read_text() == ""
+
+
+def test_ray_with_the_tiny_transformers_glm(tmp_path, ray_address, tiny_glm4v, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="imagenet_think.regenerate.engines.ray_engine")
+    out = tmp_path / "out"
+    args = ["sample", str(out), "-n", "4", "--teachers", "glm", "--engine", "transformers", "--model-path", f"glm={tiny_glm4v}",
+            "--sampling", "max_tokens=3", "--engine-arg", "batch_size=2", "--no-progress", "--ray"]  # fmt: skip
+    capsys.readouterr()
+    assert cli.main(args) == 0, capsys.readouterr().err[-3000:]
+    rows = pq.read_table(runner.data_files(out)).to_pylist()
+    wanted = [item.id for item in sources.select_items(sources.open_source("sample"), 4).items]
+    assert sorted(r["id"] for r in rows) == sorted(wanted)
+    assert all(r["num_tokens_1"] and r["num_tokens_1"] <= 3 and r["status_2"] == "missing" for r in rows)
+    assert {e["engine"].split()[0] for r in rows for e in r["generation"]} == {"transformers"}
+    [pid] = answered_by(caplog)["glm"]
+    assert pid != os.getpid()
+
+
+def test_a_killed_driver_reruns_to_every_id_exactly_once(tmp_path, ray_address):
+    images = image_folder(tmp_path / "images", 60)
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with SimProcess(slots=4, step_ms=5, median=25) as glm:
+        args = command(images, out, glm, teachers="glm", extra=("--rows-per-file", "3", "--ray", ray_address))
+        process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and len(written(out)) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        ids = written(out)
+        assert len(ids) == len(set(ids)) and 6 <= len(ids) < 60  # killed mid-run, nothing doubled
+        finished = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert_once(out, images)
+    assert not list((out / "data").glob(".*.tmp"))
+
+
+def test_an_engine_error_in_a_replica_is_one_line_and_writes_nothing(tmp_path, ray_address, capsys):
+    images = image_folder(tmp_path / "images", 4)
+    with SimProcess() as glm:
+        glm.kill()  # the replica's engine cannot reach it: its error comes back as itself
+        status, stderr = main(command(images, tmp_path / "out", glm, teachers="glm", extra=("--ray",)), capsys)
+    assert status == 1
+    [line] = error_lines(stderr)
+    assert line.startswith(f"{ERROR}cannot reach the glm server at {glm.url}: Connection error.") and line.endswith("is it running?")
+    assert runner.data_files(tmp_path / "out") == []
+
+
+def test_bad_ray_options_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ray, "init", None)  # every error comes before Ray would start
+    images = image_folder(tmp_path / "images", 2)
+    base = [str(images), str(tmp_path / "out"), "--min-size", "0", "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1"]
+    assert cli.main([*base, "--ray", "headnode"]) == 2  # no port
+    assert cli.main([*base, "--replicas", "2"]) == 2
+    assert cli.main([*base, "--ray", "--replicas", "glm=0"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR)]
+    assert errors == [
+        f"{ERROR}--ray 'headnode' is not a Ray address (auto, local, ray://host:10001, host:6379); "
+        "give --ray after SOURCE OUT_DIR when it has no address",
+        f"{ERROR}--replicas, --replica-cpus, --replica-gpus and --ray-data place Ray actors: add --ray [ADDRESS]",
+        f"{ERROR}--replicas glm=0: must be at least 1",
+    ]
+    assert not (tmp_path / "out" / "data").exists()
+
+
+class ReadCounter:
+    """Counts every Parquet read of files under ``root`` (whole tables, column reads, footers)."""
+
+    def __init__(self, root: Path, monkeypatch):
+        self.root, self.reads = str(root), Counter()
+        for name in ("read_table", "read_metadata", "read_schema", "ParquetFile"):
+            monkeypatch.setattr(pq, name, self._counting(getattr(pq, name)))
+
+    def _counting(self, function):
+        def counted(source, *args, **kwargs):
+            if str(source).startswith(self.root):
+                self.reads[Path(source).name] += 1
+            return function(source, *args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.parametrize("where", ["local", "ray"])
+def test_each_shard_file_is_read_at_most_once_per_run(tmp_path, where, request, capsys, monkeypatch):
+    extra = ("--rows-per-file", "2") + (("--ray",) if where == "ray" else ())
+    if where == "ray":
+        request.getfixturevalue("ray_address")
+    images = image_folder(tmp_path / "images", 16)
+    out = tmp_path / "out"
+    with SimProcess(**SIM) as glm:
+        status, _ = main(command(images, out, glm, teachers="glm", extra=(*extra, "--max-items", "7")), capsys)
+        assert status == 0 and len(runner.data_files(out)) == 4
+        counter = ReadCounter(out / "data", monkeypatch)
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=extra), capsys)
+    assert status == 0, stderr[-3000:]
+    reads = dict(counter.reads)
+    assert len(runner.data_files(out)) == 9 and set(reads) == {f.name for f in runner.data_files(out)}
+    assert max(reads.values()) == 1, reads
+    assert_once(out, images)
+
+
+# --- --ray-data: a teacher as a Ray Data pipeline ----------------------------------------
+
+
+def test_ray_data_pipeline_runs_the_same_job_with_the_tiny_transformers_glm(tmp_path, ray_address, tiny_glm4v, capsys):
+    out = tmp_path / "out"
+    args = ["sample", str(out), "-n", "5", "--teachers", "glm", "--engine", "transformers", "--model-path", f"glm={tiny_glm4v}",
+            "--sampling", "max_tokens=3", "--engine-arg", "batch_size=2", "--rows-per-file", "2", "--no-progress",
+            "--ray", "--ray-data", "--ray-batch-size", "2"]  # fmt: skip
+    capsys.readouterr()
+    assert cli.main([*args, "--max-items", "2"]) == 0, capsys.readouterr().err[-3000:]
+    assert cli.main(args) == 0, capsys.readouterr().err[-3000:]  # resumes: the pipeline gets the 3 images left
+    rows = pq.read_table(runner.data_files(out)).to_pylist()
+    # the sample is a corpus: its items reach the workers without the image column, which they open themselves
+    wanted = {item.id: item.read_bytes() for item in sources.select_items(sources.open_source("sample"), 5).items}
+    assert sorted(r["id"] for r in rows) == sorted(wanted) and all(r["image"]["bytes"] == wanted[r["id"]] for r in rows)
+    assert all(0 < r["num_tokens_1"] <= 3 and r["finish_reason_1"] in ("stop", "length") for r in rows)
+    assert {e["engine"] for r in rows for e in r["generation"]} == {f"transformers (ray {ray.__version__} data)"}
+    assert [len(line["ids"]) for line in runner.read_json_lines(runner.manifest_path(out, 0))] == [2, 2, 1]
+
+
+def test_ray_data_llm_vllm_processor_is_built_from_the_runs_vllm_options(tiny_glm4v, ray_address):
+    pytest.importorskip("ray.data.llm", reason="Ray Data LLM's classes (ray[llm]; they import without vLLM)")
+    from imagenet_think.regenerate import job
+    from imagenet_think.regenerate.engines import ray_data_engine
+
+    args = cli.build_parser().parse_args(["sample", "out", "--teachers", "glm", "--engine", "vllm", "--model-path", f"glm={tiny_glm4v}",
+                                          "--engine-arg", "gpu_memory_utilization=0.45", "--ray", "--ray-data", "--replicas", "2"])  # fmt: skip
+    teachers = job.resolve_teachers(args.teachers, None, None, sampling={"max_tokens": 64})
+    settings = job.engine_settings(args, teachers, "vllm")
+    processor = ray_data_engine.vllm_processor(teachers[1], settings[1], 2, args.ray_batch_size, teachers[1].sampling)
+    # vLLM prepares the image and detokenizes (skip_special_tokens=False keeps GLM's markers): no Ray detokenizer
+    assert [type(stage).__name__ for stage in processor.stages.values()] == [
+        "PrepareMultimodalStage", "ChatTemplateStage", "TokenizeStage", "vLLMEngineStage"]
+    engine = list(processor.stages.values())[-1]
+    kwargs = engine.fn_constructor_kwargs
+    assert kwargs["model"] == tiny_glm4v and kwargs["should_continue_on_error"] is True and kwargs["batch_size"] == 16
+    assert {k: kwargs["engine_kwargs"][k] for k in ("limit_mm_per_prompt", "max_model_len", "gpu_memory_utilization")} == {
+        "limit_mm_per_prompt": {"image": 1, "video": 0}, "max_model_len": 65536, "gpu_memory_utilization": 0.45}
+    assert engine.map_batches_kwargs["compute"].max_size == 2  # --replicas
+    # the rows it gets: chat messages with the image as a data URL, the teacher's sampling
+    jpeg = next(iter(sources.select_items(sources.open_source("sample"), 1).items)).read_bytes()
+    params = {"max_tokens": 64, "skip_special_tokens": False}
+    request = ray_data_engine.vllm_request({"id": "a", "image": jpeg}, teachers[1], params)
+    assert request["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert request["sampling_params"] == params
+    error = {"id": "b", "generated_text": "", "num_generated_tokens": 0, "__inference_error__": "ValueError: bad image"}
+    assert ray_data_engine.result_of(ray_data_engine.output_row(error, 64)).error == "ValueError: bad image"
+
+
+def test_launch_ray_is_a_thin_wrapper_of_regenerate_ray(tmp_path):
+    script = REPO / "builder_scripts" / "launch_ray.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(script), "sample", str(tmp_path / "out"), "--teachers", "glm", "--dry-run"],
+                          cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "to generate:       24 images x 1 teachers" in done.stdout and not (tmp_path / "out").exists()
