@@ -204,6 +204,45 @@ def test_a_connection_dropped_while_the_server_answers_a_probe_counts_against_th
     assert failure["id"] == cursed and failure["attempts"] == 2 and "connection reset" in failure["error"]
 
 
+class DyingServer(Scripted):
+    """Drops every request; its server answers the first probe, then dies while that answer
+    is on its way back (0.3 s): later probes get nothing."""
+
+    def probe(self):
+        self.probes += 1
+        time.sleep(0.3)
+        return self.probes == 1
+
+
+def test_a_probe_sent_before_a_failure_says_nothing_of_it(tmp_path):
+    first, second = items(tmp_path, 2)
+    reset = EngineUnreachable("Connection error. (ReadError: connection reset)")
+    engine = DyingServer("glm", lambda i, attempt: reset, max_in_flight=1)  # second fails while first's probe is out
+    out = tmp_path / "out"
+    with pytest.raises(scheduler.RunStopped, match="the glm teacher is unreachable"):
+        run(out, {1: engine}, [first, second], max_attempts=1, retry_delay=0.05, unreachable_after=0.8)
+    # the first reset came while the server answered (its probe): its own; the second, after it died: nobody's
+    assert [f["id"] for f in runner.read_json_lines(runner.failures_path(out, 0))] == [first.id]
+    assert engine.probes >= 2
+
+
+def test_an_answer_to_a_request_sent_before_a_failure_says_nothing_of_it(tmp_path):
+    slow, lost = items(tmp_path, 2)
+    dropped = EngineUnreachable("Connection error. (RemoteProtocolError: Server disconnected)")
+
+    class SlowFirst(Scripted):
+        def submit(self, request):
+            self.delay = 0.3 if request.id == slow.id else 0.01  # slow's answer is read after lost's failure
+            return super().submit(request)
+
+    engine = SlowFirst("glm", lambda i, attempt: dropped if i == lost.id else None, max_in_flight=2)
+    out = tmp_path / "out"
+    with pytest.raises(scheduler.RunStopped, match="the glm teacher is unreachable"):
+        run(out, {1: engine}, [slow, lost], max_attempts=1, retry_delay=0.05, unreachable_after=0.5)
+    assert runner.read_json_lines(runner.failures_path(out, 0)) == []  # the server never answered after lost was sent
+    assert written_ids(out) == [slow.id]
+
+
 def test_a_timeout_counts_against_the_request_once_the_server_answers_others_after_it(tmp_path):
     todo = items(tmp_path, 100)
     cursed = todo[0].id

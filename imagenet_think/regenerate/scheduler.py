@@ -19,9 +19,10 @@
 
 A request that got no answer (:class:`~imagenet_think.regenerate.engines.base.EngineUnreachable`)
 is another matter.  When the server answers a probe
-(:meth:`~imagenet_think.regenerate.engines.base.Engine.probe`) right after a refused or
+(:meth:`~imagenet_think.regenerate.engines.base.Engine.probe`) sent after a refused or
 dropped connection, the request itself is the problem and the failure counts as an attempt;
-a timeout counts once the server is seen answering others after it.  Otherwise the request is
+a timeout counts once the server answers other requests sent after it (an answer that was
+already on its way says nothing of the server since).  Otherwise the request is
 retried without counting, and when the server has answered nothing while failing for
 ``unreachable_after`` seconds (or a request timed out with no answer from the server since it
 was sent) the run stops with :class:`RunStopped`: complete rows are written, nothing is
@@ -91,18 +92,22 @@ class _Failed(Exception):
 
 
 class _Health:
-    """When an engine last answered, since when it has failed without answering, its last probe."""
+    """When an engine last answered (and when the latest request it answered was sent), since
+    when it has failed without answering, its last probe."""
 
     def __init__(self, unreachable_after: float):
         self.unreachable_after = unreachable_after
         self.last_answer = time.monotonic()
+        self.answered_sent = float("-inf")
         self.failing_since: Optional[float] = None
         self.last_failure = 0.0
         self.probe: Optional[asyncio.Future] = None
         self.probed_at = 0.0
 
-    def answered(self) -> None:
+    def answered(self, sent: float) -> None:
+        """An answer to a request (or probe) sent at ``sent``."""
         self.last_answer = time.monotonic()
+        self.answered_sent = max(self.answered_sent, sent)
         self.failing_since = None
 
     def no_answer(self, now: float, silent_since: float) -> bool:
@@ -326,7 +331,7 @@ class Scheduler:
                 finally:
                     self._in_flight[pair] -= 1
             if result is not None:
-                health.answered()
+                health.answered(sent)
                 if result.error is None:
                     self.stats.tokens += result.num_tokens or 0
                     return result
@@ -336,7 +341,7 @@ class Scheduler:
             else:
                 now = time.monotonic()
                 if not timed_out and await self._probe(pair, now):  # the server answers: the request is the problem
-                    health.answered()
+                    health.answered(health.probed_at)
                     attempts += 1
                 else:
                     if health.failing_since is None:
@@ -359,18 +364,24 @@ class Scheduler:
 
     async def _probe(self, pair: int, since: float) -> bool:
         """Whether ``pair``'s server answers a probe sent after ``since`` (one probe at a time,
-        shared by the requests that wait for it)."""
+        shared by the requests that wait for it).  A probe sent before ``since`` says nothing of
+        a failure at ``since`` (the server may have died in between): wait for it to end, then
+        send another."""
         health = self._health[pair]
-        if health.probe is None or (health.probe.done() and health.probed_at < since):
+        while health.probe is None or health.probed_at < since:
+            if health.probe is not None and not health.probe.done():
+                await asyncio.wait([health.probe])
+                continue
             health.probed_at = time.monotonic()
             health.probe = self._loop.run_in_executor(self._read_pool, self.engines[pair].probe)
         return await asyncio.shield(health.probe)
 
     @staticmethod
     def _counts(unanswered_at: Optional[float], health: _Health) -> int:
-        """1 when a failure without answer is followed by answers to others (it was this
-        request's own), else 0."""
-        return int(unanswered_at is not None and health.last_answer > unanswered_at)
+        """1 when a failure without answer is followed by answers to others sent after it (it was
+        this request's own), else 0: an answer sent before the failure, even if it is read after,
+        says nothing of the server since."""
+        return int(unanswered_at is not None and health.answered_sent > unanswered_at)
 
     def _unreachable(self, pair: int, reason: str) -> str:
         silent = time.monotonic() - self._health[pair].last_answer
