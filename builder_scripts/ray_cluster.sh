@@ -30,6 +30,14 @@ resources=()
 if [ -n "${CPUS_PER_NODE:-}" ]; then resources+=(--num-cpus "$CPUS_PER_NODE"); fi
 if [ -n "${GPUS_PER_NODE:-}" ]; then resources+=(--num-gpus "$GPUS_PER_NODE"); fi
 
+# Ray enables token authentication on a head that finds a token (~/.ray/auth_token), but a worker
+# or a driver given an explicit address uses the token only with RAY_AUTH_MODE=token: make the mode
+# explicit for every process (RAY_AUTH_MODE=disabled opts out), with a token made if none exists.
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
+if [ "$RAY_AUTH_MODE" = token ] && [ -z "${RAY_AUTH_TOKEN:-}" ]; then
+  "$ray_bin" get-auth-token --generate >/dev/null
+fi
+
 pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop EXIT
@@ -37,12 +45,15 @@ trap stop EXIT
 "$ray_bin" start --head --block --node-ip-address "$head_ip" --port "$port" --include-dashboard false "${resources[@]}" &
 pids+=($!)
 for node in "${nodes[@]:1}"; do
-  ${LAUNCH:-ssh} "$node" "$ray_bin" start --block --address "$head_ip:$port" "${resources[@]}" &
+  ${LAUNCH:-ssh} "$node" env RAY_AUTH_MODE="$RAY_AUTH_MODE" "$ray_bin" start --block --address "$head_ip:$port" "${resources[@]}" &
   pids+=($!)
 done
 
-# every node joined (or give up after RAY_WAIT_S seconds)
-"$python" - "$head_ip:$port" "${#nodes[@]}" "${RAY_WAIT_S:-300}" <<'PY'
+# every node joined (or give up after RAY_WAIT_S seconds; `timeout` too, as a ray.init() that
+# cannot authenticate retries forever)
+wait_s=${RAY_WAIT_S:-300}
+status=0
+timeout --kill-after 10 "$((wait_s + 30))" "$python" - "$head_ip:$port" "${#nodes[@]}" "$wait_s" <<'PY' || status=$?
 import sys, time
 import ray
 address, wanted, patience = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
@@ -61,6 +72,11 @@ while (alive := sum(node["Alive"] for node in ray.nodes())) < wanted:
     time.sleep(2)
 print(f"Ray cluster at {address}: {alive} nodes, {ray.cluster_resources()}")
 PY
+if [ "$status" -ge 124 ]; then
+  echo "ray_cluster.sh: could not join the Ray cluster at $head_ip:$port in $((wait_s + 30)) s (RAY_AUTH_MODE=$RAY_AUTH_MODE:" \
+    "every node and the driver need the same mode and token)" >&2
+fi
+if [ "$status" -ne 0 ]; then exit "$status"; fi
 
 source_dir=$1
 out_dir=$2

@@ -26,4 +26,11 @@ LAUNCH=${LAUNCH:-"srun --nodes=1 --ntasks=1 --overlap -w"}
 CPUS_PER_NODE=${CPUS_PER_NODE:-${SLURM_CPUS_PER_TASK:-}}
 GPUS_PER_NODE=${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-}}
 export NODES LAUNCH CPUS_PER_NODE GPUS_PER_NODE
-exec bash "$(dirname "$0")/ray_cluster.sh" "$@"
+# sbatch runs a copy of this script from its spool directory: find ray_cluster.sh beside the
+# submitted file (scontrol's Command), else under the submit directory's builder_scripts/.
+here=$(dirname "$0")
+if [ ! -f "$here/ray_cluster.sh" ]; then
+  submitted=$(scontrol show job "${SLURM_JOB_ID:-}" 2>/dev/null | sed -n 's/^ *Command=\([^ ]*\).*/\1/p')
+  here=$(dirname "${submitted:-${SLURM_SUBMIT_DIR:-.}/builder_scripts/slurm_ray.sh}")
+fi
+exec bash "$here/ray_cluster.sh" "$@"

@@ -5,10 +5,12 @@ with SIGKILL and rerun; each output shard read at most once per run, locally and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -238,3 +240,87 @@ def test_launch_ray_is_a_thin_wrapper_of_regenerate_ray(tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "to generate:       24 images x 1 teachers" in done.stdout and not (tmp_path / "out").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ray_cluster_script_starts_a_two_node_cluster_runs_the_job_and_stops_it(tmp_path):
+    """builder_scripts/ray_cluster.sh (under slurm_ray.sh and pbs_ray.sh) for real: a head and a
+    worker raylet (on this machine, LAUNCH instead of srun/ssh), one CPU each, so glm's and kimi's
+    replicas run on different nodes; a fresh HOME without a Ray token and no RAY_AUTH_MODE, as on
+    a new cluster, where Ray enables token authentication on the head only."""
+    images = image_folder(tmp_path / "images", 12)
+    out = tmp_path / "out"
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1", NODES="127.0.0.1 127.0.0.1", HEAD_IP="127.0.0.1",
+               LAUNCH=str(REPO / "tests" / "fixtures" / "launch_here.sh"), CPUS_PER_NODE="1", RAY_PORT=str(port),
+               RAY_WAIT_S="30", PYTHON=sys.executable, PATH=f"{Path(sys.executable).parent}:{env['PATH']}")  # fmt: skip
+    with SimProcess(**SIM) as glm, SimProcess(**SIM) as kimi:
+        args = command(images, out, glm, kimi)[3:]  # SOURCE OUT_DIR [options] of regenerate
+        script = subprocess.Popen(["bash", str(REPO / "builder_scripts" / "ray_cluster.sh"), *args], cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+        try:
+            stdout, stderr = script.communicate(timeout=240)
+        finally:  # a hung script: its trap stops the raylets on SIGTERM
+            if script.poll() is None:
+                os.killpg(script.pid, signal.SIGTERM)
+                script.communicate(timeout=60)
+        requests = [glm.stats()["requests"], kimi.stats()["requests"]]
+    assert script.returncode == 0, stderr[-3000:]
+    assert re.search(rf"^Ray cluster at 127\.0\.0\.1:{port}: 2 nodes, .*'CPU': 2\.0", stdout, re.M), stdout
+    assert_once(out, images)
+    assert requests == [12, 12]
+    rows = pq.read_table(runner.data_files(out)).to_pylist()
+    assert {e["engine"].endswith(f"(ray {ray.__version__})") for r in rows for e in r["generation"]} == {True}
+    assert (tmp_path / "home" / ".ray" / "auth_token").stat().st_size > 0  # the script made the token
+    with pytest.raises(ConnectionRefusedError):  # the head is gone with the script
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_joining_a_token_cluster_by_address_without_the_auth_mode_is_one_line_with_the_fix(tmp_path):
+    """`ray start --head` turns token authentication on when it finds a token, but ray.init(address)
+    sends the token only with RAY_AUTH_MODE=token: the error says so; with it, the run joins (and
+    then stops at the teacher server, which is not running)."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1")
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    subprocess.run([ray_bin, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                             "--num-cpus", "1", "--include-dashboard", "false"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    images = image_folder(tmp_path / "images", 2)
+    args = [sys.executable, "-m", "imagenet_think.regenerate", str(images), str(tmp_path / "out"), "--min-size", "0",
+            "--teachers", "glm", "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1", "--no-progress",
+            "--ray", f"127.0.0.1:{port}"]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while head.poll() is None and time.monotonic() < deadline:  # until the head's GCS listens
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        without = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+        with_mode = subprocess.run(args, cwd=REPO, env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=180)
+    finally:  # `ray start` stops its GCS and raylet on SIGTERM (sent to them too, it waits 30 s for the GCS)
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # anything left of it
+                os.killpg(head.pid, signal.SIGKILL)
+    assert without.returncode == 1
+    [line] = error_lines(without.stderr)
+    assert line.startswith(f"{ERROR}Failed to connect to Ray cluster at ") and line.endswith(
+        "and Ray sends it to an address you give only with RAY_AUTH_MODE=token set here"
+    )
+    assert with_mode.returncode == 1
+    assert error_lines(with_mode.stderr) == [
+        f"{ERROR}cannot reach the glm server at http://127.0.0.1:9/v1: Connection error. (ConnectionRefusedError: "
+        "[Errno 111] Connect call failed ('127.0.0.1', 9)); is it running?"
+    ]
+    assert runner.data_files(tmp_path / "out") == []

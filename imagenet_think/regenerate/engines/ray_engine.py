@@ -88,8 +88,17 @@ def connect(address: str) -> None:
     ``ray.init()`` would join); a process already connected (a notebook, the tests) keeps its runtime."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    try:
+        ray.init(address=address, include_dashboard=False)
+    except ConnectionError as error:  # exit status 1, as for a teacher server that is down: rerun when it is up
+        hint = "is it running?"
+        if address not in ("local", "auto") and not os.environ.get("RAY_AUTH_MODE"):
+            hint += (" A head that found a Ray token (Ray >= 2.5x) wants it, and Ray sends it to an address you "
+                     "give only with RAY_AUTH_MODE=token set here")  # fmt: skip
+        raise EngineUnreachable(f"{error}: {hint}") from error
 
 
 def cluster_gpus() -> float:
