@@ -30,11 +30,12 @@ resources=()
 if [ -n "${CPUS_PER_NODE:-}" ]; then resources+=(--num-cpus "$CPUS_PER_NODE"); fi
 if [ -n "${GPUS_PER_NODE:-}" ]; then resources+=(--num-gpus "$GPUS_PER_NODE"); fi
 
-# Ray enables token authentication on a head that finds a token (~/.ray/auth_token), but a worker
-# or a driver given an explicit address uses the token only with RAY_AUTH_MODE=token: make the mode
-# explicit for every process (RAY_AUTH_MODE=disabled opts out), with a token made if none exists.
+# Token authentication (Ray >= 2.52): a head that finds a token (~/.ray/auth_token) turns it on,
+# but a worker or a driver given an explicit address uses the token only with RAY_AUTH_MODE=token:
+# make the mode explicit for every process (RAY_AUTH_MODE=disabled opts out), with a token made if
+# none exists.  Older Rays ignore the mode.
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
-if [ "$RAY_AUTH_MODE" = token ] && [ -z "${RAY_AUTH_TOKEN:-}" ]; then
+if [ "$RAY_AUTH_MODE" = token ] && [ -z "${RAY_AUTH_TOKEN:-}" ] && "$ray_bin" get-auth-token --help >/dev/null 2>&1; then
   "$ray_bin" get-auth-token --generate >/dev/null
 fi
 

@@ -96,7 +96,7 @@ def connect(address: str) -> None:
     except ConnectionError as error:  # exit status 1, as for a teacher server that is down: rerun when it is up
         hint = "is it running?"
         if address not in ("local", "auto") and not os.environ.get("RAY_AUTH_MODE"):
-            hint += (" A head that found a Ray token (Ray >= 2.5x) wants it, and Ray sends it to an address you "
+            hint += (" A head that found a Ray token (token authentication, Ray >= 2.52) wants it, and Ray sends it to an address you "
                      "give only with RAY_AUTH_MODE=token set here")  # fmt: skip
         raise EngineUnreachable(f"{error}: {hint}") from error
 
