@@ -421,6 +421,19 @@ def test_new_files_show_on_reload_and_nothing_is_written(tmp_path):
         assert ids_of(server, "") == [r["id"] for r in rows[10:]]
 
 
+def test_a_regenerate_output_before_its_first_file_is_served_empty_until_the_run_writes(tmp_path):
+    rows = sample_rows()
+    out = tmp_path / "regen"
+    (out / "regenerate").mkdir(parents=True)  # what `regenerate` makes first: its state directory
+    with serving(out) as server:
+        listing = api(server, "/api/records")
+        assert (listing["total"], listing["records"], listing["problems"]) == (0, [], [])
+        status, _, body = get(server, "/")
+        assert status == 200 and b"No rows written yet: reload" in body
+        write_rows(out / "data" / "train-00000-00000.parquet", rows[:3], row_group_size=2)
+        assert ids_of(server, "") == [r["id"] for r in rows[:3]]
+
+
 def test_images_follow_a_rewritten_file_without_a_page_load(tmp_path):
     rows = sample_rows()
     out = tmp_path / "corpus"

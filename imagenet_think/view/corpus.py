@@ -199,11 +199,18 @@ def _join(files: list[DataFile]) -> pa.Table:
 
 def local_files(source: str) -> tuple[dict[str, list[str]], str]:
     """Parquet files by split of a local source, and their fingerprint (see
-    :func:`imagenet_think.loading.resolve_source`); a Hub source is refused with what to do."""
+    :func:`imagenet_think.loading.resolve_source`); a Hub source is refused with what to do.
+    A ``regenerate`` output that has no Parquet file yet (its run is starting) has none."""
     from imagenet_think import loading
+    from imagenet_think.regenerate.runner import STATE_DIR
 
     if source == "sample" or (source not in loading.SOURCE_ALIASES and os.path.isdir(source)):
-        return loading.resolve_source(source)
+        try:
+            return loading.resolve_source(source)
+        except FileNotFoundError:
+            if source != "sample" and os.path.isdir(os.path.join(source, STATE_DIR)):
+                return {}, "no files yet"
+            raise
     hub = f" (for a Hub dataset, run `imagenet-think export {source} DIR` and view DIR)" if loading.is_corpus_source(source) else ""
     raise FileNotFoundError(f"{source}: no such directory; view serves 'sample' or a local corpus directory{hub}")
 

@@ -193,7 +193,12 @@ def list_page(
 ) -> str:
     """The paged record grid (``rows`` are the index rows of the page) under the filter form
     and the per-status counts."""
-    empty = "" if rows else '<p class="empty">No records here. <a href="/">Show all records</a>.</p>'
+    if rows:
+        empty = ""
+    elif not splits:  # a regenerate output before its first file
+        empty = '<p class="empty">No rows written yet: reload to see them as the run writes its files.</p>'
+    else:
+        empty = '<p class="empty">No records here. <a href="/">Show all records</a>.</p>'
     cards = "\n".join(_card(row, query) for row in rows)
     pager = _pager(query, selection.total)
     body = f"""{_filters(query, splits)}
