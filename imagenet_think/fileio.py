@@ -1,4 +1,5 @@
-"""Atomic file writes: a file is either the old version or the new one, never half.
+"""Atomic file writes (a file is either the old version or the new one, never half) and
+staging directories for whole exports (:func:`staging_dir`).
 
 Data go to a uniquely named temporary file beside the target (so parallel writers never share
 one), are flushed and fsync'd, then renamed over the target; the directory is fsync'd so the
@@ -58,3 +59,50 @@ def fsync_dir(directory: Union[str, os.PathLike]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def staging_dir(target: Union[str, os.PathLike]) -> Iterator[Path]:
+    """A new empty directory beside ``target`` (same file system, so its contents can be renamed
+    into place), removed with everything left in it when the block ends.
+
+    Its name, ``.TARGET.staging-HOST-PID-RANDOM``, says which process made it: staging directories
+    of ``target`` left by a killed process of this host are removed first (those of live
+    processes and of other hosts sharing the file system are left alone).
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "out"
+    >>> with staging_dir(target) as staging:
+    ...     staging.name.startswith(".out.staging-"), staging.is_dir()
+    (True, True)
+    >>> staging.exists()
+    False
+    """
+    import glob
+    import shutil
+    import socket
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    prefix = f".{target.name}.staging-{host}-"
+    for stale in target.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = stale.name[len(prefix) :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = target.with_name(f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

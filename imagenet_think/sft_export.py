@@ -36,7 +36,8 @@ embedded as they are stored.  Paths in the files are relative to ``out_dir``.  T
 can only go in the text for LLaMA-Factory and LLaVA: ``think="field"`` is for ``trl`` alone.
 
 The export is written in a staging directory beside ``out_dir`` and renamed into place when
-whole, so a failed export leaves ``out_dir`` as it was.  An ``out_dir`` that is not empty is
+whole, so a failed export leaves ``out_dir`` as it was (and the next export removes the staging
+directory of one that was killed: :func:`imagenet_think.fileio.staging_dir`).  An ``out_dir`` that is not empty is
 refused unless ``overwrite=True``, which replaces a previous export (nothing of it remains),
 and only one: a directory holding files that no export writes is never replaced.
 
@@ -65,7 +66,7 @@ import pyarrow.parquet as pq
 
 from imagenet_think import schema
 from imagenet_think.cli import add_source_argument
-from imagenet_think.fileio import atomic_write
+from imagenet_think.fileio import atomic_write, staging_dir
 from imagenet_think.images import image_kind
 from imagenet_think.sft import (
     DEFAULT_REQUIRE_STATUS,
@@ -271,7 +272,7 @@ def export_sft(
 
     from tqdm.auto import tqdm
 
-    with _staging(target) as staging:
+    with staging_dir(target) as staging:
         with _example_writer(staging, format, file_format, data_file, split, max_shard_bytes) as write, tqdm(
             total=_length(source, limit), unit="record", desc=f"export-sft {format}", disable=not progress
         ) as bar:
@@ -369,18 +370,6 @@ def is_export_entry(path: Path) -> bool:
             for child in path.iterdir()
         )
     return path.is_file() and (path.name in EXPORT_FILES or path.suffix in EXPORT_SUFFIXES)
-
-
-@contextlib.contextmanager
-def _staging(out_dir: Path) -> Iterator[Path]:
-    """A new directory beside ``out_dir`` (an absolute path; same file system, so it can be
-    renamed into place), removed when the block ends."""
-    staging = out_dir.with_name(f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}")
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -34,7 +33,7 @@ import pyarrow.parquet as pq
 
 from imagenet_think import schema
 from imagenet_think.cli import add_source_argument
-from imagenet_think.fileio import atomic_write
+from imagenet_think.fileio import atomic_write, staging_dir
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, check_split_label, validation_mask
 
 if TYPE_CHECKING:
@@ -375,8 +374,7 @@ def export_hub_layout(
     if (out_dir / "data").exists() and any((out_dir / "data").iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir}/data already holds files; pass overwrite=True (--overwrite) to replace them")
     splits = corpus_splits(source, validation_fraction)
-    staging = out_dir.with_name(f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}")
-    try:
+    with staging_dir(out_dir) as staging:
         for split, shards in _write_splits(splits, staging / "data", validation_fraction, max_shard_bytes, limit).items():
             for index, shard in enumerate(shards):
                 shard.rename(shard.with_name(shard_name(split, index, len(shards))))
@@ -386,8 +384,6 @@ def export_hub_layout(
         if (out_dir / "data").exists():
             shutil.rmtree(out_dir / "data")
         os.replace(staging / "data", out_dir / "data")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     card_info.setdefault("source", source if isinstance(source, str) else None)
     readme = write_card(out_dir, validation_fraction=validation_fraction, **card_info)
     if push_to_hub:
