@@ -3,7 +3,6 @@
 import base64
 import io
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,14 +29,6 @@ def jpeg(size, color):
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
-
-
-@pytest.fixture
-def unused_port():
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -242,20 +242,14 @@ def test_launch_ray_is_a_thin_wrapper_of_regenerate_ray(tmp_path):
     assert "to generate:       24 images x 1 teachers" in done.stdout and not (tmp_path / "out").exists()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_ray_cluster_script_starts_a_two_node_cluster_runs_the_job_and_stops_it(tmp_path):
+def test_ray_cluster_script_starts_a_two_node_cluster_runs_the_job_and_stops_it(tmp_path, unused_port):
     """builder_scripts/ray_cluster.sh (under slurm_ray.sh and pbs_ray.sh) for real: a head and a
     worker raylet (on this machine, LAUNCH instead of srun/ssh), one CPU each, so glm's and kimi's
     replicas run on different nodes; a fresh HOME without a Ray token and no RAY_AUTH_MODE, as on
     a new cluster, where Ray enables token authentication on the head only."""
     images = image_folder(tmp_path / "images", 12)
     out = tmp_path / "out"
-    port = free_port()
+    port = unused_port
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
     env.update(HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1", NODES="127.0.0.1 127.0.0.1", HEAD_IP="127.0.0.1",
                LAUNCH=str(REPO / "tests" / "fixtures" / "launch_here.sh"), CPUS_PER_NODE="1", RAY_PORT=str(port),
@@ -282,11 +276,11 @@ def test_ray_cluster_script_starts_a_two_node_cluster_runs_the_job_and_stops_it(
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
-def test_joining_a_token_cluster_by_address_without_the_auth_mode_is_one_line_with_the_fix(tmp_path):
+def test_joining_a_token_cluster_by_address_without_the_auth_mode_is_one_line_with_the_fix(tmp_path, unused_port):
     """`ray start --head` turns token authentication on when it finds a token, but ray.init(address)
     sends the token only with RAY_AUTH_MODE=token: the error says so; with it, the run joins (and
     then stops at the teacher server, which is not running)."""
-    port = free_port()
+    port = unused_port
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
     env.update(HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1")
     ray_bin = str(Path(sys.executable).parent / "ray")
