@@ -18,11 +18,12 @@ from typing import Iterable, Optional, Sequence
 import pyarrow as pa
 
 DEFAULT_VALIDATION_FRACTION = 0.01
+CRC32_RANGE = 4294967296.0  # 2**32: CRC-32 values are in [0, CRC32_RANGE)
 
 
 def hash_unit(row_id: str) -> float:
     """CRC-32 of ``row_id`` (UTF-8) scaled into [0, 1)."""
-    return zlib.crc32(row_id.encode("utf-8")) / 4294967296.0
+    return zlib.crc32(row_id.encode("utf-8")) / CRC32_RANGE
 
 
 def is_validation(row_id: str, fraction: float = DEFAULT_VALIDATION_FRACTION) -> bool:
@@ -36,7 +37,7 @@ def validation_mask(ids: Iterable[str], fraction: float = DEFAULT_VALIDATION_FRA
     >>> validation_mask(["a", "b"], 0.5).to_pylist()
     [False, True]
     """
-    limit = fraction * 4294967296.0
+    limit = fraction * CRC32_RANGE
     crc32 = zlib.crc32
     return pa.array([crc32(i.encode("utf-8")) < limit for i in ids], type=pa.bool_())
 
@@ -64,7 +65,7 @@ def check_split_label(ids: Sequence[str], split: str, fraction: Optional[float],
     """
     if split not in ("train", "validation") or fraction is None:
         raise ValueError(f"{where}: split label {split!r} at validation_fraction {fraction!r} is not a hash split")
-    limit = check_fraction(fraction) * 4294967296.0
+    limit = check_fraction(fraction) * CRC32_RANGE
     wanted = split == "validation"
     hashes = map(zlib.crc32, map(str.encode, ids))  # min/max over C iterators: ~0.1 us an id
     if not ids or (max(hashes) < limit if wanted else min(hashes) >= limit):
