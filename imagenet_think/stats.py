@@ -57,9 +57,10 @@ def measure(dataset: Any, suffixes: Sequence[str] = PAIRS, batch_size: int = 10_
     ``dataset`` is a ``Dataset`` or ``IterableDataset``; only its :func:`text_columns` are read.
     """
     with_agreement = tuple(suffixes) == PAIRS
-    columns = text_columns(suffixes) + (["wnid"] if "wnid" in (dataset.column_names or ()) else [])
+    with_labels = "wnid" in (dataset.column_names or ())
+    columns = text_columns(suffixes) + (["wnid"] if with_labels else [])
     batches = [
-        measure_table(batch, suffixes, with_agreement)
+        measure_table(batch, suffixes, with_agreement, with_labels)
         for batch in dataset.select_columns(columns).with_format("arrow").iter(batch_size=batch_size)
     ]
     if not batches:
@@ -67,15 +68,17 @@ def measure(dataset: Any, suffixes: Sequence[str] = PAIRS, batch_size: int = 10_
     return pa.concat_tables(batches)
 
 
-def measure_table(table: pa.Table, suffixes: Sequence[str] = PAIRS, with_agreement: bool = True) -> pa.Table:
-    """The :func:`measure` columns of one Arrow table holding the text columns; ``label<s>``
-    only when it has ``wnid``; ``agreement`` (which needs ``answer_1`` and ``answer_2``) only
-    when ``with_agreement``.
+def measure_table(
+    table: pa.Table, suffixes: Sequence[str] = PAIRS, with_agreement: bool = True, with_labels: bool = False
+) -> pa.Table:
+    """The :func:`measure` columns of one Arrow table holding the text columns; ``agreement``
+    (which needs ``answer_1`` and ``answer_2``) only when ``with_agreement``, ``label<s>``
+    (which needs ``wnid``) only when ``with_labels``.
 
     >>> measure_table(pa.table({"status": ["ok"], "think": ["Fur."], "answer": ["A cat."]}), ("",), False).to_pylist()
     [{'status': 'ok', 'think_chars': 4, 'answer_chars': 6}]
     >>> measure_table(pa.table({"wnid": ["n02121620"], "status": ["ok"], "think": [""], "answer": ["A feline."]}),
-    ...               ("",), False)["label"].to_pylist()
+    ...               ("",), False, True)["label"].to_pylist()
     ['ancestor']
     """
     measured = {}
@@ -83,7 +86,7 @@ def measure_table(table: pa.Table, suffixes: Sequence[str] = PAIRS, with_agreeme
         measured[f"status{s}"] = table[f"status{s}"]
         for field in FIELDS:
             measured[f"{field}_chars{s}"] = pc.utf8_length(table[f"{field}{s}"])
-        if "wnid" in table.column_names:
+        if with_labels:
             measured[f"label{s}"] = _label_kinds(table["wnid"].to_pylist(), table[f"status{s}"].to_pylist(), table[f"answer{s}"].to_pylist())
     if with_agreement:
         scores = agreement(table["answer_1"].to_pylist(), table["answer_2"].to_pylist())
