@@ -1,4 +1,4 @@
-"""Dataset cards (README.md): of a corpus directory in Hub layout, and of a TRL SFT export.
+"""Dataset cards (README.md): of a corpus directory in Hub layout, of a TRL SFT export and of an RL prompts export.
 
 The corpus card's YAML header carries ``configs`` and a full ``dataset_info`` (features, split sizes) for
 each config that plain ``datasets`` can serve from the shards: ``default`` (all columns),
@@ -8,7 +8,8 @@ selected with the Parquet builder's ``columns`` option).  They are not called ``
 add ``teacher`` and drop missing pairs, which plain ``datasets`` cannot do from these shards,
 and one config name keeps one meaning.  The ``glm``, ``kimi`` and ``pairs`` reshapings need
 this package (``imagenet_think.load_dataset(dir, "pairs")``).  :func:`render_sft_card`
-describes the examples ``export-sft --format trl`` writes, with the settings they were made with.
+describes the examples ``export-sft --format trl`` writes, with the settings they were made with;
+:func:`render_rl_card` the prompts ``export-rl`` writes, with the reward and training command.
 
 >>> text = render_card({"train": {"num_examples": 2, "num_bytes": 10, "download_size": 9}})
 >>> text.startswith("---"), sorted({line.split()[-1] for line in text.splitlines() if "config_name:" in line})
@@ -17,6 +18,7 @@ describes the examples ``export-sft --format trl`` writes, with the settings the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Optional
 
@@ -278,6 +280,174 @@ trainer = SFTTrainer(
 )
 trainer.train()
 ```
+
+{LICENSE_AND_CITATION}"""
+
+
+RL_FRAMEWORKS = {"trl": "TRL", "easyr1": "EasyR1", "verl": "verl"}
+
+RL_COLUMNS = {
+    "trl": {
+        "prompt": "one user turn: an image part (`{\"type\": \"image\"}`) and the question",
+        "images": "the record's image (one)",
+        "wnid": "WordNet id of the image's class: what `label_reward` checks the answer against",
+        "label": "the class's WordNet lemmas",
+        "id": "id of the corpus record (`<wnid>_<file stem>`)",
+    },
+    "easyr1": {
+        "problem": "`<image>` then the question (`data.prompt_key`)",
+        "answer": "WordNet id of the image's class (`data.answer_key`): the reward's `ground_truth`",
+        "images": "the record's image (one; `data.image_key`)",
+        "id": "id of the corpus record (`<wnid>_<file stem>`)",
+        "label": "the class's WordNet lemmas",
+    },
+    "verl": {
+        "data_source": "`imagenet_think`",
+        "prompt": "one user turn whose content is `<image>` then the question",
+        "images": "the record's image (one)",
+        "ability": "`visual_recognition`",
+        "reward_model": "`{\"style\": \"rule\", \"ground_truth\": wnid}`: the WordNet id of the image's class",
+        "extra_info": "`split`, `index` (row in its split), `id` of the corpus record, `label` (the class's lemmas)",
+    },
+}
+"""What each RL export's columns hold (for the card)."""
+
+RL_REWARD_USE = {
+    "trl": "Pass them as `reward_funcs`: TRL hands each function the completions and the `wnid` column.",
+    "easyr1": "EasyR1 calls `easyr1_score` (a batch function: `response` and `ground_truth` = `answer` in, "
+              "`overall`, `format`, `accuracy` out) through `worker.reward.reward_function`.",
+    "verl": "verl calls `compute_score(data_source, solution_str, ground_truth, extra_info)` through "
+            "`custom_reward_function.path` and `.name`, with `ground_truth` = `reward_model.ground_truth`.",
+}
+
+REWARDS_PATH = "REWARDS=$(python -c 'import imagenet_think.rewards as r; print(r.__file__)')"
+"""Shell line that finds the installed ``imagenet_think/rewards.py`` (EasyR1 and verl load it by path)."""
+
+
+def rl_training(format: str, shards: Mapping[str, Sequence[str]], dataset: str = "path/to/this/dir") -> str:
+    """The training example of an RL export card: TRL Python, or an EasyR1 / verl command line
+    whose data settings name ``shards`` (the export's data files by split, relative to it).
+
+    >>> text = rl_training("verl", {"train": ["data/train-0.parquet", "data/train-1.parquet"]}, "/x")
+    >>> for line in text.splitlines():  # no validation split: validate on train
+    ...     if "_files=" in line:
+    ...         print(line.strip(" \\\\"))
+    data.train_files="['/x/data/train-0.parquet', '/x/data/train-1.parquet']"
+    data.val_files="['/x/data/train-0.parquet', '/x/data/train-1.parquet']"
+    """
+    val_split = "validation" if "validation" in shards else "train"
+    if format == "trl":
+        return f"""```python
+from datasets import load_dataset
+from trl import GRPOConfig, GRPOTrainer
+from imagenet_think.rewards import format_reward, label_reward
+
+train = load_dataset("{dataset}", split="train")  # or the Hub id it was pushed to
+trainer = GRPOTrainer(
+    model="Qwen/Qwen2.5-VL-3B-Instruct",
+    reward_funcs=[label_reward, format_reward],
+    args=GRPOConfig(output_dir="out/grpo", num_generations=8, per_device_train_batch_size=8,
+                    max_completion_length=1024, learning_rate=1e-6, bf16=True),
+    train_dataset=train,
+)
+trainer.train()
+```"""
+    if format == "easyr1":
+        return f"""```bash
+{REWARDS_PATH}
+python3 -m verl.trainer.main config=examples/config.yaml \\
+  data.train_files={dataset}/data@train \\
+  data.val_files={dataset}/data@{val_split} \\
+  data.prompt_key=problem data.answer_key=answer data.image_key=images data.format_prompt=null \\
+  worker.reward.reward_function=$REWARDS:easyr1_score \\
+  worker.actor.model.model_path=Qwen/Qwen2.5-VL-7B-Instruct
+```
+
+`DIR@split` makes EasyR1 read a local directory with `datasets.load_dataset("parquet", data_dir=DIR,
+split=split)`: name `data/`, where the shards are, not the export itself (whose card is no Parquet file)."""
+
+    def files(split: str) -> str:
+        return "[" + ", ".join(f"'{dataset}/{path}'" for path in shards[split]) + "]"
+
+    return f"""```bash
+{REWARDS_PATH}
+python3 -m verl.trainer.main_ppo algorithm.adv_estimator=grpo \\
+  custom_reward_function.path=$REWARDS custom_reward_function.name=compute_score \\
+  data.prompt_key=prompt data.image_key=images \\
+  data.train_files="{files("train")}" \\
+  data.val_files="{files(val_split)}" \\
+  actor_rollout_ref.model.path=Qwen/Qwen2.5-VL-7B-Instruct actor_rollout_ref.rollout.n=5
+```
+
+verl reads Parquet files, one by one: `data.train_files` lists the `train` shards of this export."""
+
+
+def render_rl_card(
+    sizes: dict[str, dict[str, int]],
+    format: str,
+    prompt: str,
+    shards: Mapping[str, Sequence[str]],
+    settings: Mapping[str, str],
+    *,
+    features: Optional["datasets.Features"] = None,
+    pretty_name: str = "ImageNet-Think RL prompts",
+) -> str:
+    """Full README.md text of an RL prompts export (``imagenet-think export-rl``): its ``default``
+    config names each split's ``shards`` typed by ``features``, then the reward to use and the
+    training example (:func:`rl_training`).
+
+    >>> sizes = {"train": {"num_examples": 3, "num_bytes": 10, "download_size": 9}}
+    >>> text = render_rl_card(sizes, "easyr1", "What is it?", {"train": ["data/train-0.parquet"]}, {})
+    >>> "- data/train-0.parquet" in text, "worker.reward.reward_function=$REWARDS:easyr1_score" in text
+    (True, True)
+    """
+    framework = RL_FRAMEWORKS[format]
+    data_files = [{"split": split, "path": list(paths)} for split, paths in shards.items()]
+    header = card_header(
+        sizes,
+        {"default": ({"data_files": data_files}, features)},
+        pretty_name=pretty_name,
+        task_categories=["image-text-to-text"],
+        tags=["imagenet", "vision-language", "reinforcement-learning", "grpo", "rlvr", format],
+    )
+    rows = "\n".join(f"| {split} | {size['num_examples']:,} |" for split, size in sizes.items())
+    made_with = {"format": f"`{format}` ({framework})", "prompt": json.dumps(prompt, ensure_ascii=False), **settings}
+    made_with_rows = "\n".join(f"| {name} | {value.replace('|', '&#124;')} |" for name, value in made_with.items())
+    columns = "\n".join(f"| `{name}` | {text} |" for name, text in RL_COLUMNS[format].items())
+    return f"""{header}
+# {pretty_name}
+
+Prompts for reinforcement learning with verifiable rewards in {framework}'s layout: ImageNet-21k
+images from [`{schema.HUB_REPO}`](https://huggingface.co/datasets/{schema.HUB_REPO})
+(arXiv [2510.01582](https://arxiv.org/abs/2510.01582)), one row per image, each with a question
+and the image's WordNet class, written by `imagenet-think` {__version__}
+(`imagenet-think export-rl --format {format}`).
+
+| split | prompts |
+|---|---|
+{rows}
+
+| setting | value |
+|---|---|
+{made_with_rows}
+
+## Columns
+
+| column | content |
+|---|---|
+{columns}
+
+## Reward
+
+With `imagenet-think` installed (the rewards need no GPU), score completions with `imagenet_think.rewards`:
+`label_reward` checks the answer (the text after the reasoning) against the WordNet class:
+1.0 when it names the class or a more specific one, less for an ancestor only, 0 for anything
+else or a hedge across classes; `format_reward` gives 1.0 to closed reasoning followed by a
+non-empty answer. {RL_REWARD_USE[format]}
+
+## Training with {framework}
+
+{rl_training(format, shards)}
 
 {LICENSE_AND_CITATION}"""
 
