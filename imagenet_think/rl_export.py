@@ -241,6 +241,7 @@ def export_rl(
     overwrite: bool = False,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     source_name: Optional[str] = None,
+    batch_size: int = 256,
     progress: bool = False,
 ) -> dict:
     """Write the RL prompts of every image of ``source`` into ``out_dir`` as ``format``.
@@ -249,7 +250,8 @@ def export_rl(
     corpus directory, a Hub id, a loaded ``Dataset`` / ``DatasetDict`` / ``IterableDataset``
     of ``default``-config rows); ``limit`` keeps the first rows of each of its splits.  Each
     row lands in the split its id hashes to at ``validation_fraction``; shards hold about
-    ``max_shard_bytes`` of Arrow data; ``source_name`` is how the card names the source.
+    ``max_shard_bytes`` of Arrow data (a shard closes between batches of ``batch_size`` source
+rows); ``source_name`` is how the card names the source.
     Returns the rows per split and the directory: ``{"train", "validation", "path"}``.
 
     >>> import datasets, tempfile
@@ -272,7 +274,7 @@ def export_rl(
             staging / "data", "validation", max_shard_bytes
         ) as validation:
             writers = {"train": train, "validation": validation}
-            for batch in corpus_batches(splits, limit, desc=f"export-rl {format}", progress=progress):
+            for batch in corpus_batches(splits, limit, batch_size, f"export-rl {format}", progress):
                 mask = validation_mask(batch["id"].to_pylist(), validation_fraction)
                 for split, part in (("train", batch.filter(pc.invert(mask))), ("validation", batch.filter(mask))):
                     writer = writers[split]
