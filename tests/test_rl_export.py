@@ -197,7 +197,7 @@ def test_rows_go_to_the_split_their_id_hashes_to_whatever_split_they_came_in(rec
         [load_dataset("sample", split=split, decode_images=False) for split in ("train", "validation")])
     for fraction in (FRACTION, 0.3):
         out = tmp_path / f"rl-{fraction}"
-        summary = export_rl(every_row, out, format="verl", validation_fraction=fraction)
+        summary = export_rl(every_row, out, format="verl", validation_fraction=fraction, batch_size=5)
         expected = expected_rows(records, "verl", fraction=fraction)
         assert summary["train"] == len(expected["train"]) and summary["validation"] == len(expected["validation"])
         loaded = datasets.load_dataset(str(out))
