@@ -29,6 +29,7 @@ from huggingface_hub import DatasetCard
 
 from imagenet_think import cli, load_dataset
 from imagenet_think.rl_export import DEFAULT_PROMPT, FORMATS, export_rl, rl_features, rl_table
+from tests.test_sft_export import error_line
 
 FRACTION = 0.01
 
@@ -264,11 +265,6 @@ def test_rows_without_a_class_or_an_image_are_refused(rows, message):
     table = pa.table({**columns, "image": pa.array(columns["image"], image_type)})
     with pytest.raises(ValueError, match=re.escape(message)):
         rl_table(table, "trl")
-
-
-def error_line(stderr):
-    assert stderr.count("error:") == 1 and "Traceback" not in stderr, stderr
-    return stderr.rstrip().splitlines()[-1]
 
 
 def test_cli_writes_and_overwrites_only_a_previous_export(records, tmp_path, capsys):
