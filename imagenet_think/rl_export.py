@@ -251,7 +251,7 @@ def export_rl(
     of ``default``-config rows); ``limit`` keeps the first rows of each of its splits.  Each
     row lands in the split its id hashes to at ``validation_fraction``; shards hold about
     ``max_shard_bytes`` of Arrow data (a shard closes between batches of ``batch_size`` source
-rows); ``source_name`` is how the card names the source.
+rows); ``source_name`` is how the card names the source (default: ``source`` when it is a name).
     Returns the rows per split and the directory: ``{"train", "validation", "path"}``.
 
     >>> import datasets, tempfile
@@ -268,6 +268,8 @@ rows); ``source_name`` is how the card names the source.
         raise ValueError(f"limit must be >= 0, got {limit}")
     target = Path(out_dir).resolve()
     check_replaceable(target, overwrite)
+    if source_name is None and isinstance(source, (str, os.PathLike)):
+        source_name = str(source)
     splits = corpus_splits(source, validation_fraction)
     with staging_dir(target) as staging:
         with ShardWriter(staging / "data", "train", max_shard_bytes) as train, ShardWriter(

@@ -165,6 +165,7 @@ def test_every_format_loads_with_plain_datasets_and_the_frameworks_readers(recor
     paths = {}
     for format in FORMATS:
         summary = export_rl("sample", tmp_path / "written" / format, format=format)
+        assert "| source | `sample` |" in (tmp_path / "written" / format / "README.md").read_text()
         assert summary["path"] == str(tmp_path / "written" / format)
         paths[format] = shutil.move(tmp_path / "written" / format, tmp_path / "moved" / format)
     shutil.rmtree(tmp_path / "written")
@@ -288,6 +289,7 @@ def test_cli_writes_and_overwrites_only_a_previous_export(records, tmp_path, cap
     (["--out", "{out}/new", "--prompt", "  "], "the prompt must be a non-blank text"),
     (["--out", "{out}/new", "--validation-fraction", "1"], "validation_fraction must be in [0, 1)"),
     (["{out}/missing", "--out", "{out}/new"], "{out}/missing"),
+    (["--out", "{out}/new", "--limit", "0"], "sample: no rows to export"),
 ])
 def test_cli_refuses_with_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "out"

@@ -47,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         overwrite=args.overwrite,
         max_shard_bytes=int(args.max_shard_mb * 2**20),
-        source_name=args.source,
         progress=True,
     )
     reward = {"trl": "label_reward + format_reward", "easyr1": "easyr1_score", "verl": "compute_score"}[args.format]
