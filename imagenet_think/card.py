@@ -334,7 +334,7 @@ RL_REWARD_USE = {
 }
 
 REWARDS_PATH = "REWARDS=$(python -c 'import imagenet_think.rewards as r; print(r.__file__)')"
-"""Shell line that finds the installed ``imagenet_think/rewards.py`` (EasyR1 and verl load it by path)."""
+"""Shell line that finds the installed ``imagenet_think/rewards.py`` (EasyR1 loads it by path)."""
 
 
 def rl_training(format: str, shards: Mapping[str, Sequence[str]], dataset: str = "path/to/this/dir") -> str:
@@ -383,16 +383,16 @@ split=split)`: name `data/`, where the shards are, not the export itself (whose 
         return "[" + ", ".join(f"'{dataset}/{path}'" for path in shards[split]) + "]"
 
     return f"""```bash
-{REWARDS_PATH}
 python3 -m verl.trainer.main_ppo algorithm.adv_estimator=grpo \\
-  custom_reward_function.path=$REWARDS custom_reward_function.name=compute_score \\
+  custom_reward_function.path=pkg://imagenet_think.rewards custom_reward_function.name=compute_score \\
   data.prompt_key=prompt data.image_key=images \\
   data.train_files="{files("train")}" \\
   data.val_files="{files(val_split)}" \\
   actor_rollout_ref.model.path=Qwen/Qwen2.5-VL-7B-Instruct actor_rollout_ref.rollout.n=5
 ```
 
-verl reads Parquet files, one by one: `data.train_files` lists the `train` shards of this export."""
+verl reads Parquet files, one by one: `data.train_files` lists the `train` shards of this export;
+`pkg://` makes verl import the reward module from the installed package."""
 
 
 def render_rl_card(

@@ -230,7 +230,7 @@ def test_the_card_names_the_shards_the_reward_and_the_training_command(tmp_path)
     assert "worker.reward.reward_function=$REWARDS:easyr1_score" in text
     assert "data.train_files=path/to/this/dir/data@train" in text and "data.answer_key=answer" in text
     text, shards = cards["verl"]
-    assert "custom_reward_function.path=$REWARDS custom_reward_function.name=compute_score" in text
+    assert "custom_reward_function.path=pkg://imagenet_think.rewards custom_reward_function.name=compute_score" in text
     [train_files] = re.findall(r'data\.train_files="\[(.*)\]"', text)
     assert train_files == ", ".join(f"'path/to/this/dir/{path}'" for path in shards["train"])
     [val_files] = re.findall(r'data\.val_files="\[(.*)\]"', text)
