@@ -95,8 +95,6 @@ DATA_SOURCE = "imagenet_think"
 ABILITY = "visual_recognition"
 """verl's ``ability`` column (free text; geo3k writes ``math``)."""
 
-SPLITS = ("train", "validation")
-
 PLACEHOLDERS = (IMAGE_TOKEN, "<video>")
 """Markers EasyR1 and verl split a prompt on: a question holding one would misplace the image."""
 
@@ -251,7 +249,8 @@ def export_rl(
     of ``default``-config rows); ``limit`` keeps the first rows of each of its splits.  Each
     row lands in the split its id hashes to at ``validation_fraction``; shards hold about
     ``max_shard_bytes`` of Arrow data (a shard closes between batches of ``batch_size`` source
-rows); ``source_name`` is how the card names the source (default: ``source`` when it is a name).
+    rows); ``source_name`` is how the card names the source (default: ``source`` when it is a
+    name).
     Returns the rows per split and the directory: ``{"train", "validation", "path"}``.
 
     >>> import datasets, tempfile
