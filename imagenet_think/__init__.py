@@ -25,6 +25,7 @@ _LAZY = {
     "split_reasoning": "imagenet_think.reasoning",
     "to_sft_messages": "imagenet_think.sft",
     "export_hub_layout": "imagenet_think.writer",
+    "export_rl": "imagenet_think.rl_export",
     "FEATURES": "imagenet_think.schema",
 }
 

@@ -289,7 +289,7 @@ def export_sft(
             entry = llamafactory_dataset_info(data_file, system_prompt is not None)
             with atomic_write(staging / "dataset_info.json") as handle:
                 handle.write(json.dumps({name or DEFAULT_NAME: entry}, ensure_ascii=False, indent=2) + "\n")
-        _move_into_place(staging, target, overwrite)
+        move_into_place(staging, target, overwrite)
     path = Path(out_dir) if format == "trl" else Path(out_dir) / data_file
     return {**counts, "images": len(image_ids), "path": str(path)}
 
@@ -368,7 +368,7 @@ def is_export_entry(path: Path) -> bool:
     return path.is_file() and (path.name in EXPORT_FILES or path.suffix in EXPORT_SUFFIXES)
 
 
-def _move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
+def move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
     """Rename ``staging`` to ``out_dir``.  With ``overwrite`` the export there is first renamed
     aside, and removed once the new one is in place; if another export lands in between, it
     is replaced the same way, so concurrent exports leave the last one whole."""

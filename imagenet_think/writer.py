@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -282,6 +282,42 @@ def _default_rows(batch: pa.Table, split: str, first_row: int) -> pa.Table:
     return normalize.to_default(batch, normalize.row_ids(batch, f"split {split!r}", first_row))
 
 
+def corpus_batches(
+    splits: Mapping[str, Any],
+    limit: Optional[int] = None,
+    batch_size: int = 10 * ROWS_PER_ROW_GROUP,
+    desc: str = "export",
+    progress: bool = True,
+) -> Iterator[pa.Table]:
+    """``default``-config Arrow batches of every dataset of ``splits`` in turn (``Dataset`` or
+    ``IterableDataset``, :func:`corpus_splits`; ``limit`` rows of each at most), images as
+    stored structs, the published six columns normalised; a progress bar per split
+    (``"<desc> <split>"``) unless ``progress=False``.  The sample's 24 rows are 23 ``train``
+    rows and one ``validation`` row:
+
+    >>> splits = corpus_splits("sample")
+    >>> [batch.num_rows for batch in corpus_batches(splits, limit=3, progress=False)]
+    [3, 1]
+    """
+    import datasets
+    from tqdm.auto import tqdm
+
+    for name, dataset in splits.items():
+        total = None if isinstance(dataset, datasets.IterableDataset) else len(dataset)
+        total = limit if total is None else total if limit is None else min(total, limit)
+        rows = 0
+        with tqdm(desc=f"{desc} {name}", unit="row", total=total, disable=not progress) as bar:
+            for batch in dataset.with_format("arrow").iter(batch_size=batch_size):
+                if limit is not None:
+                    batch = batch.slice(0, limit - rows)
+                if batch.num_rows == 0:
+                    break
+                batch = _default_rows(batch, name, rows)
+                rows += batch.num_rows
+                bar.update(batch.num_rows)
+                yield batch
+
+
 def _write_splits(
     splits: Mapping[str, Any], data_dir: Path, validation_fraction: float, max_shard_bytes: int, limit: Optional[int]
 ) -> dict[str, list[Path]]:
@@ -293,9 +329,6 @@ def _write_splits(
     label disagrees with its ids is refused by the loader.  Each shard records its split and
     the fraction (:func:`write_shard`).  Returns each split's shards, named without their total.
     """
-    import datasets
-    from tqdm.auto import tqdm
-
     written: dict[str, list[Path]] = {"train": [], "validation": []}
     pending: dict[str, list[pa.Table]] = {"train": [], "validation": []}
 
@@ -304,29 +337,17 @@ def _write_splits(
         written[split].append(write_shard(pa.concat_tables(pending[split]), path, split, validation_fraction))
         pending[split] = []
 
-    for name, dataset in splits.items():
-        total = None if isinstance(dataset, datasets.IterableDataset) else len(dataset)
-        total = limit if total is None else total if limit is None else min(total, limit)
-        rows = 0
-        with tqdm(desc=f"export {name}", unit="row", total=total) as bar:
-            for batch in dataset.with_format("arrow").iter(batch_size=10 * ROWS_PER_ROW_GROUP):
-                if limit is not None:
-                    batch = batch.slice(0, limit - rows)
-                if batch.num_rows == 0:
-                    break
-                batch = _default_rows(batch, name, rows)
-                rows += batch.num_rows
-                bar.update(batch.num_rows)
-                mask = validation_mask(batch["id"].to_pylist(), validation_fraction)
-                for split, part in (("train", batch.filter(pc.invert(mask))), ("validation", batch.filter(mask))):
-                    row_bytes = max(1, part.nbytes // max(1, part.num_rows))
-                    while part.num_rows:
-                        room = max_shard_bytes - sum(table.nbytes for table in pending[split])
-                        take = max(1, room // row_bytes)
-                        pending[split].append(part.slice(0, take))
-                        part = part.slice(take)
-                        if sum(table.nbytes for table in pending[split]) >= max_shard_bytes:
-                            flush(split)
+    for batch in corpus_batches(splits, limit):
+        mask = validation_mask(batch["id"].to_pylist(), validation_fraction)
+        for split, part in (("train", batch.filter(pc.invert(mask))), ("validation", batch.filter(mask))):
+            row_bytes = max(1, part.nbytes // max(1, part.num_rows))
+            while part.num_rows:
+                room = max_shard_bytes - sum(table.nbytes for table in pending[split])
+                take = max(1, room // row_bytes)
+                pending[split].append(part.slice(0, take))
+                part = part.slice(take)
+                if sum(table.nbytes for table in pending[split]) >= max_shard_bytes:
+                    flush(split)
     for split, tables in pending.items():
         if tables:
             flush(split)

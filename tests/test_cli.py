@@ -106,6 +106,8 @@ ERROR_CASES = {
     "export existing output": ("export sample SAMPLE_COPY", "already holds files"),
     "export corrupt parquet": ("export CORRUPT OUT", "not a readable Parquet file"),
     "export-sft missing dir": ("export-sft MISSING --format trl --out OUT", "no such directory"),
+    "export-rl missing dir": ("export-rl MISSING --format verl --out OUT", "no such directory"),
+    "export-rl corrupt parquet": ("export-rl CORRUPT --format trl --out OUT", "not a readable Parquet file"),
     "evaluate missing dir": ("evaluate MISSING --predictions p.jsonl --out OUT", "no such directory"),
     "hub-like missing path": ("show data/corpus", "data/corpus: no such directory, and not reachable as a Hub id"),
 }
@@ -159,7 +161,7 @@ def test_source_is_positional_with_sample_as_default_and_source_a_hidden_alias(c
         assert main(args) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] == outputs[2] and outputs[0].startswith(f"sample (train): {train_rows} rows")
-    for command in ("show", "stats", "export-sft", "evaluate"):
+    for command in ("show", "stats", "export-sft", "export-rl", "evaluate"):
         assert subparser(command).format_usage().rstrip().endswith("[SOURCE]"), command
     assert "SOURCE OUT_DIR" in subparser("export").format_usage()
 

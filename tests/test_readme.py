@@ -35,13 +35,13 @@ def test_python_examples_on_the_sample_run_as_written():
 
 SAMPLE_COMMANDS = [
     line.split("imagenet-think ", 1)[1].split("#")[0].strip()
-    for line in re.findall(r"(?:^|`|&& )(?:\S*/)?imagenet-think (?:show|stats|export-sft|export) sample[^`\n]*", README, re.M)
+    for line in re.findall(r"(?:^|`|&& )(?:\S*/)?imagenet-think (?:show|stats|export-sft|export-rl|export) sample[^`\n]*", README, re.M)
     if "|" not in line and "--push-to-hub" not in line
 ]
 
 
 def test_the_readme_has_the_commands_this_test_runs():
-    assert {command.split()[0] for command in SAMPLE_COMMANDS} == {"show", "stats", "export", "export-sft"}
+    assert {command.split()[0] for command in SAMPLE_COMMANDS} == {"show", "stats", "export", "export-sft", "export-rl"}
 
 
 @pytest.mark.parametrize("command", SAMPLE_COMMANDS)
@@ -64,3 +64,20 @@ def test_reward_examples_give_the_values_in_their_comments():
         assert eval(code, namespace) == eval(expected, namespace), line
         checked += 1
     assert checked == 6
+
+
+def test_the_rl_section_shows_the_default_prompt_and_the_trl_cards_training_example():
+    from imagenet_think.card import rl_training
+    from imagenet_think.rl_export import DEFAULT_PROMPT
+
+    section = README[README.index("## RL with verifiable rewards"):]
+    section = section[:section.index("\n## ", 1)]
+    assert f"\n> {DEFAULT_PROMPT}\n" in section
+    assert rl_training("trl", {"train": []}, "out/rl-trl") in section
+    easyr1 = rl_training("easyr1", {"train": [], "validation": []}, "/abs/out/rl-easyr1")
+    verl = rl_training("verl", {"train": [], "validation": []}, "/abs/out/rl-verl")
+    settings = [*re.findall(r"(?:data|worker\.reward)\.[\w.]+=\S+", easyr1),  # not the model
+                *re.findall(r"(?:custom_reward_function|data)\.\w+=[^\s\"]+", verl)]
+    assert len(settings) > 10
+    for setting in settings:
+        assert setting in " ".join(section.split()), setting

@@ -2,18 +2,13 @@
 directories loaded with plain ``datasets.load_dataset(OUT)`` from another working directory,
 and on ``Dataset.map(sft_batch)``.
 
-The model is a tiny, randomly initialised Idefics3 (``Idefics3Config``: SigLIP-style vision
-tower, Llama text model) with a real ``Idefics3Processor``: its image processor with one
-32 px tile, a byte-level tokenizer built here with Idefics3's special tokens, and Idefics3's
-own chat template as shipped in the trl wheel.  Idefics3 stands in for Qwen2.5-VL and
-GLM-4.1V because their processors need torchvision (for the video processor) in
-transformers 5, and torchvision is not a dependency of this project; their templates are
-checked in ``test_chat_templates.py``.
+The model is a tiny, randomly initialised Idefics3 with a real ``Idefics3Processor``
+(:mod:`tests.fixtures.tiny_idefics3`).  Idefics3 stands in for Qwen2.5-VL and GLM-4.1V because
+their processors need torchvision in transformers 5; their templates are checked in
+``test_chat_templates.py``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import datasets
 import pytest
@@ -21,50 +16,12 @@ import pytest
 from imagenet_think import load_dataset
 from imagenet_think.sft import sft_batch, to_sft_messages
 from imagenet_think.sft_export import export_sft
+from tests.fixtures.tiny_idefics3 import IMAGE_TOKENS, tiny_idefics3
 
 pytestmark = pytest.mark.slow
 
 torch = pytest.importorskip("torch")
 trl = pytest.importorskip("trl")
-
-IDEFICS3_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<fake_token_around_image>", "<image>",
-                   "<end_of_utterance>", "<global-img>"]
-IMAGE_SIDE, PATCH, SCALE = 32, 8, 2
-IMAGE_TOKENS = (IMAGE_SIDE // PATCH) ** 2 // SCALE**2
-
-
-def tiny_idefics3():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import (
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessorPil,
-        Idefics3Processor,
-        PreTrainedTokenizerFast,
-    )
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    backend = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(IDEFICS3_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|begin_of_text|>",
-                                        eos_token="<end_of_utterance>", pad_token="<|end_of_text|>")
-    template = (Path(trl.__file__).parent / "chat_templates" / "idefics3.jinja").read_text(encoding="utf-8")
-    side = {"longest_edge": IMAGE_SIDE}
-    processor = Idefics3Processor(
-        image_processor=Idefics3ImageProcessorPil(do_image_splitting=False, size=side, max_image_size=side),
-        tokenizer=tokenizer, image_seq_len=IMAGE_TOKENS, chat_template=template)
-    config = Idefics3Config(
-        vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "image_size": IMAGE_SIDE, "patch_size": PATCH},
-        text_config={"model_type": "llama", "vocab_size": len(tokenizer), "hidden_size": 32,
-                     "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "num_key_value_heads": 1, "max_position_embeddings": 8192,
-                     "pad_token_id": tokenizer.pad_token_id},
-        scale_factor=SCALE, image_token_id=processor.image_token_id)
-    torch.manual_seed(0)
-    return Idefics3ForConditionalGeneration(config), processor
 
 
 def examples_from_dataset_map(tmp_path) -> datasets.Dataset:

@@ -1,10 +1,10 @@
 """The ``imagenet-think`` console script: one subcommand per module, one convention for all.
 
 Each subcommand's wiring is a module of this package (``cli.export``, ``cli.export_sft``,
-``cli.stats``, ``cli.show``) or a package's ``__main__`` (``regenerate``, ``evaluate``, ``view``):
-it exposes ``add_arguments(parser)`` and ``run(args) -> int`` and calls the library module
-that does the work, so library code never imports this layer.  Modules are imported only for
-the subcommand being run, so ``imagenet-think --help`` stays fast.
+``cli.export_rl``, ``cli.stats``, ``cli.show``) or a package's ``__main__`` (``regenerate``,
+``evaluate``, ``view``): it exposes ``add_arguments(parser)`` and ``run(args) -> int`` and calls
+the library module that does the work, so library code never imports this layer.  Modules are
+imported only for the subcommand being run, so ``imagenet-think --help`` stays fast.
 
 The conventions live here, once: the corpus is the first positional argument ``SOURCE``
 (:func:`add_source_argument`, ``sample`` by default for commands that only read it), help
@@ -13,8 +13,8 @@ texts show each default once (:class:`HelpFormatter`), and an error is one line
 DEBUG`` shows the traceback instead.  An exception that carries an ``exit_status`` (a run
 that stopped early: 1, interrupted: 130) is an expected outcome: its message, that status.
 
->>> sorted(COMMANDS)[:3]
-['evaluate', 'export', 'export-sft']
+>>> sorted(COMMANDS)[:4]
+['evaluate', 'export', 'export-rl', 'export-sft']
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Callable, Optional, Sequence
 DESCRIPTION = (
     "Work with ImageNet-Think: ImageNet-21k images, each with two (thinking, answer) pairs from "
     "GLM-4.1V-9B-Thinking (pair 1) and Kimi-VL-A3B-Thinking-2506 (pair 2). Print records, export them "
-    "in Hub layout or as SFT data for TRL, LLaMA-Factory and LLaVA, measure them, regenerate them with a "
-    "vision-language model, and score a model against them."
+    "in Hub layout, as SFT data for TRL, LLaMA-Factory and LLaVA or as RL prompts for TRL, EasyR1 and verl, "
+    "measure them, regenerate them with a vision-language model, and score a model against them."
 )
 
 EPILOG = (
@@ -42,6 +42,7 @@ COMMANDS = {
     "show": ("imagenet_think.cli.show", "print records of a corpus, texts shortened, images summarised"),
     "export": ("imagenet_think.cli.export", "write a corpus in Hub layout (sharded Parquet + dataset card)"),
     "export-sft": ("imagenet_think.cli.export_sft", "write SFT-ready data for TRL, LLaMA-Factory or LLaVA"),
+    "export-rl": ("imagenet_think.cli.export_rl", "write RL prompts (image + WordNet class) for TRL GRPO, EasyR1 or verl"),
     "stats": ("imagenet_think.cli.stats", "print corpus statistics and write histograms"),
     "regenerate": ("imagenet_think.regenerate.__main__", "rebuild or extend the corpus with a VLM"),
     "evaluate": ("imagenet_think.evaluate.__main__", "score model predictions against the corpus"),
