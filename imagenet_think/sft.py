@@ -337,7 +337,7 @@ def _interleave(picks: Sequence[tuple[pa.Array, np.ndarray]]) -> pa.Array:
     """Row-major merge of ``(array, indices)`` picks of equal length: for each position ``i``,
     ``array[indices[i]]`` of every pick in turn."""
     bases = np.cumsum([0] + [len(array) for array, _ in picks[:-1]])
-    order = np.stack([base + indices for base, (_, indices) in zip(bases, picks)], axis=1).ravel()
+    order = np.stack([base + indices for base, (_, indices) in zip(bases, picks, strict=True)], axis=1).ravel()
     return pa.concat_arrays([array for array, _ in picks]).take(pa.array(order))
 
 

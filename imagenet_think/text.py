@@ -113,5 +113,5 @@ def jaccard_index(texts_1: Texts, texts_2: Texts) -> np.ndarray:
     >>> jaccard_index(["a b c", ""], ["b c d", " ... "]).tolist()
     [0.5, 1.0]
     """
-    pairs = zip(word_lists(texts_1).to_pylist(), word_lists(texts_2).to_pylist())
+    pairs = zip(word_lists(texts_1).to_pylist(), word_lists(texts_2).to_pylist(), strict=True)
     return np.array([jaccard(a, b) for a, b in pairs], dtype=float)

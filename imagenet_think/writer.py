@@ -147,7 +147,7 @@ class ShardWriter:
         self.fingerprint = digest.hexdigest()
         total = len(self.paths)
         final = [self.data_dir / shard_name(self.split, i, total, self.fingerprint) for i in range(total)]
-        for provisional, path in zip(self.paths, final):
+        for provisional, path in zip(self.paths, final, strict=True):
             os.replace(provisional, path)
         self.paths = final
         return final

@@ -331,7 +331,7 @@ def bertscore_f1(
 
 
 def _each(score: Callable[[Sequence[str], Sequence[str]], float], predictions: list, references: list) -> np.ndarray:
-    return np.array([score(p, r) for p, r in zip(predictions, references)], dtype=float)
+    return np.array([score(p, r) for p, r in zip(predictions, references, strict=True)], dtype=float)
 
 
 def _rouge(score: Callable[[Sequence[str], Sequence[str]], float], pairs: Pairs, settings: MetricSettings) -> np.ndarray:
@@ -450,7 +450,7 @@ def corpus_idf(batches: Iterable[Pairs]) -> dict[str, float]:
     documents = (
         tokens
         for pairs in batches
-        for p, r in zip(pairs.prediction_tokens, pairs.reference_tokens)
+        for p, r in zip(pairs.prediction_tokens, pairs.reference_tokens, strict=True)
         if p and r
         for tokens in (p, r)
     )

@@ -294,8 +294,8 @@ def draw_chart(summary: dict[str, Any]) -> Any:
     width = 0.8 / max(1, len(models))
     positions = np.arange(len(metrics))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for row_axes, part in zip(axes, PARTS):
-        for ax, reference in zip(row_axes, REFERENCES):
+    for row_axes, part in zip(axes, PARTS, strict=True):
+        for ax, reference in zip(row_axes, REFERENCES, strict=True):
             for k, model in enumerate(models):
                 found = [index.get((model, part, metric, reference)) for metric in metrics]
                 means = np.array([_number(r, "mean") for r in found])
@@ -385,7 +385,7 @@ def combine(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[
     """
     names = [run["model"] for summary in summaries for run in summary["runs"]]
     runs, results = [], []
-    for summary, label in zip(summaries, labels):
+    for summary, label in zip(summaries, labels, strict=True):
         rename = {run["model"]: (f"{run['model']} [{label}]" if names.count(run["model"]) > 1 else run["model"]) for run in summary["runs"]}
         runs += [{**run, "model": rename[run["model"]]} for run in summary["runs"]]
         results += [{**row, "model": rename[row["model"]]} for row in summary["results"]]

@@ -83,7 +83,7 @@ def score_rows(
     for part in PARTS:
         for metric in metrics:
             first, second = scored[part, 1][metric], scored[part, 2][metric]
-            for reference, values in zip(REFERENCES, (first, second, np.fmax(first, second))):
+            for reference, values in zip(REFERENCES, (first, second, np.fmax(first, second)), strict=True):
                 columns[score_column(part, metric, reference)] = pa.array(values, pa.float64())
     return pa.table(columns)
 
