@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import unicodedata
 
 import numpy as np
 import pytest
@@ -114,6 +115,13 @@ def test_the_chinese_example_scores_like_its_characters():
     assert scores["overlap"].tolist() == [7 / 8]
     # seven shared ideographs weigh 1, 木 (prediction only) and 子 (reference only) weigh RARE_IDF
     assert scores["tfidf_cosine"].tolist() == [pytest.approx(7 / (7 + RARE_IDF**2))]
+
+
+def test_a_decomposed_spelling_scores_as_the_same_text():
+    composed = "Un café crème à Zürich"
+    decomposed = unicodedata.normalize("NFD", composed)
+    scores = score_texts([decomposed], [composed], LEXICAL)
+    assert {name: values.tolist() for name, values in scores.items()} == {name: [pytest.approx(1.0)] for name in LEXICAL}
 
 
 def test_tfidf_cosine_by_hand_per_pair():
