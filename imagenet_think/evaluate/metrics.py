@@ -6,9 +6,10 @@ texts to a float array in [0, 1] (embedding cosines and BERTScore can dip below 
 never in practice on English prose).
 
 Tokenisation (the five lexical metrics)
-    :func:`imagenet_think.text.word_tokens`: lowercase; each CJK ideograph is a token, every
-    other maximal run of Unicode letters and digits is a token; no stop-word removal.  On ASCII
-    text these are exactly ``rouge-score``'s default tokens.
+    :func:`imagenet_think.text.word_tokens`: NFC, lowercase; each CJK ideograph is a token,
+    every other maximal run of Unicode letters and digits is a token; no stop-word removal.  On
+    ASCII text these are exactly ``rouge-score``'s default tokens; elsewhere they differ by
+    design (rouge-score drops every character outside ``[a-z0-9]``).
 
 Empty texts (no word token at all)
     An empty *reference* makes the pair unscorable: every metric gives NaN (for example the
