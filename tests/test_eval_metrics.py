@@ -199,9 +199,9 @@ def test_unknown_metric_length_mismatch_and_bad_settings_are_named():
         score_texts(["a"], ["a"], ["bleu"])
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         score_texts(["a", "b"], ["a"], ["jaccard"])
-    with pytest.raises(ValueError, match="tfidf_fit must be one of pair, corpus; got 'chunk'"):
+    with pytest.raises(ValueError, match="`tfidf_fit` must be one of pair, corpus; got 'chunk'"):
         MetricSettings(tfidf_fit="chunk")
-    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="`batch_size` must be at least 1, got 0"):
         MetricSettings(batch_size=0)
 
 

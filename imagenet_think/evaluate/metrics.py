@@ -87,7 +87,7 @@ class MetricSettings:
     >>> MetricSettings(tfidf_fit="chunk")
     Traceback (most recent call last):
     ...
-    ValueError: tfidf_fit must be one of pair, corpus; got 'chunk'
+    ValueError: `tfidf_fit` must be one of pair, corpus; got 'chunk'
     """
 
     bertscore_model: str = "roberta-large"
@@ -100,11 +100,11 @@ class MetricSettings:
 
     def __post_init__(self):
         if self.tfidf_fit not in TFIDF_FITS:
-            raise ValueError(f"tfidf_fit must be one of {', '.join(TFIDF_FITS)}; got {self.tfidf_fit!r}")
+            raise ValueError(f"`tfidf_fit` must be one of {', '.join(TFIDF_FITS)}; got {self.tfidf_fit!r}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+            raise ValueError(f"`batch_size` must be at least 1, got {self.batch_size}")
         if self.bertscore_layers is not None and self.bertscore_layers < 1:
-            raise ValueError(f"bertscore_layers must be at least 1, got {self.bertscore_layers}")
+            raise ValueError(f"`bertscore_layers` must be at least 1, got {self.bertscore_layers}")
 
 
 def resolve_model(name: str) -> str:

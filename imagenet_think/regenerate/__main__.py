@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m imagenet_think.regenerate``; returns the exit status."""
-    return run_command(PROG, run, build_parser().parse_args(argv))
+    parser = build_parser()
+    return run_command(PROG, run, parser.parse_args(argv), parser)
 
 
 if __name__ == "__main__":
