@@ -112,6 +112,17 @@ def test_library_errors_name_the_option_of_the_command_that_raised_them(command,
     assert cli.cli_wording(python_spelling, subparser(command)) == spelled  # ... the command its option
 
 
+def test_registry_help_gives_the_file_format():
+    from dataclasses import fields
+
+    from imagenet_think.regenerate.models import ModelSpec
+
+    for command in ("regenerate", "evaluate"):
+        [action] = [a for a in subparser(command)._actions if "--registry" in a.option_strings]
+        assert "'extends: NAME'" in action.help and "max_tokens" in action.help
+        assert all(f.name in action.help for f in fields(ModelSpec) if f.name != "name"), command
+
+
 def test_top_level_help_describes_the_tool_and_sources():
     text = " ".join(run_cli("--help").stdout.split())
     assert cli.DESCRIPTION in text and "SOURCE" in text and "'sample'" in text

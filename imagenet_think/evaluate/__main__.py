@@ -41,7 +41,7 @@ from imagenet_think.evaluate.predictions import PredictionError
 from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS
 from imagenet_think.evaluate.subset import DEFAULT_EVAL_SIZE, EVAL_SPLITS
 from imagenet_think.regenerate.engines import ENGINES
-from imagenet_think.regenerate.models import REASONING_STYLES, ModelSpec, get_model, load_registry
+from imagenet_think.regenerate.models import REASONING_STYLES, REGISTRY_HELP, ModelSpec, get_model, load_registry
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 
 
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rows.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION,
                       help="share of ids in the hash validation split, as the corpus was loaded with")
     engine = parser.add_argument_group("model run (with --model)")
-    engine.add_argument("--registry", metavar="FILE", help="YAML/JSON file of extra models (see regenerate.models)")
+    engine.add_argument("--registry", metavar="FILE", help=REGISTRY_HELP)
     engine.add_argument("--model-path", help="local checkpoint directory (default: the model's Hub id)")
     engine.add_argument("--engine", choices=("auto", *ENGINES), default="auto", help="auto: vllm with a GPU, else transformers")
     engine.add_argument("--base-url", help="server URL for --engine openai")
