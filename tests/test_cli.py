@@ -194,6 +194,7 @@ ERROR_CASES = {
 @pytest.mark.parametrize("case", sorted(ERROR_CASES))
 def test_errors_are_one_line_with_status_2(case, sample_copy, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.jsonl").write_text('{"id": "n01_x", "prediction": "A cat."}\n')  # read before SOURCE
     line, expected = ERROR_CASES[case]
     before = sorted(p.name for p in (sample_copy / "data").iterdir())
     corrupt = tmp_path / "corrupt"
