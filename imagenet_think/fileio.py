@@ -1,5 +1,6 @@
-"""Atomic file writes (a file is either the old version or the new one, never half) and
-staging directories for whole exports (:func:`staging_dir`).
+"""Atomic file writes (a file is either the old version or the new one, never half),
+staging directories for whole exports (:func:`staging_dir`), and the rule of what an export
+may replace (:func:`check_replaceable`).
 
 Data go to a uniquely named temporary file beside the target (so parallel writers never share
 one), are flushed and fsync'd, then renamed over the target; the directory is fsync'd so the
@@ -20,7 +21,7 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO, Callable, Iterator, Union
 
 
 @contextlib.contextmanager
@@ -106,3 +107,38 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+def check_replaceable(directory: Union[str, os.PathLike], overwrite: bool, written_by_export: Callable[[Path], bool]) -> None:
+    """Raise ``FileExistsError`` unless an export may write ``directory``: absent or empty, or,
+    with ``overwrite``, holding nothing but entries ``written_by_export`` recognises (what an
+    earlier export left), so that replacing it never removes anyone else's file.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> (out / "mine.txt").write_text("keep")
+    4
+    >>> check_replaceable(out, overwrite=True, written_by_export=lambda entry: entry.suffix == ".parquet")
+    Traceback (most recent call last):
+    ...
+    FileExistsError: ... holds 'mine.txt', which no export writes; `overwrite` replaces only a previous export: move it away or choose another output directory
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a directory")
+    entries = sorted(directory.iterdir())
+    if entries and not overwrite:
+        raise not_empty_error(directory)
+    foreign = [entry.name for entry in entries if not written_by_export(entry)]
+    if foreign:
+        raise FileExistsError(
+            f"{directory} holds {foreign[0]!r}, which no export writes; `overwrite` replaces only a previous export: "
+            "move it away or choose another output directory"
+        )
+
+
+def not_empty_error(directory: Union[str, os.PathLike]) -> FileExistsError:
+    """The error of an export refused a directory that is not empty (:func:`check_replaceable`)."""
+    return FileExistsError(f"{directory} is not empty: pass `overwrite=True` to replace the export there")

@@ -238,4 +238,4 @@ def split_filter(
     mask = validation_mask(ids, fraction)
     if not keep_validation:
         mask = pc.invert(mask)
-    return table.filter(mask), [i for i, keep in zip(ids, mask.to_pylist()) if keep]
+    return table.filter(mask), [i for i, keep in zip(ids, mask.to_pylist(), strict=True) if keep]

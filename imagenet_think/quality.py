@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import re
 import zlib
 from collections.abc import Mapping, Sequence
@@ -64,7 +65,7 @@ class RowFilter:
         if len(batch_or_columns) == 1 and isinstance(batch_or_columns[0], Mapping):
             batch = batch_or_columns[0]
         elif len(batch_or_columns) == len(self.columns):
-            batch = dict(zip(self.columns, batch_or_columns))
+            batch = dict(zip(self.columns, batch_or_columns, strict=True))
         else:
             raise TypeError(
                 f"filter {self.name!r} takes a batch dict or its {len(self.columns)} column(s) "
@@ -91,7 +92,7 @@ def all_of(*filters: RowFilter) -> RowFilter:
 
     def keep(batch: Batch) -> list[bool]:
         verdicts = [f(batch) for f in filters]
-        return [all(row) for row in zip(*verdicts)]
+        return [all(row) for row in zip(*verdicts, strict=True)]
 
     return RowFilter(" & ".join(f.name for f in filters), columns, keep)
 
@@ -152,7 +153,7 @@ def _columns(field: str, suffixes: Sequence[str]) -> tuple[str, ...]:
 
 
 def _every(columns: Sequence[str], batch: Batch, test: Callable[[Any], bool]) -> list[bool]:
-    return [all(test(value) for value in row) for row in zip(*(batch[c] for c in columns))]
+    return [all(test(value) for value in row) for row in zip(*(batch[c] for c in columns), strict=True)]
 
 
 def complete(suffixes: Sequence[str] = PAIRS) -> RowFilter:
@@ -206,7 +207,7 @@ def length_between(
             [len(text or "") for text in batch[c]] if tokenizer is None else count_tokens(batch[c], tokenizer)
             for c in columns
         ]
-        return [all(min_length <= n and (max_length is None or n <= max_length) for n in row) for row in zip(*lengths)]
+        return [all(min_length <= n and (max_length is None or n <= max_length) for n in row) for row in zip(*lengths, strict=True)]
 
     return RowFilter(f"{field} {unit} in [{min_length}, {max_length}]", columns, keep)
 
@@ -311,7 +312,7 @@ def names_label(field: str = "answer", suffixes: Sequence[str] = PAIRS, max_dept
     text_columns = _columns(field, suffixes)
 
     def keep(batch: Batch) -> list[bool]:
-        rows = zip(batch["wnid"], batch["label"], *(batch[c] for c in text_columns))
+        rows = zip(batch["wnid"], batch["label"], *(batch[c] for c in text_columns), strict=True)
         return [
             all(mentions_label(wnid or "", text, max_depth, label or "") is not False for text in texts)
             for wnid, label, *texts in rows
@@ -386,7 +387,7 @@ def minhash_signatures(texts: Any, num_perm: int = 64, shingle_size: int = 3, se
     signatures = np.empty((n_texts, num_perm), dtype=np.uint32)
     first_texts = np.searchsorted(offsets, np.arange(0, offsets[-1], _CHUNK_SHINGLES), side="right") - 1
     bounds = np.unique(np.concatenate([first_texts, [n_texts]]))
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         chunk = shingles[offsets[lo] : offsets[hi]]
         permuted = (multipliers[:, None] * chunk[None, :] + increments[:, None]) >> np.uint64(32)
         signatures[lo:hi] = np.minimum.reduceat(permuted, offsets[lo:hi] - offsets[lo], axis=1).T

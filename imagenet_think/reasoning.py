@@ -353,7 +353,7 @@ def split_batch(
         raise ValueError(f"got {len(texts)} texts but {len(finish_reasons)} finish reasons")
     _check_style(style, "auto")
     thinks, answers, statuses = [], [], []
-    for text, finish_reason in zip(texts, finish_reasons):
+    for text, finish_reason in zip(texts, finish_reasons, strict=True):
         think, answer, status, _, _, _ = _split_fields(text, style, finish_reason, False)
         thinks.append(think)
         answers.append(answer)

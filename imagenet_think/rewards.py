@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from itertools import compress, count, islice
+from itertools import compress, count, pairwise
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 from imagenet_think import labels
@@ -235,7 +235,7 @@ def _occurrences(text: str) -> list[_Named]:
     words = _words(text)
     found = list(map(words_index.get, words))
     covered_to = 0
-    for position in compress(count(), map(lengths.__contains__, zip(words, islice(words, 1, None)))):
+    for position in compress(count(), map(lengths.__contains__, pairwise(words))):
         if position < covered_to:
             continue
         if words[position] in FUNCTION_WORDS and (
@@ -393,8 +393,8 @@ def label_reward(
     if len(wnids) != len(completions):
         raise ValueError(f"got {len(completions)} completions but {len(wnids)} wnids")
     answers = split_batch([completion_text(completion) for completion in completions])["answer"]
-    hits = [label_hit(answer, str(label), max_depth=max_depth, exclusive=exclusive) for answer, label in zip(answers, wnids)]
-    for hit, label in zip(hits, wnids):
+    hits = [label_hit(answer, str(label), max_depth=max_depth, exclusive=exclusive) for answer, label in zip(answers, wnids, strict=True)]
+    for hit, label in zip(hits, wnids, strict=True):
         if hit.kind == "unknown":
             _report_unknown(str(label))
             break
@@ -458,7 +458,7 @@ def easyr1_score(
     )  # fmt: skip
     return [
         {"overall": (1.0 - format_weight) * accuracy + format_weight * fmt, "format": fmt, "accuracy": accuracy}
-        for fmt, accuracy in zip(formats, accuracies)
+        for fmt, accuracy in zip(formats, accuracies, strict=True)
     ]
 
 

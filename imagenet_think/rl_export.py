@@ -135,7 +135,7 @@ def _rl_features(format: str) -> "datasets.Features":
 def check_format(format: str) -> None:
     """Raise ``ValueError`` unless ``format`` is one of :data:`FORMATS`."""
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        raise ValueError(f"`format` must be one of {', '.join(FORMATS)}, got {format!r}")
 
 
 def check_prompt(prompt: str) -> None:
@@ -145,14 +145,14 @@ def check_prompt(prompt: str) -> None:
     >>> check_prompt("<image> What is it?")
     Traceback (most recent call last):
     ...
-    ValueError: the prompt holds '<image>', which EasyR1 and verl read as an image placeholder; the export puts the image before the question itself
+    ValueError: `prompt` holds '<image>', which EasyR1 and verl read as an image placeholder; the export puts the image before the question itself
     """
     if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"the prompt must be a non-blank text, got {prompt!r}")
+        raise ValueError(f"`prompt` must be a non-blank text, got {prompt!r}")
     for marker in PLACEHOLDERS:
         if marker in prompt:
             raise ValueError(
-                f"the prompt holds {marker!r}, which EasyR1 and verl read as an image placeholder; "
+                f"`prompt` holds {marker!r}, which EasyR1 and verl read as an image placeholder; "
                 "the export puts the image before the question itself"
             )
 
@@ -210,7 +210,7 @@ def rl_table(
             reward_model,
             extra_info,
         ]
-    return pa.Table.from_arrays([column.cast(field.type) for column, field in zip(columns, schema)], schema=schema)
+    return pa.Table.from_arrays([column.cast(field.type) for column, field in zip(columns, schema, strict=True)], schema=schema)
 
 
 def _check_rows(rows: pa.Table) -> None:
@@ -264,7 +264,7 @@ def export_rl(
     check_prompt(prompt)
     check_fraction(validation_fraction)
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+        raise ValueError(f"`limit` must be >= 0, got {limit}")
     target = Path(out_dir).resolve()
     check_replaceable(target, overwrite)
     if source_name is None and isinstance(source, (str, os.PathLike)):

@@ -15,7 +15,7 @@ columns are added around them.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Optional, TypedDict
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     import datasets
@@ -139,45 +139,6 @@ def arrow_schema(config: str = "default", columns: Optional[tuple[str, ...]] = N
     DataType(int8)
     """
     return features(config, columns).arrow_schema
-
-
-class Pair(TypedDict):
-    """One teacher's answer to the prompt (a row of the ``pairs`` config, minus the image)."""
-
-    teacher: int
-    model: str
-    think: str
-    answer: str
-    status: str
-    finish_reason: Optional[str]
-    num_tokens: Optional[int]
-
-
-class Record(TypedDict, total=False):
-    """One row of the ``default`` config.
-
-    ``image`` is whatever ``datasets.Image`` yields: a ``PIL.Image.Image`` when decoded,
-    ``{"bytes": ..., "path": ...}`` with ``decode=False``.
-    """
-
-    id: str
-    wnid: str
-    label: str
-    image: object
-    question: str
-    model_1: str
-    think_1: str
-    answer_1: str
-    status_1: str
-    finish_reason_1: Optional[str]
-    num_tokens_1: Optional[int]
-    model_2: str
-    think_2: str
-    answer_2: str
-    status_2: str
-    finish_reason_2: Optional[str]
-    num_tokens_2: Optional[int]
-    generation: list
 
 
 def record_id(wnid: str, file_name: str) -> str:

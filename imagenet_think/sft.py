@@ -101,7 +101,7 @@ def teachers_of(teacher: Teacher) -> tuple[int, ...]:
         return tuple(TEACHER_NAMES)
     if isinstance(teacher, int) and not isinstance(teacher, bool) and teacher in TEACHER_NAMES:
         return (teacher,)
-    raise ValueError(f"teacher must be one of {(*TEACHER_NAMES, 'both')}, got {teacher!r}")
+    raise ValueError(f"`teacher` must be one of {(*TEACHER_NAMES, 'both')}, got {teacher!r}")
 
 
 def check_options(teacher: Teacher, think: str, image_placement: str = "before", on_unusable: str = "raise") -> None:
@@ -109,7 +109,7 @@ def check_options(teacher: Teacher, think: str, image_placement: str = "before",
 
     >>> check_options("both", "thoughts")
     Traceback (most recent call last):
-    ValueError: think must be one of ('tags', 'native', 'field', 'none'), got 'thoughts'
+    ValueError: `think` must be one of ('tags', 'native', 'field', 'none'), got 'thoughts'
     """
     teachers_of(teacher)
     _check_choice("think", think, THINK_MODES)
@@ -287,7 +287,7 @@ def flatten_text_content(messages: Sequence[Mapping[str, Any]]) -> list[dict]:
 
 def _check_choice(name: str, value: Any, choices: Sequence) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+        raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
 
 
 def _check_columns(available: Sequence[str], teachers: Sequence[int]) -> list[str]:
@@ -327,8 +327,8 @@ def _usable_rows(table: pa.Table, teacher: int, require_status: Sequence[str], o
         [record_id] = _record_ids(table, np.array([first]))
         raise UnusablePairError(
             f"record {record_id!r}: pair {teacher} ({TEACHER_NAMES[teacher]}) has status "
-            f"{status[first].as_py()!r}, not one of require_status={tuple(require_status)}; "
-            "widen require_status to use it or pass on_unusable='skip' to drop such pairs"
+            f"{status[first].as_py()!r}, not one of `require_status={tuple(require_status)}`; "
+            "widen `require_status` to use it, or skip such pairs (`on_unusable='skip'`)"
         )
     return np.flatnonzero(usable)
 
@@ -337,7 +337,7 @@ def _interleave(picks: Sequence[tuple[pa.Array, np.ndarray]]) -> pa.Array:
     """Row-major merge of ``(array, indices)`` picks of equal length: for each position ``i``,
     ``array[indices[i]]`` of every pick in turn."""
     bases = np.cumsum([0] + [len(array) for array, _ in picks[:-1]])
-    order = np.stack([base + indices for base, (_, indices) in zip(bases, picks)], axis=1).ravel()
+    order = np.stack([base + indices for base, (_, indices) in zip(bases, picks, strict=True)], axis=1).ravel()
     return pa.concat_arrays([array for array, _ in picks]).take(pa.array(order))
 
 

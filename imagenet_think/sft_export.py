@@ -39,7 +39,8 @@ The export is written in a staging directory beside ``out_dir`` and renamed into
 whole, so a failed export leaves ``out_dir`` as it was (and the next export removes the staging
 directory of one that was killed: :func:`imagenet_think.fileio.staging_dir`).  An ``out_dir`` that is not empty is
 refused unless ``overwrite=True``, which replaces a previous export (nothing of it remains),
-and only one: a directory holding files that no export writes is never replaced.
+and only one: a directory holding files that no export writes is never replaced
+(:func:`imagenet_think.fileio.check_replaceable`).
 
 >>> llava_record({"id": "r", "messages": [
 ...     {"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "Q?"}]},
@@ -63,7 +64,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imagenet_think import schema
+from imagenet_think import fileio, schema
 from imagenet_think.fileio import atomic_write, staging_dir
 from imagenet_think.images import image_kind
 from imagenet_think.sft import (
@@ -74,7 +75,7 @@ from imagenet_think.sft import (
     sft_table,
     teachers_of,
 )
-from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES, ShardWriter, split_sizes
+from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES, ShardWriter, is_shard_file, split_sizes
 
 if TYPE_CHECKING:
     import datasets
@@ -256,7 +257,7 @@ def export_sft(
     file_format, data_file = check_request(format, file_format, name, split, think, system_prompt)
     check_options(teacher, think, image_placement, on_unusable)
     if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
+        raise ValueError(f"`limit` must be >= 0, got {limit}")
     target = Path(out_dir).resolve()
     check_replaceable(target, overwrite)
     options = dict(
@@ -280,7 +281,10 @@ def export_sft(
                 image_ids.update(examples.column("id").to_pylist())
                 write(examples)
             if not counts["examples"]:
-                raise UnusablePairError(f"no usable pairs among {counts['records']} records: nothing to export")
+                raise UnusablePairError(
+                    f"no usable pairs among {counts['records']} records: nothing to export; "
+                    f"widen `require_status={tuple(require_status)}`"
+                )
         if format == "trl":
             skipped = counts["records"] * len(teachers_of(teacher)) - counts["examples"]
             settings = _card_settings(options, split, source_name, skipped)
@@ -307,24 +311,28 @@ def check_request(
     ('jsonl', 'cats.jsonl')
     """
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        raise ValueError(f"`format` must be one of {FORMATS}, got {format!r}")
     file_format = file_format or FILE_FORMATS[format][0]
     if file_format not in FILE_FORMATS[format]:
-        raise ValueError(f"the {format} format is written as {FILE_FORMATS[format]}, not {file_format!r}")
+        raise ValueError(
+            f"the {format} format is written as {' or '.join(FILE_FORMATS[format])}, not `file_format={file_format!r}`"
+        )
     if think == "field" and format != "trl":
-        raise ValueError("think='field' keeps the reasoning in a separate key, which only the trl format carries")
+        raise ValueError("`think='field'` keeps the reasoning in a separate key, which only the trl format carries")
     if format == "llava" and system_prompt is not None:
-        raise ValueError("LLaVA's layout has no system turn: drop system_prompt")
+        raise ValueError("LLaVA's layout has no system turn: drop `system_prompt`")
     if format == "trl" and name is not None:
-        raise ValueError("the trl format writes a dataset directory whose files datasets names: drop name")
+        raise ValueError("the trl format writes a dataset directory whose files datasets names: drop `name`")
     if format == "trl" and file_format == "jsonl" and split != "train":
-        raise ValueError(f"the trl image folder (jsonl) holds one split, 'train': export split {split!r} as parquet")
+        raise ValueError(
+            f"the trl image folder (jsonl) holds one split, 'train': export `split={split!r}` with `file_format='parquet'`"
+        )
     if format == "trl" and not re.fullmatch(r"\w+", split):
         raise ValueError(
-            f"split {split!r} cannot name the export's split (letters, digits, '_'); use limit to export part of one"
+            f"`split={split!r}` cannot name the export's split (letters, digits, '_'); use `limit` to export part of one"
         )
     if name is not None and not _SAFE_ID.fullmatch(name):
-        raise ValueError(f"name {name!r} cannot name a data file (letters, digits, '.', '_', '-')")
+        raise ValueError(f"`name={name!r}` cannot name a data file (letters, digits, '.', '_', '-')")
     if format == "trl":
         return file_format, ("data" if file_format == "parquet" else TRL_METADATA_FILE)
     return file_format, f"{name or DEFAULT_NAME}.{file_format}"
@@ -333,39 +341,24 @@ def check_request(
 def check_replaceable(out_dir: Union[str, os.PathLike], overwrite: bool) -> None:
     """Raise ``FileExistsError`` unless an export may go to ``out_dir``: absent or empty, or,
     with ``overwrite``, holding nothing but a previous export (:func:`is_export_entry`)."""
-    out_dir = Path(out_dir)
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} exists and is not a directory")
-    entries = sorted(out_dir.iterdir())
-    if entries and not overwrite:
-        raise _not_empty(out_dir)
-    foreign = [entry.name for entry in entries if not is_export_entry(entry)]
-    if foreign:
-        raise FileExistsError(
-            f"{out_dir} holds {foreign[0]!r}, which no export writes; overwrite replaces only a previous export: "
-            "choose an empty or new directory"
-        )
-
-
-def _not_empty(out_dir: Path) -> FileExistsError:
-    return FileExistsError(f"{out_dir} is not empty: pass overwrite=True (--overwrite) to replace the export there")
+    fileio.check_replaceable(out_dir, overwrite, is_export_entry)
 
 
 def is_export_entry(path: Path) -> bool:
     """Whether ``path``, an entry of an export directory, is something an export writes: the
-    card, a data file, ``data/`` holding only Parquet files or ``images/`` holding only files."""
+    card, a data file, ``data/`` holding only Parquet shards or ``images/`` holding only files."""
     if path.is_symlink():
         return False
     if path.is_dir():
         if path.name not in ("data", IMAGE_DIR):
             return False
-        return all(
-            child.is_file() and not child.is_symlink() and (path.name == IMAGE_DIR or child.suffix == ".parquet")
-            for child in path.iterdir()
-        )
+        plain = is_shard_file if path.name == "data" else _is_plain_file
+        return all(plain(child) for child in path.iterdir())
     return path.is_file() and (path.name in EXPORT_FILES or path.suffix in EXPORT_SUFFIXES)
+
+
+def _is_plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
 
 
 def move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
@@ -392,7 +385,7 @@ def move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
             if taken and overwrite:
                 continue
             if taken:
-                raise _not_empty(out_dir) from error
+                raise fileio.not_empty_error(out_dir) from error
             raise
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)

@@ -83,8 +83,8 @@ def check_fraction(fraction: float) -> float:
     >>> check_fraction(1.5)
     Traceback (most recent call last):
     ...
-    ValueError: validation_fraction must be in [0, 1), got 1.5
+    ValueError: `validation_fraction` must be in [0, 1), got 1.5
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
+        raise ValueError(f"`validation_fraction` must be in [0, 1), got {fraction}")
     return fraction

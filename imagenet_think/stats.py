@@ -22,6 +22,7 @@ JSON-able summary, :func:`format_summary` into text, :func:`write_histograms` in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ def _label_kinds(wnids: list, statuses: list, answers: list) -> pa.Array:
     return pa.array(
         [
             None if status == "missing" or answer is None else label_hit(answer, wnid or "", exclusive=False).kind
-            for wnid, status, answer in zip(wnids, statuses, answers)
+            for wnid, status, answer in zip(wnids, statuses, answers, strict=True)
         ],
         pa.string(),
     )
@@ -114,7 +115,7 @@ def _distribution(values: np.ndarray) -> dict[str, float]:
     return {
         "count": int(len(values)),
         "mean": round(float(values.mean()), 4),
-        **{f"p{p}": round(float(v), 4) for p, v in zip(PERCENTILES, points)},
+        **{f"p{p}": round(float(v), 4) for p, v in zip(PERCENTILES, points, strict=True)},
         "max": round(float(values.max()), 4),
     }
 
@@ -197,7 +198,7 @@ def format_summary(summary: dict[str, Any], title: str = "ImageNet-Think") -> st
         lines += ["", f"answer agreement (Jaccard of word sets): mean {agree.get('mean', 0):.3f}, median {agree.get('p50', 0):.3f}"]
         edges, counts = agree["histogram"]["edges"], agree["histogram"]["counts"]
         scale = max(counts) or 1
-        for lo, hi, count in zip(edges, edges[1:], counts):
+        for (lo, hi), count in zip(itertools.pairwise(edges), counts, strict=True):
             lines.append(f"  [{lo:.1f}, {hi:.1f}{']' if hi == 1.0 else ')'} {count:>8}  " + "#" * round(40 * count / scale))
     return "\n".join(lines)
 

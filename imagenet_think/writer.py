@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from imagenet_think import schema
-from imagenet_think.fileio import atomic_write, staging_dir
+from imagenet_think.fileio import atomic_write, check_replaceable, staging_dir
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, check_split_label, validation_mask
 
 if TYPE_CHECKING:
@@ -83,6 +83,16 @@ def write_shard(
     with atomic_write(path, "wb") as f:
         pq.write_table(table, f, row_group_size=ROWS_PER_ROW_GROUP, compression=COMPRESSION)
     return path
+
+
+def is_shard_file(path: Path) -> bool:
+    """Whether ``path``, in the ``data/`` directory of an export, is what an export writes
+    there: a Parquet file (not a link).
+
+    >>> is_shard_file(Path("data/train-00000-of-00001.parquet")), is_shard_file(Path("data/mine.txt"))
+    (False, False)
+    """
+    return path.suffix == ".parquet" and path.is_file() and not path.is_symlink()
 
 
 class ShardWriter:
@@ -147,7 +157,7 @@ class ShardWriter:
         self.fingerprint = digest.hexdigest()
         total = len(self.paths)
         final = [self.data_dir / shard_name(self.split, i, total, self.fingerprint) for i in range(total)]
-        for provisional, path in zip(self.paths, final):
+        for provisional, path in zip(self.paths, final, strict=True):
             os.replace(provisional, path)
         self.paths = final
         return final
@@ -374,7 +384,8 @@ def export_hub_layout(
     Arrow data; ``limit`` keeps the first rows of each split; every row lands in the split its id
     hashes to at ``validation_fraction`` (the loader's split), whatever split it came in.  Everything is written in a
     staging directory next to ``out_dir`` and moved into place at the end; an existing
-    ``out_dir/data`` is only replaced with ``overwrite=True``.  ``push_to_hub`` names a Hub
+    ``out_dir/data`` is only replaced with ``overwrite=True``, and only when it holds nothing
+    but Parquet files (:func:`imagenet_think.fileio.check_replaceable`).  ``push_to_hub`` names a Hub
     dataset repo to upload the result to; access is checked before any work.
 
     >>> import imagenet_think, tempfile
@@ -390,8 +401,7 @@ def export_hub_layout(
     if push_to_hub:
         check_hub_access(push_to_hub)
     out_dir = Path(out_dir).resolve()
-    if (out_dir / "data").exists() and any((out_dir / "data").iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir}/data already holds files; pass overwrite=True (--overwrite) to replace them")
+    check_replaceable(out_dir / "data", overwrite, is_shard_file)
     splits = corpus_splits(source, validation_fraction)
     with staging_dir(out_dir) as staging:
         for split, shards in _write_splits(splits, staging / "data", validation_fraction, max_shard_bytes, limit).items():
@@ -401,6 +411,7 @@ def export_hub_layout(
             raise ValueError(f"{_describe(source)}: no rows to export")
         out_dir.mkdir(parents=True, exist_ok=True)
         if (out_dir / "data").exists():
+            check_replaceable(out_dir / "data", overwrite, is_shard_file)  # as it is now, after the export
             shutil.rmtree(out_dir / "data")
         os.replace(staging / "data", out_dir / "data")
     card_info.setdefault("source", source if isinstance(source, str) else None)

@@ -22,7 +22,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def subparser(command: str) -> argparse.ArgumentParser:
-    parser = cli._build_parser(command)
+    parser, _ = cli._build_parser(command)
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
 
 
@@ -42,6 +42,85 @@ def test_every_subcommand_documents_every_option_once(command):
         assert action.help, f"{command} {name} has no help"
     assert "(default: None)" not in text
     assert not re.search(r"\(default: [^)]*\) \(default:", text), "a default shown twice"
+
+
+def test_a_default_of_zero_is_shown_in_help():
+    # 0 == False: a test by equality would hide "(default: 0)" as if it were a flag's False
+    shown = {}
+    for command in sorted(COMMANDS):
+        parser = subparser(command)
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.default == 0 and action.default is not False and action.help != argparse.SUPPRESS:
+                shown[command, action.option_strings[-1]] = formatter._get_help_string(action)
+    assert {key for key in shown} >= {("evaluate", "--seed"), ("regenerate", "--seed"), ("regenerate", "--shard-index")}
+    assert all(text.endswith("(default: 0)") for text in shown.values()), shown
+
+
+def test_the_shard_size_is_in_mib_and_the_old_spelling_still_works(tmp_path):
+    for command in ("export", "export-sft"):
+        parser = subparser(command)
+        help_text = " ".join(parser.format_help().split())
+        assert "--max-shard-mib MIB" in help_text and "in MiB of Arrow data (default: 500)" in help_text
+        assert "--max-shard-mb" not in help_text  # hidden, still accepted
+        required = ["--format", "trl", "--out", "o"] if command == "export-sft" else ["sample", "o"]
+        given = [parser.parse_args([*required, option, "1.5"]).max_shard_bytes for option in ("--max-shard-mib", "--max-shard-mb")]
+        assert given == [int(1.5 * 2**20)] * 2
+    assert main(["export", "sample", str(tmp_path / "out"), "--max-shard-mib", "0.01"]) == 0
+    shards = sorted((tmp_path / "out" / "data").glob("train-*.parquet"))
+    assert len(shards) > 1  # 10 KiB shards of images of more than that: one row group each
+
+
+def _regenerate_scheduler(**options):
+    from imagenet_think.regenerate.scheduler import Scheduler
+
+    return Scheduler({}, None, **options)
+
+
+def _metric_settings(**options):
+    from imagenet_think.evaluate.metrics import MetricSettings
+
+    return MetricSettings(**options)
+
+
+def _chunks(chunk_size):
+    from imagenet_think.evaluate.chunks import run_chunks
+
+    return run_chunks(1, chunk_size, "unused", str, str, progress=False)
+
+
+def _fraction(value):
+    from imagenet_think.split import check_fraction
+
+    return check_fraction(value)
+
+
+@pytest.mark.parametrize("command, make_error, spelled", [
+    ("regenerate", lambda: _regenerate_scheduler(max_attempts=0), "--max-attempts and --max-in-flight must be at least 1"),
+    ("regenerate", lambda: _regenerate_scheduler(retry_delay=-1),
+     "--retry-delay and --unreachable-after must be >= 0, --max-failure-rate in [0, 1]"),
+    ("evaluate", lambda: _metric_settings(tfidf_fit="chunk"), "--tfidf-fit must be one of pair, corpus; got 'chunk'"),
+    ("evaluate", lambda: _metric_settings(batch_size=0), "--batch-size must be at least 1, got 0"),
+    ("evaluate", lambda: _chunks(0), "--chunk-size must be positive, got 0"),
+    ("export", lambda: _fraction(1.5), "--validation-fraction must be in [0, 1), got 1.5"),
+])
+def test_library_errors_name_the_option_of_the_command_that_raised_them(command, make_error, spelled):
+    with pytest.raises(ValueError) as raised:
+        make_error()
+    python_spelling = cli.error_line(raised.value)
+    assert "`" in python_spelling  # the library names its keyword argument ...
+    assert cli.cli_wording(python_spelling, subparser(command)) == spelled  # ... the command its option
+
+
+def test_registry_help_gives_the_file_format():
+    from dataclasses import fields
+
+    from imagenet_think.regenerate.models import ModelSpec
+
+    for command in ("regenerate", "evaluate"):
+        [action] = [a for a in subparser(command)._actions if "--registry" in a.option_strings]
+        assert "'extends: NAME'" in action.help and "max_tokens" in action.help
+        assert all(f.name in action.help for f in fields(ModelSpec) if f.name != "name"), command
 
 
 def test_top_level_help_describes_the_tool_and_sources():
@@ -103,8 +182,9 @@ ERROR_CASES = {
     "stats missing dir": ("stats MISSING", "no such directory"),
     "stats corrupt parquet": ("stats CORRUPT", "not a readable Parquet file"),
     "stats unknown split": ("stats sample --split test", 'Unknown split "test"'),
-    "export existing output": ("export sample SAMPLE_COPY", "already holds files"),
+    "export existing output": ("export sample SAMPLE_COPY", "/data is not empty: pass --overwrite to replace"),
     "export corrupt parquet": ("export CORRUPT OUT", "not a readable Parquet file"),
+    "export bad fraction": ("export sample OUT --validation-fraction 1.5", "error: --validation-fraction must be in [0, 1), got 1.5"),
     "export-sft missing dir": ("export-sft MISSING --format trl --out OUT", "no such directory"),
     "export-rl missing dir": ("export-rl MISSING --format verl --out OUT", "no such directory"),
     "export-rl corrupt parquet": ("export-rl CORRUPT --format trl --out OUT", "not a readable Parquet file"),
@@ -116,6 +196,7 @@ ERROR_CASES = {
 @pytest.mark.parametrize("case", sorted(ERROR_CASES))
 def test_errors_are_one_line_with_status_2(case, sample_copy, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.jsonl").write_text('{"id": "n01_x", "prediction": "A cat."}\n')  # read before SOURCE
     line, expected = ERROR_CASES[case]
     before = sorted(p.name for p in (sample_copy / "data").iterdir())
     corrupt = tmp_path / "corrupt"

@@ -101,7 +101,7 @@ def test_compare_two_runs(tmp_path, sample_rows, capsys):
         assert main([*args, *LEXICAL]) == 0
     assert main(["--compare", str(tmp_path / "alpha"), str(tmp_path / "beta"), "--out", str(tmp_path / "both")]) == 0
     table = (tmp_path / "both" / "results.md").read_text()
-    assert "| part | metric | alpha | beta |" in table
+    assert "| part | metric | alpha | n | beta | n |" in table
     assert "| think | jaccard | 1.000 [1.000, 1.000] |" in table  # alpha predicts teacher 1's own reasoning
 
 
@@ -167,7 +167,7 @@ def test_all_seven_metrics_offline_with_the_bundled_minilm(tmp_path, sample_rows
     assert len(summary["results"]) == 7 * 2 * 3
     assert result(tmp_path / "run", "answer", "bertscore_f1", "teacher1")["mean"] == pytest.approx(1.0, abs=1e-5)
     settings = summary["runs"][0]["settings"]
-    assert settings["bertscore_model"] == "all-MiniLM-L6-v2"
+    assert settings["bertscore_model"] == "all-MiniLM-L6-v2" and settings["bertscore_fallback"] is False  # asked for
     assert settings["bertscore_layers"] == AutoConfig.from_pretrained(resolve_model("all-MiniLM-L6-v2")).num_hidden_layers
     # one row per chunk: the lexical scores are identical, the embedding ones equal up to float noise
     assert main([*args, "--chunk-size", "1", "--out", str(tmp_path / "one_by_one")]) == 0
@@ -237,7 +237,10 @@ def test_default_bertscore_model_falls_back_to_bundled_minilm_offline(tmp_path, 
     assert "using the bundled 'all-MiniLM-L6-v2'" in capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "results.json").read_text())
     assert summary["runs"][0]["settings"]["bertscore_model"] == "all-MiniLM-L6-v2"
-    assert (tmp_path / "run" / "results.md").is_file() and (tmp_path / "run" / "results.png").is_file()
+    assert summary["runs"][0]["settings"]["bertscore_fallback"] is True
+    assert {(row["bertscore_model"], row["bertscore_fallback"]) for row in summary["results"]} == {("all-MiniLM-L6-v2", True)}
+    assert "used the fallback model 'all-MiniLM-L6-v2', not 'roberta-large'" in (tmp_path / "run" / "results.md").read_text()
+    assert (tmp_path / "run" / "results.png").is_file()
 
 
 def scores_of(run_dir):
@@ -404,3 +407,15 @@ def test_label_accuracy_of_the_model_and_of_both_teachers(tmp_path, sample_rows,
     assert strict["runs"][0]["settings"]["label_reward"]["exclusive"] is True
     strict_reward = next(r["mean"] for r in strict["labels"] if (r["answers"], r["figure"]) == ("teacher2", "reward"))
     assert strict_reward < 23 / 24  # teacher 2's descriptions name other classes too ("Style:" is a flower part)
+
+
+def test_a_bad_predictions_file_is_its_one_error_before_any_metric_model_is_checked(tmp_path, capsys, monkeypatch):
+    from imagenet_think.evaluate import __main__ as evaluate_cli
+
+    monkeypatch.setattr(evaluate_cli, "check_models", lambda *a: pytest.fail("a metric model was checked first"))
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"id": "x", "prediction": "a"\n')  # the JSON object is not closed
+    assert main(["--predictions", str(bad), "--source", "sample", "--out", str(tmp_path / "run")]) == 2  # all seven metrics
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"python -m imagenet_think.evaluate: error: {bad} line 1")
+    assert not (tmp_path / "run").exists()

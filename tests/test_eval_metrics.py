@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import unicodedata
 
 import numpy as np
 import pytest
@@ -116,6 +117,13 @@ def test_the_chinese_example_scores_like_its_characters():
     assert scores["tfidf_cosine"].tolist() == [pytest.approx(7 / (7 + RARE_IDF**2))]
 
 
+def test_a_decomposed_spelling_scores_as_the_same_text():
+    composed = "Un café crème à Zürich"
+    decomposed = unicodedata.normalize("NFD", composed)
+    scores = score_texts([decomposed], [composed], LEXICAL)
+    assert {name: values.tolist() for name, values in scores.items()} == {name: [pytest.approx(1.0)] for name in LEXICAL}
+
+
 def test_tfidf_cosine_by_hand_per_pair():
     # "a cat" vs "a dog": a is shared (idf 1), cat and dog are not: cosine 1 / (1 + RARE_IDF^2)
     # "a a cat" vs "a cat": both shared, tf (2, 1) and (1, 1): cosine 3 / (sqrt(5) sqrt(2))
@@ -191,9 +199,9 @@ def test_unknown_metric_length_mismatch_and_bad_settings_are_named():
         score_texts(["a"], ["a"], ["bleu"])
     with pytest.raises(ValueError, match="2 predictions but 1 references"):
         score_texts(["a", "b"], ["a"], ["jaccard"])
-    with pytest.raises(ValueError, match="tfidf_fit must be one of pair, corpus; got 'chunk'"):
+    with pytest.raises(ValueError, match="`tfidf_fit` must be one of pair, corpus; got 'chunk'"):
         MetricSettings(tfidf_fit="chunk")
-    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="`batch_size` must be at least 1, got 0"):
         MetricSettings(batch_size=0)
 
 

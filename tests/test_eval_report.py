@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from imagenet_think.evaluate.report import (
+    MISSING_IDS_SHOWN,
     bootstrap_ci,
     combine,
     describe_differences,
@@ -90,7 +91,7 @@ def test_compare_puts_models_in_columns(tmp_path):
     both = combine([first, second, third], ["a", "b", "c"])
     assert [run["model"] for run in both["runs"]] == ["alpha", "beta [b]", "beta [c]"]
     table = render_markdown(both)
-    assert "| part | metric | alpha | beta [b] | beta [c] |" in table
+    assert "| part | metric | alpha | n | beta [b] | n | beta [c] | n |" in table
     assert "| think | jaccard | 0.200 [" in table and "0.800 [" in table
     write_report(both, tmp_path)
     assert len(load_summary(tmp_path)["runs"]) == 3
@@ -202,3 +203,51 @@ def test_label_figures_survive_json_and_comparison(tmp_path):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "results.json").write_text(json.dumps(older))
     assert load_summary(tmp_path / "old")["labels"] == [] and "Label accuracy" not in render_markdown(load_summary(tmp_path / "old"))
+
+
+def test_each_result_shows_its_n_and_an_interval_on_one_example_is_flagged():
+    summary = summarize(scores_table([0.2, float("nan"), 0.6], [0.4, float("nan"), float("nan")]), "m", num_resamples=50)
+    table = render_markdown(summary)
+    assert "| part | metric | m | n |" in table
+    assert "| think | jaccard | 0.400 [0.200, 0.600] | 2 |" in table
+    assert "| answer | rouge1_f | 0.400 [0.400, 0.400] | 1 * |" in table  # one example: a single value
+    assert "**Warning:** a result whose n is marked * rests on fewer than 2 examples" in table
+    two_each = render_markdown(summarize(scores_table([0.2, 0.4, 0.6]), "m", num_resamples=50))
+    assert "Warning" not in two_each and "*" not in two_each
+
+
+def test_the_subset_ids_without_a_prediction_are_listed():
+    missing = [f"n01_{i}" for i in range(MISSING_IDS_SHOWN + 3)]
+    coverage = {"subset_size": 3 + len(missing), "ids_without_prediction": missing, "predictions_outside_subset": 0}
+    table = render_markdown(summarize(scores_table([0.2, 0.4, 0.6]), "m", num_resamples=10, coverage=coverage))
+    shown = ", ".join(f"`{row_id}`" for row_id in missing[:MISSING_IDS_SHOWN])
+    assert f"* m: {shown} and 3 more (all {len(missing)}: `runs[].ids_without_prediction` in results.json)" in table
+    assert "without a prediction" not in render_markdown(summarize(scores_table([0.2, 0.4, 0.6]), "m", num_resamples=10))
+
+
+def test_a_bertscore_fallback_is_said_where_the_numbers_are_read(tmp_path):
+    import matplotlib.pyplot as plt
+
+    def run(name, fallback):
+        settings = {"metrics": ["bertscore_f1"], "bertscore_model": "all-MiniLM-L6-v2" if fallback else "roberta-large",
+                    "bertscore_layers": 6 if fallback else 17, "bertscore_fallback": fallback}
+        return summarize(pa.table({"id": ["a", "b"], "status": ["ok", "ok"], "answer.bertscore_f1.best": [0.9, 0.8]}),
+                         name, settings, num_resamples=10)
+
+    fell_back, regular = run("mini", True), run("large", False)
+    [row] = fell_back["results"]
+    assert (row["metric"], row["bertscore_model"], row["bertscore_fallback"]) == ("bertscore_f1", "all-MiniLM-L6-v2", True)
+    assert regular["results"][0]["bertscore_fallback"] is False
+    write_report(fell_back, tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["results"][0]["bertscore_fallback"] is True
+    warning = ("**Warning:** BERTScore of mini used the fallback model 'all-MiniLM-L6-v2', not 'roberta-large' "
+               "(not available offline): not comparable with roberta-large BERTScores.")
+    assert warning in (tmp_path / "results.md").read_text()
+    assert "fallback" not in render_markdown(regular)
+    for summary, said in ((fell_back, True), (regular, False), (combine([regular, fell_back], ["x", "y"]), True)):
+        figure = draw_chart(summary)
+        try:
+            title = figure._suptitle.get_text()
+        finally:
+            plt.close(figure)
+        assert ("BERTScore by the offline fallback model, not roberta-large: not comparable" in title) == said, title

@@ -54,7 +54,7 @@ def test_all_split_covers_every_id_and_indices_point_at_them():
     [
         ({"split": "test"}, "unknown split 'test'"),
         ({"size": 0}, "size must be positive"),
-        ({"validation_fraction": 1.0}, "validation_fraction must be in"),
+        ({"validation_fraction": 1.0}, "`validation_fraction` must be in"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):

@@ -74,6 +74,30 @@ def test_cli_exports_a_saved_dataset(tmp_path, capsys):
     assert pq.read_metadata(next((tmp_path / "out" / "data").glob("*.parquet"))).num_rows == len(clean)
 
 
+def files_of(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("planted", ["data/mine.txt", "data/notes/todo.md"])
+def test_overwrite_replaces_an_earlier_export_but_never_a_foreign_file(tmp_path, capsys, planted):
+    out = tmp_path / "out"
+    assert main(["export", "sample", str(out), "--limit", "3"]) == 0
+    assert main(["export", "sample", str(out), "--limit", "5", "--overwrite"]) == 0  # an export replaces an export
+    assert "train: 5 rows" in capsys.readouterr().out and split_sizes(out)["train"]["num_examples"] == 5
+    (out / planted).parent.mkdir(parents=True, exist_ok=True)
+    (out / planted).write_text("mine")
+    before = files_of(tmp_path)
+    assert main(["export", "sample", str(out), "--overwrite"]) == 2
+    line = capsys.readouterr().err.strip()
+    name = planted.split("/")[1]
+    assert line == (f"imagenet-think export: error: {out}/data holds {name!r}, which no export writes; --overwrite "
+                    "replaces only a previous export: move it away or choose another output directory")
+    assert files_of(tmp_path) == before  # the planted file, the earlier export and no staging directory left
+    with pytest.raises(FileExistsError, match=f"holds {name!r}, which no export writes; `overwrite` replaces only"):
+        export_hub_layout("sample", out, overwrite=True)
+    assert files_of(tmp_path) == before
+
+
 def run_export(tmp_path, env_changes: dict) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT")}
     env.update(HF_HOME=str(tmp_path / "hf-home"), **env_changes)

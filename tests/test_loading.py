@@ -125,7 +125,7 @@ def test_rewritten_directory_is_not_served_from_stale_cache(tmp_path):
 
 def test_export_refuses_to_overwrite(sample_copy, tmp_path):
     before = {p.name: p.read_bytes() for p in (sample_copy / "data").iterdir()}
-    with pytest.raises(FileExistsError, match="already holds files"):
+    with pytest.raises(FileExistsError, match="data is not empty: pass `overwrite=True`"):
         export_hub_layout("sample", sample_copy)
     assert {p.name: p.read_bytes() for p in (sample_copy / "data").iterdir()} == before
 
@@ -229,7 +229,7 @@ def test_offline_hub_fails_fast_with_advice(monkeypatch, tmp_path):
 def test_unknown_config_and_bad_fraction():
     with pytest.raises(ValueError, match="unknown config 'cot'"):
         imagenet_think.load_dataset("sample", "cot")
-    with pytest.raises(ValueError, match="validation_fraction must be in"):
+    with pytest.raises(ValueError, match="`validation_fraction` must be in"):
         imagenet_think.load_dataset("sample", validation_fraction=1.0)
 
 

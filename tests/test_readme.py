@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import datasets
@@ -12,7 +14,8 @@ import pytest
 
 from imagenet_think.cli import main
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 def python_blocks() -> list[str]:
@@ -81,3 +84,56 @@ def test_the_rl_section_shows_the_default_prompt_and_the_trl_cards_training_exam
     assert len(settings) > 10
     for setting in settings:
         assert setting in " ".join(section.split()), setting
+
+
+def set_up_block() -> str:
+    return re.search(r"## Set-up.*?```bash\n(.*?)```", README, re.S).group(1)
+
+
+def test_ci_runs_the_two_set_up_commands_as_written():
+    block = set_up_block().splitlines()
+    numbered = [block[i + 1] for i, line in enumerate(block) if re.match(r"# [12]\. ", line)]
+    assert len(numbered) == 2
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert all(command in ci for command in numbered)
+
+
+def test_the_optional_cpu_torch_line_matches_the_pin_and_keeps_pypi():
+    [line] = [line for line in set_up_block().splitlines() if "download.pytorch.org" in line]
+    [pin] = [r for r in (ROOT / "requirements-dev.txt").read_text().splitlines() if r.startswith("torch==")]
+    assert f" {pin} " in line and "--extra-index-url https://download.pytorch.org/whl/cpu" in line
+    assert "--index-url" not in line.replace("--extra-index-url", "")  # PyPI stays the index of torch's dependencies
+
+
+def test_the_layout_names_every_module_and_package():
+    [layout] = re.findall(r"## Layout\n\n(.*?)\n## ", README, re.S)
+    package = ROOT / "imagenet_think"
+    names = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    names |= {f"{p.name}/" for p in package.iterdir() if p.is_dir() and not p.name.startswith("__")}
+    assert {name for name in names if f"`{name}`" not in layout} == set()
+
+
+def test_the_prediction_column_aliases_are_documented():
+    from imagenet_think.evaluate.predictions import PREDICTION_COLUMNS
+
+    [evaluate] = re.findall(r"## Evaluate\n(.*?)\n## ", README, re.S)
+    assert all(f"`{name}`" in evaluate for name in PREDICTION_COLUMNS)
+
+
+def test_the_registry_example_loads(tmp_path):
+    from imagenet_think.regenerate.models import get_model, load_registry
+
+    [example] = re.findall(r"```yaml\n(.*?)```", README, re.S)
+    path = tmp_path / "models.yaml"
+    path.write_text("\n".join(line[2:] for line in example.splitlines()))  # the block is indented in a list item
+    registry = load_registry(path)
+    assert registry["my-vlm"].sampling["max_tokens"] == 4096
+    assert registry["glm-long"].sampling == {**get_model("glm").sampling, "max_tokens": 16384}
+
+
+def test_git_ignores_what_the_readme_commands_leave():
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    left = ["out/sft-trl/README.md", "plots/answer_chars.png", "preds.jsonl", "eval-runs/preds/results.md", ".venv/bin/python"]
+    ignored = subprocess.run(["git", "check-ignore", *left], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert ignored == left

@@ -233,6 +233,18 @@ def test_ray_data_llm_vllm_processor_is_built_from_the_runs_vllm_options(tiny_gl
     assert ray_data_engine.result_of(ray_data_engine.output_row(error, 64)).error == "ValueError: bad image"
 
 
+def test_ray_data_finish_reason_is_length_from_exactly_max_tokens():
+    from imagenet_think.regenerate.engines import ray_data_engine
+
+    def finish(tokens, **row):
+        output = {"id": "a", "generated_text": "x", "num_generated_tokens": tokens, "__inference_error__": "", **row}
+        return ray_data_engine.result_of(ray_data_engine.output_row(output, 64)).finish_reason
+
+    # Ray Data LLM rows carry no finish reason: a completion that used the whole budget was cut there
+    assert [finish(63), finish(64), finish(65)] == ["stop", "length", "length"]
+    assert finish(64, finish_reason="stop") == "stop"  # a row that says why it ended is believed
+
+
 def test_launch_ray_is_a_thin_wrapper_of_regenerate_ray(tmp_path):
     script = REPO / "builder_scripts" / "launch_ray.py"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

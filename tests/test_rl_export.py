@@ -274,7 +274,7 @@ def test_cli_writes_and_overwrites_only_a_previous_export(records, tmp_path, cap
     printed = capsys.readouterr().out
     assert f"wrote 24 prompts (train: 23, validation: 1) to {out}; reward: imagenet_think.rewards.compute_score" in printed
     assert cli.main(["export-rl", "sample", "--format", "trl", "--out", str(out)]) == 2
-    assert "is not empty: pass overwrite=True (--overwrite)" in error_line(capsys.readouterr().err)
+    assert "is not empty: pass --overwrite to replace the export there" in error_line(capsys.readouterr().err)
     assert cli.main(["export-rl", "sample", "--format", "trl", "--out", str(out), "--overwrite",
                      "--prompt", "What is it?"]) == 0
     loaded = datasets.load_dataset(str(out))
@@ -285,9 +285,9 @@ def test_cli_writes_and_overwrites_only_a_previous_export(records, tmp_path, cap
 
 @pytest.mark.parametrize("argv, message", [
     (["--out", "{out}", "--overwrite"], "{out} holds 'notes.txt', which no export writes"),
-    (["--out", "{out}/new", "--prompt", "<image> What is it?"], "the prompt holds '<image>'"),
-    (["--out", "{out}/new", "--prompt", "  "], "the prompt must be a non-blank text"),
-    (["--out", "{out}/new", "--validation-fraction", "1"], "validation_fraction must be in [0, 1)"),
+    (["--out", "{out}/new", "--prompt", "<image> What is it?"], "--prompt holds '<image>'"),
+    (["--out", "{out}/new", "--prompt", "  "], "--prompt must be a non-blank text"),
+    (["--out", "{out}/new", "--validation-fraction", "1"], "--validation-fraction must be in [0, 1)"),
     (["{out}/missing", "--out", "{out}/new"], "{out}/missing"),
     (["--out", "{out}/new", "--limit", "0"], "sample: no rows to export"),
 ])

@@ -282,14 +282,14 @@ def test_llava_json_list(sample, tmp_path):
 @pytest.mark.parametrize("options, message", [
     ({"format": "llava", "system_prompt": "S"}, "no system turn"),
     ({"format": "llamafactory", "think": "field"}, "only the trl format"),
-    ({"format": "llava", "file_format": "parquet"}, "not 'parquet'"),
-    ({"format": "sharegpt"}, "format must be one of"),
-    ({"format": "trl", "think": "inline"}, "think must be one of"),
-    ({"format": "trl", "name": "cats"}, "drop name"),
+    ({"format": "llava", "file_format": "parquet"}, "written as json or jsonl, not `file_format='parquet'`"),
+    ({"format": "sharegpt"}, "`format` must be one of"),
+    ({"format": "trl", "think": "inline"}, "`think` must be one of"),
+    ({"format": "trl", "name": "cats"}, "drop `name`"),
     ({"format": "llava", "name": "../cats"}, "cannot name a data file"),
     ({"format": "trl", "split": "train[:5]"}, "cannot name the export's split"),
     ({"format": "trl", "file_format": "jsonl", "split": "validation"}, "holds one split, 'train'"),
-    ({"format": "trl", "limit": -1}, "limit must be >= 0"),
+    ({"format": "trl", "limit": -1}, "`limit` must be >= 0"),
 ])
 def test_bad_options_fail_before_writing(sample, tmp_path, options, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -319,7 +319,7 @@ def test_overwrite_leaves_exactly_the_new_export(sample, tmp_path, format, file_
         return tree(out_dir)
 
     old = export(1, tmp_path / "out")
-    with pytest.raises(FileExistsError, match="is not empty: pass overwrite=True"):
+    with pytest.raises(FileExistsError, match="is not empty: pass `overwrite=True`"):
         export(2, tmp_path / "out")
     assert tree(tmp_path / "out") == old
     new = export(2, tmp_path / "fresh")
@@ -415,15 +415,29 @@ def test_cli_reports_unusable_pairs_with_the_status_options(tmp_path, capsys):
     assert cli.main(["export-sft", "--format", "trl", "--teacher", "1", "--out", str(tmp_path / "out"), "--strict"]) == 2
     line = error_line(capsys.readouterr().err)
     assert line.startswith("imagenet-think export-sft: error: record '") and "pair 1 (glm) has status" in line
-    assert line.endswith("(options: --require-status, --strict)") and not (tmp_path / "out").exists()
+    assert line.endswith("not one of --require-status ok; widen --require-status to use it, or skip such pairs "
+                         "(without --strict)")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--out", "{out}"], "{out} is not empty: pass overwrite=True (--overwrite)"),
-    (["--out", "{out}", "--overwrite"], "{out} holds 'notes.txt', which no export writes"),
+    (["--out", "{out}"], "{out} is not empty: pass --overwrite to replace the export there"),
+    (["--out", "{out}", "--overwrite"],
+     "{out} holds 'notes.txt', which no export writes; --overwrite replaces only a previous export"),
     (["--out", "{out}/notes.txt"], "{out}/notes.txt exists and is not a directory"),
-    (["--out", "{out}/new", "--format", "llava", "--system-prompt", "S"], "no system turn"),
+    (["--out", "{out}/new", "--format", "llava", "--system-prompt", "S"], "no system turn: drop --system-prompt"),
     (["--out", "{out}/new", "--source", "{out}/missing"], "{out}/missing"),
+    (["--out", "{out}/new", "--format", "llamafactory", "--think", "field"], "--think field keeps the reasoning"),
+    (["--out", "{out}/new", "--name", "cats"], "whose files datasets names: drop --name"),
+    (["--out", "{out}/new", "--format", "llava", "--file-format", "parquet"],
+     "the llava format is written as json or jsonl, not --file-format parquet"),
+    (["--out", "{out}/new", "--file-format", "jsonl", "--split", "validation"],
+     "holds one split, 'train': export --split validation with --file-format parquet"),
+    (["--out", "{out}/new", "--split", "train[:5]"],
+     "--split train[:5] cannot name the export's split (letters, digits, '_'); use --limit to export part of one"),
+    (["--out", "{out}/new", "--limit", "-1"], "--limit must be >= 0, got -1"),
+    (["--out", "{out}/new", "--require-status", "malformed"],
+     "no usable pairs among 23 records: nothing to export; widen --require-status malformed"),
 ])
 def test_cli_refuses_with_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
@@ -434,12 +448,12 @@ def test_cli_refuses_with_one_line_and_writes_nothing(tmp_path, capsys, argv, me
     assert cli.main(["export-sft", *options, *argv]) == 2
     line = error_line(capsys.readouterr().err)
     assert line.startswith("imagenet-think export-sft: error: ") and message.format(out=out) in line
-    assert "(options:" not in line
+    assert "`" not in line and not re.search(r"\b[a-z]+_[a-z_]+\b", line.split("error: ", 1)[1].replace(str(tmp_path), ""))
     assert tree(tmp_path) == {"out/notes.txt": b"mine"}
 
 
 def test_cli_help_documents_every_option_once():
-    parser = cli._build_parser("export-sft")
+    parser, _ = cli._build_parser("export-sft")
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     export_sft_parser = sub.choices["export-sft"]
     options = [a for a in export_sft_parser._actions if a.option_strings and a.dest != "help"]

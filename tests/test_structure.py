@@ -104,3 +104,16 @@ def test_library_modules_never_import_the_cli_layer():
         if not is_cli_layer(module) and any(map(is_cli_layer, targets))
     }
     assert offenders == {}
+
+
+def test_every_zip_of_the_package_says_its_lengths_must_match():
+    # zip() stops at the shortest input: a list one short would drop rows without a word.
+    # Every zip here pairs things that must be equally long (pairwise neighbours use itertools.pairwise).
+    loose = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "zip"
+        and not any(k.arg == "strict" and getattr(k.value, "value", None) is True for k in node.keywords)
+    ]
+    assert loose == []

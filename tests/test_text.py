@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import unicodedata
 
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagenet_think.text import CJK_RANGES, jaccard, jaccard_index, word_lists, word_tokens
+from imagenet_think.text import CJK_RANGES, jaccard, jaccard_index, word_lists, word_spans, word_tokens
 
 ascii_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
 
@@ -38,7 +39,9 @@ def test_unicode_letters_and_digits_form_runs():
 
 def test_each_cjk_ideograph_is_a_token_exactly_where_bert_says_chinese():
     is_chinese = bert_is_chinese_char()
-    letters = [chr(cp) for cp in range(0x2E80, 0x2FA20) if chr(cp).isalpha()]
+    # letters that stay one character under NFC (presentation forms such as U+FB2C decompose
+    # into a letter and combining marks, which separate tokens)
+    letters = [chr(cp) for cp in range(0x2E80, 0x2FA20) if chr(cp).isalpha() and len(unicodedata.normalize("NFC", chr(cp))) == 1]
     got = word_lists([c + c for c in letters]).to_pylist()
     split_apart = {c for c, tokens in zip(letters, got) if len(tokens) == 2}
     assert split_apart == {c for c in letters if is_chinese(ord(c))}
@@ -74,3 +77,33 @@ def test_quality_does_not_import_the_evaluation():
 @pytest.mark.parametrize("text", ["", "   ", "_-_", "\u0301"])
 def test_texts_without_letters_or_digits_have_no_tokens(text):
     assert word_tokens(text) == []
+
+
+def test_a_word_and_its_decomposed_spelling_are_one_token():
+    composed = "Un café crème, déjà vu à Zürich"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed and len(decomposed) == len(composed) + 6  # six accents apart
+    assert word_tokens(decomposed) == word_tokens(composed) == ["un", "café", "crème", "déjà", "vu", "à", "zürich"]
+    assert jaccard_index([composed], [decomposed]).tolist() == [1.0]
+    hangul = "\u1100\u1161 \u1102\u1161"  # conjoining jamo that NFC composes into 가 나
+    assert word_tokens(hangul) == ["가", "나"]
+
+
+def test_jaccard_index_refuses_lists_of_different_lengths():
+    with pytest.raises(ValueError):
+        jaccard_index(["a b", "c"], ["a b"])
+
+
+# Unicode as Python's own tables know it (Arrow's regex tables are newer: code points unassigned
+# for Python are letters for Arrow), composed and decomposed alike.
+unicode_text = st.text(st.characters(blacklist_categories=("Cs", "Cn")), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(unicode_text | unicode_text.map(lambda t: unicodedata.normalize("NFD", t)) | st.sampled_from(
+    ["Cafe\u0301 au lait", "\u1100\u1161\u11a8 x", "a\u0301\u0327b 猫\u0301", "q\u0303 \u0f73\u0f40"]
+))
+def test_word_spans_hold_exactly_the_tokens_of_word_tokens(text):
+    spans = list(word_spans(text))
+    assert [word_tokens(text[start:end]) for start, end in spans] == [[token] for token in word_tokens(text)]
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # in order, apart

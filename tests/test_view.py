@@ -178,6 +178,23 @@ def test_pages_follow_file_order(sample_server):
     assert '<input type="hidden" name="per_page" value="5">' in html  # the filter form keeps the page size
 
 
+def test_the_pager_reaches_the_last_partial_page(sample_server):
+    total, per_page = len(sample_rows()), 5
+    last = -(-total // per_page)
+    assert total % per_page and last == total // per_page + 1  # the last page is partial: 4 of 24 rows
+    last_url = f"/?page={last}&amp;per_page={per_page}"
+
+    def pager(page: int) -> str:
+        html = get(sample_server, f"/?per_page={per_page}&page={page}")[2].decode()
+        return html[html.index('<nav class="pager"'):].split("</nav>", 1)[0]
+
+    assert f'<a href="{last_url}">{last}</a>' in pager(1)  # the first page links the last one
+    assert f'<a rel="next" href="{last_url}">' in pager(last - 1)
+    final = pager(last)
+    assert f"records {(last - 1) * per_page + 1}–{total} of {total}" in final
+    assert f'aria-current="page" href="{last_url}">{last}</a>' in final and 'rel="next"' not in final
+
+
 def test_index_rows_match_the_file(sample_server):
     rows = sample_rows()
     listed = api(sample_server, "/api/records?per_page=500")["records"]

@@ -13,6 +13,11 @@ texts show each default once (:class:`HelpFormatter`), and an error is one line
 DEBUG`` shows the traceback instead.  An exception that carries an ``exit_status`` (a run
 that stopped early: 1, interrupted: 130) is an expected outcome: its message, that status.
 
+Errors of the library speak of keyword arguments, in backquotes (``pass `overwrite=True```);
+under the command line each one is spelt as the option that sets it (``pass --overwrite``,
+:func:`cli_wording`): the option of the same name, or what the command's module lists in its
+``OPTION_PHRASES`` for the arguments it sets another way (``--strict`` sets ``on_unusable``).
+
 >>> sorted(COMMANDS)[:4]
 ['evaluate', 'export', 'export-rl', 'export-sft']
 """
@@ -20,10 +25,13 @@ that stopped early: 1, interrupted: 130) is an expected outcome: its message, th
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import logging
+import re
 import sys
-from typing import Callable, Optional, Sequence
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, Sequence
 
 DESCRIPTION = (
     "Work with ImageNet-Think: ImageNet-21k images, each with two (thinking, answer) pairs from "
@@ -66,26 +74,38 @@ Anything else is a bug or an unforeseen failure: still one line, exit status 1."
 
 class HelpFormatter(argparse.HelpFormatter):
     """Adds ``(default: X)`` to an option's help, once: not when the help already speaks of
-    its default, nor for a default of ``None``, ``False`` or ``[]`` (nothing to say).
+    its default, nor for a default of ``None``, ``False`` or ``[]`` (nothing to say); a default
+    of 0 is shown.
 
     >>> parser = argparse.ArgumentParser(prog="p", formatter_class=HelpFormatter)
     >>> _ = parser.add_argument("--n", type=int, default=3, help="rows")
+    >>> _ = parser.add_argument("--seed", type=int, default=0, help="seed")
     >>> _ = parser.add_argument("--teachers", help="names (default: glm,kimi)")
     >>> help_text = parser.format_help()
-    >>> "rows (default: 3)" in help_text, help_text.count("default")
-    (True, 2)
+    >>> "rows (default: 3)" in help_text, "seed (default: 0)" in help_text, help_text.count("default")
+    (True, True, 3)
     """
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if "default" in text or default is argparse.SUPPRESS or default in (None, False, [], ()):
+        if "default" in text or default is argparse.SUPPRESS or _says_nothing(default):
             return text
         if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return text
         if isinstance(default, (list, tuple)):
             default = " ".join(map(str, default))
         return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+def _says_nothing(default: Any) -> bool:
+    """``None``, ``False`` or an empty list: a default not worth printing (``0 == False`` is, so
+    the test is by identity).
+
+    >>> [_says_nothing(value) for value in (None, False, [], 0, 0.0, "")]
+    [True, True, True, False, False, False]
+    """
+    return default is None or default is False or (isinstance(default, (list, tuple)) and not default)
 
 
 def add_source_argument(parser: argparse.ArgumentParser, default: Optional[str] = DEFAULT_SOURCE) -> None:
@@ -116,6 +136,81 @@ def add_log_level_argument(parser: argparse.ArgumentParser, default: str = argpa
         "--log-level", choices=LOG_LEVELS, default=default,
         help="logging level; DEBUG also prints the full traceback of an error (default: WARNING)",
     )
+
+
+def add_shard_size_argument(parser: argparse.ArgumentParser, help: str, default_bytes: int) -> None:
+    """Add ``--max-shard-mib`` (binary megabytes, fractions allowed), parsed into bytes as
+    ``max_shard_bytes``, the library's argument; ``--max-shard-mb``, its old spelling, stays
+    accepted, hidden.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_shard_size_argument(parser, "shard size", 500 * 2**20)
+    >>> [parser.parse_args(a).max_shard_bytes for a in ([], ["--max-shard-mib", "0.5"], ["--max-shard-mb", "2"])]
+    [524288000, 524288, 2097152]
+    """
+    parser.add_argument("--max-shard-mib", dest="max_shard_bytes", type=_mib, default=default_bytes, metavar="MIB",
+                        help=f"{help} (default: {default_bytes / 2**20:g})")
+    parser.add_argument("--max-shard-mb", dest="max_shard_bytes", type=_mib, help=argparse.SUPPRESS)
+
+
+def _mib(text: str) -> int:
+    """A positive number of MiB (2**20 bytes), in bytes."""
+    try:
+        mib = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not mib > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 MiB, got {text}")
+    return max(1, int(mib * 2**20))
+
+
+_KEYWORD = re.compile(r"`([A-Za-z_]\w*)(?:=([^`]*))?`")
+
+
+def cli_wording(message: str, parser: argparse.ArgumentParser, phrases: Optional[Mapping[str, str]] = None) -> str:
+    """``message`` with each keyword argument it names in backquotes (``name`` or
+    ``name=value``) spelt as the option of ``parser`` that sets it: ``phrases[text]`` when the
+    command lists the backquoted text there, else the visible option whose destination is
+    ``name``, followed by the value (nothing for ``True``, list items space-separated).  Other
+    backquoted text is left as it is.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> _ = parser.add_argument("--overwrite", action="store_true")
+    >>> _ = parser.add_argument("--require-status", nargs="+")
+    >>> cli_wording("out is not empty: pass `overwrite=True`", parser)
+    'out is not empty: pass --overwrite'
+    >>> cli_wording("not one of `require_status=('ok', 'no_think')`; widen `require_status`", parser)
+    'not one of --require-status ok no_think; widen --require-status'
+    >>> cli_wording("or skip them (`on_unusable='skip'`); see `imagenet-think show`", parser,
+    ...             {"on_unusable='skip'": "without --strict"})
+    'or skip them (without --strict); see `imagenet-think show`'
+    """
+    phrases = phrases or {}
+    options = {
+        action.dest: next(o for o in action.option_strings if o.startswith("--"))
+        for action in parser._actions
+        if action.help is not argparse.SUPPRESS and any(o.startswith("--") for o in action.option_strings)
+    }
+
+    def spell(match: re.Match) -> str:
+        text, name, value = match.group(0)[1:-1], match.group(1), match.group(2)
+        if text in phrases:
+            return phrases[text]
+        if name not in options:
+            return match.group(0)
+        if value is None:
+            return options[name]
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        if value is True:
+            return options[name]
+        if isinstance(value, (list, tuple)):
+            value = " ".join(map(str, value))
+        return f"{options[name]} {value}"
+
+    return _KEYWORD.sub(spell, message)
 
 
 def error_line(error: BaseException) -> str:
@@ -151,10 +246,17 @@ def exit_status(error: BaseException) -> int:
     return 2 if isinstance(error, USER_ERRORS) else 1
 
 
-def run_command(prog: str, run: Callable[[argparse.Namespace], Optional[int]], args: argparse.Namespace) -> int:
+def run_command(
+    prog: str,
+    run: Callable[[argparse.Namespace], Optional[int]],
+    args: argparse.Namespace,
+    parser: Optional[argparse.ArgumentParser] = None,
+    phrases: Optional[Mapping[str, str]] = None,
+) -> int:
     """Call ``run(args)`` and return its exit status; an exception becomes the one line
     ``PROG: error: ...`` on stderr and :func:`exit_status`, unless ``args.log_level`` is
-    ``DEBUG``: then it propagates, traceback and all."""
+    ``DEBUG``: then it propagates, traceback and all.  With the command's ``parser``, the
+    keyword arguments the message names are spelt as its options (:func:`cli_wording`)."""
     level = getattr(args, "log_level", "WARNING")
     logging.basicConfig(level=level, format=LOG_FORMAT)
     try:
@@ -165,11 +267,15 @@ def run_command(prog: str, run: Callable[[argparse.Namespace], Optional[int]], a
     except Exception as error:
         if level == "DEBUG":
             raise
-        print(f"{prog}: error: {error_line(error)}", file=sys.stderr)
+        line = error_line(error)
+        if parser is not None:
+            line = cli_wording(line, parser, phrases)
+        print(f"{prog}: error: {line}", file=sys.stderr)
         return exit_status(error)
 
 
-def _build_parser(command: Optional[str]) -> argparse.ArgumentParser:
+def _build_parser(command: Optional[str]) -> tuple[argparse.ArgumentParser, Optional[argparse.ArgumentParser]]:
+    """The top-level parser, and the parser of ``command`` (``None`` for an unknown one)."""
     from imagenet_think import __version__
 
     parser = argparse.ArgumentParser(
@@ -178,6 +284,7 @@ def _build_parser(command: Optional[str]) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imagenet-think {__version__}")
     add_log_level_argument(parser, default="WARNING")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = None
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
@@ -186,8 +293,9 @@ def _build_parser(command: Optional[str]) -> argparse.ArgumentParser:
             p.formatter_class = HelpFormatter  # over any module's own: one way to show defaults
             if "--log-level" not in p._option_string_actions:
                 add_log_level_argument(p)
-            p.set_defaults(_run=module.run)
-    return parser
+            p.set_defaults(_run=module.run, _phrases=getattr(module, "OPTION_PHRASES", {}))
+            chosen = p
+    return parser, chosen
 
 
 def _command_of(argv: Sequence[str]) -> Optional[str]:
@@ -210,6 +318,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
-    parser = _build_parser(command if command in COMMANDS else None)
+    parser, command_parser = _build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
-    return run_command(f"{parser.prog} {args.command}", args._run, args)
+    return run_command(f"{parser.prog} {args.command}", args._run, args, command_parser, args._phrases)

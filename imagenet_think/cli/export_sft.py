@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 
 from imagenet_think import schema
-from imagenet_think.cli import add_source_argument
-from imagenet_think.sft import DEFAULT_REQUIRE_STATUS, IMAGE_PLACEMENTS, THINK_MODES, UnusablePairError, teachers_of
+from imagenet_think.cli import add_shard_size_argument, add_source_argument
+from imagenet_think.sft import DEFAULT_REQUIRE_STATUS, IMAGE_PLACEMENTS, THINK_MODES, teachers_of
 from imagenet_think.sft_export import DEFAULT_NAME, FORMATS, check_replaceable, check_request, export_sft
 from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES
+
+
+OPTION_PHRASES = {"on_unusable='skip'": "without --strict", "on_unusable='raise'": "with --strict"}
+"""How this command's errors say the keyword arguments it sets without an option of their name
+(:func:`imagenet_think.cli.cli_wording`)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None,
                         help=f"data file name and dataset_info.json key of llamafactory and llava exports "
                              f"(default: {DEFAULT_NAME})")
-    parser.add_argument("--max-shard-mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
-                        help="target size of a trl Parquet shard in MB (default: %(default)g)")
+    add_shard_size_argument(parser, "target size of a trl Parquet shard, in MiB of Arrow data", DEFAULT_MAX_SHARD_BYTES)
     parser.add_argument("--system-prompt", default=None,
                         help="text of a system turn opening every example (default: none; not for llava)")
     parser.add_argument("--image-placement", default="before", choices=IMAGE_PLACEMENTS,
@@ -56,30 +60,27 @@ def run(args: argparse.Namespace) -> int:
     from imagenet_think.loading import load_dataset
 
     teacher = "both" if args.teacher == "both" else int(args.teacher)
-    try:
-        check_request(args.format, args.file_format, args.name, args.split, args.think, args.system_prompt)
-        check_replaceable(args.out, args.overwrite)
-        summary = export_sft(
-            load_dataset(args.source, split=args.split),
-            args.out,
-            format=args.format,
-            teacher=teacher,
-            think=args.think,
-            file_format=args.file_format,
-            name=args.name,
-            split=args.split,
-            system_prompt=args.system_prompt,
-            image_placement=args.image_placement,
-            require_status=args.require_status,
-            on_unusable="raise" if args.strict else "skip",
-            limit=args.limit,
-            overwrite=args.overwrite,
-            max_shard_bytes=int(args.max_shard_mb * 2**20),
-            source_name=args.source,
-            progress=True,
-        )
-    except UnusablePairError as error:
-        raise UnusablePairError(f"{error} (options: --require-status, --strict)") from error
+    check_request(args.format, args.file_format, args.name, args.split, args.think, args.system_prompt)
+    check_replaceable(args.out, args.overwrite)
+    summary = export_sft(
+        load_dataset(args.source, split=args.split),
+        args.out,
+        format=args.format,
+        teacher=teacher,
+        think=args.think,
+        file_format=args.file_format,
+        name=args.name,
+        split=args.split,
+        system_prompt=args.system_prompt,
+        image_placement=args.image_placement,
+        require_status=args.require_status,
+        on_unusable="raise" if args.strict else "skip",
+        limit=args.limit,
+        overwrite=args.overwrite,
+        max_shard_bytes=args.max_shard_bytes,
+        source_name=args.source,
+        progress=True,
+    )
     pairs = summary["records"] * len(teachers_of(teacher))
     print(
         f"wrote {summary['examples']} examples from {summary['records']} records "

@@ -42,7 +42,7 @@ from imagenet_think.evaluate.predictions import PredictionError
 from imagenet_think.evaluate.scoring import REFERENCE_COLUMNS
 from imagenet_think.evaluate.subset import DEFAULT_EVAL_SIZE, EVAL_SPLITS
 from imagenet_think.regenerate.engines import ENGINES
-from imagenet_think.regenerate.models import REASONING_STYLES, ModelSpec, get_model, load_registry
+from imagenet_think.regenerate.models import REASONING_STYLES, REGISTRY_HELP, ModelSpec, get_model, load_registry
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 
 
@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rows.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION,
                       help="share of ids in the hash validation split, as the corpus was loaded with")
     engine = parser.add_argument_group("model run (with --model)")
-    engine.add_argument("--registry", metavar="FILE", help="YAML/JSON file of extra models (see regenerate.models)")
+    engine.add_argument("--registry", metavar="FILE", help=REGISTRY_HELP)
     engine.add_argument("--model-path", help="local checkpoint directory (default: the model's Hub id)")
     engine.add_argument("--engine", choices=("auto", *ENGINES), default="auto", help="auto: vllm with a GPU, else transformers")
     engine.add_argument("--base-url", help="server URL for --engine openai")
@@ -143,15 +143,7 @@ def _model_spec(args: argparse.Namespace) -> ModelSpec:
         raise ValueError(f"{err.args[0]} (add models with --registry FILE)") from err
 
 
-def _predictions_table(
-    args: argparse.Namespace, spec: Optional[ModelSpec], corpus_ids: Sequence[str], eval_rows: pa.Table, out: Path
-) -> pa.Table:
-    if args.predictions:
-        from imagenet_think.evaluate.predictions import check_ids, read_predictions
-
-        found = read_predictions(args.predictions)
-        check_ids(found, set(corpus_ids), args.source)
-        return found.table
+def _generated_predictions(args: argparse.Namespace, spec: ModelSpec, eval_rows: pa.Table, out: Path) -> pa.Table:
     from imagenet_think.evaluate.predictions import generate_predictions
 
     given = {
@@ -172,6 +164,9 @@ def _run_settings(args: argparse.Namespace, settings: MetricSettings, reasoning_
     recorded = {name: getattr(args, name) for name in options}
     recorded.update(engine=args.engine if args.model else None, reasoning_style=reasoning_style, chunk_size=args.chunk_size)
     recorded.update(bootstrap=args.bootstrap, seed=args.seed, metrics=args.metrics, tokenizer=TOKENIZER, **asdict(settings))
+    recorded["bertscore_fallback"] = (
+        "bertscore_f1" in args.metrics and not args.bertscore_model and settings.bertscore_model != MetricSettings.bertscore_model
+    )
     return recorded
 
 
@@ -268,12 +263,17 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
     from imagenet_think.evaluate.scoring import score_in_chunks
     from imagenet_think.evaluate.subset import load_eval_rows
 
-    settings = _metric_settings(args)
+    from imagenet_think.evaluate.predictions import check_ids, read_predictions
+
+    found = read_predictions(args.predictions) if args.predictions else None  # a bad file: its one error, first
     spec = _model_spec(args) if args.model else None
     style = args.reasoning_style or (spec.reasoning_style if spec else "auto")
     columns = ["id", "wnid", *REFERENCE_COLUMNS] + (["image"] if spec else [])
     corpus_ids, eval_rows = load_eval_rows(args.source, args.size or None, args.split, args.validation_fraction, columns)
-    predictions = _predictions_table(args, spec, corpus_ids, eval_rows, out)
+    if found is not None:
+        check_ids(found, set(corpus_ids), args.source)
+    settings = _metric_settings(args)  # the metric models, checked before any generating or scoring
+    predictions = found.table if found is not None else _generated_predictions(args, spec, eval_rows, out)
     rows = _scored_rows(eval_rows, predictions)
     if rows.num_rows == 0:
         raise PredictionError(
@@ -315,7 +315,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     add_arguments(parser)
     add_log_level_argument(parser, default="WARNING")
-    return run_command(parser.prog, run, parser.parse_args(argv))
+    return run_command(parser.prog, run, parser.parse_args(argv), parser)
 
 
 if __name__ == "__main__":

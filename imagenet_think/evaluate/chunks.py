@@ -93,7 +93,7 @@ def run_chunks(
     from tqdm.auto import tqdm
 
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        raise ValueError(f"`chunk_size` must be positive, got {chunk_size}")
     tables = []
     with tqdm(total=num_rows, desc=desc, unit="row", disable=not progress) as bar:
         for index, start in enumerate(range(0, num_rows, chunk_size)):

@@ -64,7 +64,7 @@ def _rewards(answers: Sequence[Optional[str]], wnids: Sequence[Optional[str]], s
     from imagenet_think.rewards import label_hit
 
     values = []
-    for answer, wnid in zip(answers, wnids):
+    for answer, wnid in zip(answers, wnids, strict=True):
         hit = None if answer is None else label_hit(answer, wnid or "", max_depth=settings.max_depth, exclusive=settings.exclusive)
         values.append(math.nan if hit is None or hit.kind == "unknown" else hit.score(settings.decay))
     return pa.array(values, pa.float64())
@@ -75,7 +75,7 @@ def label_rewards(rows: pa.Table, predicted_answers: Sequence[str], settings: La
     ``answer_2``), ``predicted_answers`` being the answer parts of the model's predictions."""
     wnids = rows["wnid"].to_pylist()
     sources = (predicted_answers, rows["answer_1"].to_pylist(), rows["answer_2"].to_pylist())
-    return {label_column(answers): _rewards(texts, wnids, settings) for answers, texts in zip(ANSWERS, sources)}
+    return {label_column(answers): _rewards(texts, wnids, settings) for answers, texts in zip(ANSWERS, sources, strict=True)}
 
 
 def label_figures(rewards: np.ndarray) -> dict[str, np.ndarray]:

@@ -6,9 +6,10 @@ texts to a float array in [0, 1] (embedding cosines and BERTScore can dip below 
 never in practice on English prose).
 
 Tokenisation (the five lexical metrics)
-    :func:`imagenet_think.text.word_tokens`: lowercase; each CJK ideograph is a token, every
-    other maximal run of Unicode letters and digits is a token; no stop-word removal.  On ASCII
-    text these are exactly ``rouge-score``'s default tokens.
+    :func:`imagenet_think.text.word_tokens`: NFC, lowercase; each CJK ideograph is a token,
+    every other maximal run of Unicode letters and digits is a token; no stop-word removal.  On
+    ASCII text these are exactly ``rouge-score``'s default tokens; elsewhere they differ by
+    design (rouge-score drops every character outside ``[a-z0-9]``).
 
 Empty texts (no word token at all)
     An empty *reference* makes the pair unscorable: every metric gives NaN (for example the
@@ -86,7 +87,7 @@ class MetricSettings:
     >>> MetricSettings(tfidf_fit="chunk")
     Traceback (most recent call last):
     ...
-    ValueError: tfidf_fit must be one of pair, corpus; got 'chunk'
+    ValueError: `tfidf_fit` must be one of pair, corpus; got 'chunk'
     """
 
     bertscore_model: str = "roberta-large"
@@ -99,11 +100,11 @@ class MetricSettings:
 
     def __post_init__(self):
         if self.tfidf_fit not in TFIDF_FITS:
-            raise ValueError(f"tfidf_fit must be one of {', '.join(TFIDF_FITS)}; got {self.tfidf_fit!r}")
+            raise ValueError(f"`tfidf_fit` must be one of {', '.join(TFIDF_FITS)}; got {self.tfidf_fit!r}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+            raise ValueError(f"`batch_size` must be at least 1, got {self.batch_size}")
         if self.bertscore_layers is not None and self.bertscore_layers < 1:
-            raise ValueError(f"bertscore_layers must be at least 1, got {self.bertscore_layers}")
+            raise ValueError(f"`bertscore_layers` must be at least 1, got {self.bertscore_layers}")
 
 
 def resolve_model(name: str) -> str:
@@ -331,7 +332,7 @@ def bertscore_f1(
 
 
 def _each(score: Callable[[Sequence[str], Sequence[str]], float], predictions: list, references: list) -> np.ndarray:
-    return np.array([score(p, r) for p, r in zip(predictions, references)], dtype=float)
+    return np.array([score(p, r) for p, r in zip(predictions, references, strict=True)], dtype=float)
 
 
 def _rouge(score: Callable[[Sequence[str], Sequence[str]], float], pairs: Pairs, settings: MetricSettings) -> np.ndarray:
@@ -450,7 +451,7 @@ def corpus_idf(batches: Iterable[Pairs]) -> dict[str, float]:
     documents = (
         tokens
         for pairs in batches
-        for p, r in zip(pairs.prediction_tokens, pairs.reference_tokens)
+        for p, r in zip(pairs.prediction_tokens, pairs.reference_tokens, strict=True)
         if p and r
         for tokens in (p, r)
     )

@@ -104,7 +104,7 @@ def _read_jsonl(path: Path) -> pa.Table:
         return pa.table([ids, texts, reasons, lines], schema=PREDICTION_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         bad = next(
-            (i for i, values in enumerate(zip(ids, texts, reasons)) if not all(isinstance(v, (str, type(None))) for v in values)),
+            (i for i, values in enumerate(zip(ids, texts, reasons, strict=True)) if not all(isinstance(v, (str, type(None))) for v in values)),
             None,
         )
         place = f"{path} line {lines[bad]}" if bad is not None else str(path)
@@ -128,7 +128,7 @@ def _read_parquet(path: Path) -> pa.Table:
         columns = [table["id"].cast(pa.string()), table[column].cast(pa.string()), reasons.cast(pa.string())]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise PredictionError(f"{path}: id, {column} and finish_reason must be strings ({err})") from err
-    for name, values in zip(("id", column, "finish_reason"), columns):
+    for name, values in zip(("id", column, "finish_reason"), columns, strict=True):
         _check_utf8(values, f"{path} column {name!r}")
     return pa.table([*columns, pa.array(range(table.num_rows), pa.int64())], schema=PREDICTION_SCHEMA)
 
@@ -161,7 +161,8 @@ def read_predictions(path: Union[str, os.PathLike]) -> Predictions:
     if found.table.num_rows == 0:
         raise PredictionError(f"{path}: no predictions in the file")
     first_seen: dict = {}
-    for index, (row_id, text) in enumerate(zip(found.table["id"].to_pylist(), found.table["prediction"].to_pylist())):
+    ids, texts = found.table["id"].to_pylist(), found.table["prediction"].to_pylist()
+    for index, (row_id, text) in enumerate(zip(ids, texts, strict=True)):
         if row_id is None:
             raise PredictionError(f"{found.where(index)}: missing id")
         if text is None:
@@ -241,7 +242,7 @@ def generate_predictions(
             except TypeError as err:
                 raise ValueError(f"the {engine} engine does not take these options {sorted(engine_options)}: {err}") from err
         images = rows["image"].slice(start, stop - start).to_pylist()
-        results = opened[0].generate([Request(row_id, image, PROMPT) for row_id, image in zip(ids[start:stop], images)])
+        results = opened[0].generate([Request(row_id, image, PROMPT) for row_id, image in zip(ids[start:stop], images, strict=True)])
         columns = [[getattr(r, name) for r in results] for name in ("id", "raw", "finish_reason", "num_tokens", "error")]
         return pa.table(columns, schema=GENERATED_SCHEMA)
 

@@ -9,15 +9,19 @@ of a run are resampled with the same example indices when their ``n`` agree).
 
 ``results.json`` holds ``{"runs": [run, ...], "results": [{"model", "part", "metric",
 "reference", "mean", "ci_low", "ci_high", "n"}, ...], "labels": [{"model", "answers", "figure", "mean",
-"ci_low", "ci_high", "n"}, ...]}`` (NaN written as ``null``; ``labels`` from the
-``label_reward.<answers>`` columns, see :mod:`imagenet_think.evaluate.label_accuracy`), where a run is
+"ci_low", "ci_high", "n"}, ...]}`` (NaN written as ``null``; a ``bertscore_f1`` result also names
+its ``bertscore_model`` and says whether that model was the offline fallback,
+``bertscore_fallback``, whose scores are not comparable with bert-score's default model's;
+``labels`` from the ``label_reward.<answers>`` columns, see
+:mod:`imagenet_think.evaluate.label_accuracy`), where a run is
 ``{"model", "subset_size", "scored_rows", "ids_without_prediction", "predictions_outside_subset",
 "status_counts", "settings"}``: how many ids the evaluation subset held, how many of them were
 scored, which had no prediction, how many predictions fell outside the subset, the split status
 of the scored predictions, and every setting of the run (the metric settings as used: the
 BERTScore layer resolved, never ``null``).  A comparison of several runs has the same shape, with
 one entry per run, so comparisons can be compared again; :func:`setting_differences` lists the
-settings that change scores and differ between its runs.
+settings that change scores and differ between its runs.  ``results.md`` and the chart say when
+BERTScore fell back, and ``results.md`` marks a result whose interval rests on a single row.
 
 >>> import pyarrow as pa
 >>> scores = pa.table({"id": ["a", "b"], "status": ["ok", "no_think"],
@@ -41,7 +45,7 @@ import numpy as np
 import pyarrow as pa
 
 from imagenet_think.evaluate.label_accuracy import ANSWERS, COLUMN_PREFIX, FIGURES, label_figures
-from imagenet_think.evaluate.metrics import METRIC_NAMES
+from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricSettings
 from imagenet_think.evaluate.scoring import PARTS, REFERENCES
 from imagenet_think.schema import TEACHERS
 
@@ -108,7 +112,10 @@ def summarize(
         values = values[~np.isnan(values)]
         low, high = bootstrap_ci(values, num_resamples, seed)
         mean = float(values.mean()) if values.size else math.nan
-        rows.append(dict(model=model, part=part, metric=metric, reference=reference, mean=mean, ci_low=low, ci_high=high, n=int(values.size)))
+        row = dict(model=model, part=part, metric=metric, reference=reference, mean=mean, ci_low=low, ci_high=high, n=int(values.size))
+        if metric == "bertscore_f1":
+            row.update(bertscore_model=(settings or {}).get("bertscore_model"), bertscore_fallback=_fell_back(settings or {}))
+        rows.append(row)
     label_rows = []
     for name in (n for n in scores.column_names if n.startswith(COLUMN_PREFIX)):
         figures = label_figures(scores[name].to_numpy(zero_copy_only=False).astype(float))
@@ -201,10 +208,26 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+MIN_INTERVAL_ROWS = 2
+"""Examples a bootstrap interval needs to be one: on a single example every resample is that example."""
+
+
 def _cell(row: dict[str, Any] | None) -> str:
+    """The ``mean [low, high] | n`` cells of one model in a result row."""
+    return f"{_interval(row)} | {_n(row)}"
+
+
+def _interval(row: dict[str, Any] | None) -> str:
+    """``mean [low, high]``, or ``–`` where there is no mean."""
     if row is None or row["mean"] is None or math.isnan(row["mean"]):
         return "–"
     return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+def _n(row: dict[str, Any] | None) -> str:
+    """The rows a result rests on, marked ``*`` below :data:`MIN_INTERVAL_ROWS` (but above 0)."""
+    n = row["n"] if row else 0
+    return f"{n}{' *' if 0 < n < MIN_INTERVAL_ROWS else ''}"
 
 
 def _ordered(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -212,6 +235,44 @@ def _ordered(summary: dict[str, Any]) -> tuple[list[str], list[str]]:
     found = {row["metric"] for row in summary["results"]}
     metrics = [m for m in METRIC_NAMES if m in found] + sorted(found - set(METRIC_NAMES))
     return models, metrics
+
+
+def _fell_back(settings: dict[str, Any]) -> bool:
+    """Whether a run with ``settings`` scored BERTScore with the offline fallback model, not bert-score's default."""
+    return bool(settings.get("bertscore_fallback"))
+
+
+def fallback_note(summary: dict[str, Any]) -> str:
+    """One sentence naming the runs whose BERTScore used the offline fallback model, ``""`` if none.
+
+    >>> fallback_note({"runs": [{"model": "m", "settings": {"bertscore_fallback": True, "bertscore_model": "mini"}}]})
+    "BERTScore of m used the fallback model 'mini', not 'roberta-large' (not available offline): not comparable with roberta-large BERTScores"
+    """
+    runs = [run for run in summary["runs"] if _fell_back(run.get("settings", {}))]
+    if not runs:
+        return ""
+    default = MetricSettings.bertscore_model
+    models = sorted({repr(run["settings"].get("bertscore_model")) for run in runs})
+    return (
+        f"BERTScore of {', '.join(run['model'] for run in runs)} used the fallback model {' / '.join(models)}, "
+        f"not {default!r} (not available offline): not comparable with {default} BERTScores"
+    )
+
+
+MISSING_IDS_SHOWN = 10
+"""Subset ids without a prediction listed in ``results.md`` (all of them are in ``results.json``)."""
+
+
+def _missing_ids(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    for run in summary["runs"]:
+        missing = run.get("ids_without_prediction") or []
+        if missing:
+            shown = ", ".join(f"`{row_id}`" for row_id in missing[:MISSING_IDS_SHOWN])
+            more = f" and {len(missing) - MISSING_IDS_SHOWN} more" if len(missing) > MISSING_IDS_SHOWN else ""
+            lines.append(f"* {run['model']}: {shown}{more} (all {len(missing)}: `runs[].ids_without_prediction` "
+                         "in results.json)")
+    return ["", "Subset ids without a prediction (not scored):", "", *lines] if lines else []
 
 
 def _runs_table(summary: dict[str, Any]) -> list[str]:
@@ -234,18 +295,27 @@ def _settings_table(summary: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(summary: dict[str, Any]) -> str:
-    """Markdown: the runs, their score-changing settings (a warning when they differ), then one
-    table per reference, a row per (part, metric), a column per model.
+    """Markdown: the runs (and the subset ids they lack), their score-changing settings (a
+    warning when they differ, a note when BERTScore fell back), then one table per reference,
+    a row per (part, metric), per model its mean with interval and ``n``, the rows it rests on
+    (``n`` marked ``*``, with a warning, below 2: such an interval is one value).
 
     >>> print(render_markdown({"runs": [{"model": "m", "scored_rows": 1, "status_counts": {"ok": 1}}],
     ...     "results": [dict(model="m", part="answer", metric="jaccard", reference="best",
-    ...                      mean=0.5, ci_low=0.4, ci_high=0.6, n=1)]}).splitlines()[-1])
-    | answer | jaccard | 0.500 [0.400, 0.600] |
+    ...                      mean=0.5, ci_low=0.4, ci_high=0.6, n=2)]}).splitlines()[-1])
+    | answer | jaccard | 0.500 [0.400, 0.600] | 2 |
     """
     models, metrics = _ordered(summary)
     index = {(r["model"], r["part"], r["metric"], r["reference"]): r for r in summary["results"]}
-    lines = ["# Evaluation results", "", "Mean score with 95 % bootstrap confidence interval.", ""]
+    lines = ["# Evaluation results", "", "Mean score with 95 % bootstrap confidence interval; n: the examples it rests on.", ""]
+    note = fallback_note(summary)
+    if note:
+        lines += [f"**Warning:** {note}.", ""]
+    if any(0 < row["n"] < MIN_INTERVAL_ROWS for row in (*summary["results"], *summary.get("labels", []))):
+        lines += [f"**Warning:** a result whose n is marked * rests on fewer than {MIN_INTERVAL_ROWS} examples: "
+                  "its interval is a single value, not an interval.", ""]
     lines += _runs_table(summary)
+    lines += _missing_ids(summary)
     lines += ["", "## Settings that change scores", ""]
     warning = describe_differences(summary)
     if warning:
@@ -255,7 +325,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         if not any(key[3] == reference for key in index):
             continue
         lines += ["", f"## Against {REFERENCE_TITLES[reference]}", ""]
-        lines += ["| part | metric | " + " | ".join(models) + " |", "| --- | --- |" + " --- |" * len(models)]
+        lines += ["| part | metric | " + " | ".join(f"{model} | n" for model in models) + " |",
+                  "| --- | --- |" + " --- | --- |" * len(models)]
         for part in PARTS:
             for metric in metrics:
                 if any((model, part, metric, reference) in index for model in models):
@@ -291,8 +362,8 @@ def _labels_table(summary: dict[str, Any]) -> list[str]:
             found = [index.get((model, answers, figure)) for figure in FIGURES]
             if any(found):
                 title = f"{model}: {LABEL_ANSWER_TITLES[answers]}" if LABEL_ANSWER_TITLES[answers] else model
-                n = next(r["n"] for r in found if r)
-                lines.append(f"| {title} | " + " | ".join(_cell(r) for r in found) + f" | {n} |")
+                n = _n(next(r for r in found if r))  # the figures of one row rest on the same answers
+                lines.append(f"| {title} | " + " | ".join(map(_interval, found)) + f" | {n} |")
     return lines
 
 
@@ -302,7 +373,8 @@ def _run_notes(run: dict[str, Any]) -> list[str]:
     metrics = settings.get("metrics") or METRIC_NAMES
     notes = [f"{run['scored_rows']} of {run.get('subset_size', '?')} subset rows scored"]
     if "bertscore_f1" in metrics and settings.get("bertscore_model"):
-        notes.append(f"BERTScore {settings['bertscore_model']} layer {_setting_text(settings.get('bertscore_layers'))}")
+        fallback = " (offline fallback)" if _fell_back(settings) else ""
+        notes.append(f"BERTScore {settings['bertscore_model']}{fallback} layer {_setting_text(settings.get('bertscore_layers'))}")
     if "sbert_cosine" in metrics and settings.get("sbert_model"):
         notes.append(f"SBERT {settings['sbert_model'].split('/')[-1]}")
     if settings.get("rouge_stemmer"):
@@ -336,8 +408,8 @@ def draw_chart(summary: dict[str, Any]) -> Any:
     width = 0.8 / max(1, len(models))
     positions = np.arange(len(metrics))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for row_axes, part in zip(axes, PARTS):
-        for ax, reference in zip(row_axes, REFERENCES):
+    for row_axes, part in zip(axes, PARTS, strict=True):
+        for ax, reference in zip(row_axes, REFERENCES, strict=True):
             for k, model in enumerate(models):
                 found = [index.get((model, part, metric, reference)) for metric in metrics]
                 means = np.array([_number(r, "mean") for r in found])
@@ -361,6 +433,8 @@ def draw_chart(summary: dict[str, Any]) -> Any:
     differing = setting_differences(summary)
     if differing:
         title += f"\nnot comparable: the runs differ in {', '.join(differing)}"
+    if fallback_note(summary):
+        title += f"\nBERTScore by the offline fallback model, not {MetricSettings.bertscore_model}: not comparable"
     figure.suptitle(title, fontsize=11)
     own = {model: [note for note in notes.get(model, []) if note not in shared] for model in models}
     handles = [
@@ -427,7 +501,7 @@ def combine(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[
     """
     names = [run["model"] for summary in summaries for run in summary["runs"]]
     runs, results, label_rows = [], [], []
-    for summary, label in zip(summaries, labels):
+    for summary, label in zip(summaries, labels, strict=True):
         rename = {run["model"]: (f"{run['model']} [{label}]" if names.count(run["model"]) > 1 else run["model"]) for run in summary["runs"]}
         runs += [{**run, "model": rename[run["model"]]} for run in summary["runs"]]
         results += [{**row, "model": rename[row["model"]]} for row in summary["results"]]

@@ -29,6 +29,7 @@ import pyarrow as pa
 from imagenet_think.evaluate.chunks import fingerprint, run_chunks
 from imagenet_think.evaluate.metrics import METRIC_NAMES, MetricSettings, Pairs, corpus_idf, score_texts
 from imagenet_think.evaluate.predictions import split_predictions
+from imagenet_think.text import TOKENIZER
 
 PARTS = ("think", "answer")
 REFERENCES = ("teacher1", "teacher2", "best")
@@ -83,7 +84,7 @@ def score_rows(
     for part in PARTS:
         for metric in metrics:
             first, second = scored[part, 1][metric], scored[part, 2][metric]
-            for reference, values in zip(REFERENCES, (first, second, np.fmax(first, second))):
+            for reference, values in zip(REFERENCES, (first, second, np.fmax(first, second)), strict=True):
                 columns[score_column(part, metric, reference)] = pa.array(values, pa.float64())
     return pa.table(columns)
 
@@ -100,12 +101,13 @@ def score_in_chunks(
     """:func:`score_rows` chunk by chunk into ``<run_dir>/scores/``, reusing chunks already scored.
 
     A stored chunk is reused when its ids, prediction and reference texts, metrics, metric
-    settings and reasoning style are unchanged (and, with ``tfidf_fit="corpus"``, the IDF fitted
+    settings, tokenizer (:data:`imagenet_think.text.TOKENIZER`) and reasoning style are unchanged (and, with ``tfidf_fit="corpus"``, the IDF fitted
     on all ``rows`` before the first chunk).  Scores do not depend on ``chunk_size``.
     """
     inputs = rows.select(["id", "prediction", "finish_reason", *REFERENCE_COLUMNS])
     idfs = corpus_idfs(inputs, reasoning_style) if settings.tfidf_fit == "corpus" and "tfidf_cosine" in metrics else None
-    config = {"metrics": list(metrics), "settings": asdict(settings), "reasoning_style": reasoning_style}
+    config = {"metrics": list(metrics), "settings": asdict(settings), "reasoning_style": reasoning_style,
+              "tokenizer": TOKENIZER}
     if idfs is not None:
         config["idfs"] = fingerprint(idfs)
 

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 from imagenet_think.cli import HelpFormatter, add_log_level_argument, run_command
 from imagenet_think.regenerate.job import DEFAULT_TEACHERS
+from imagenet_think.regenerate.models import REGISTRY_HELP
 from imagenet_think.regenerate.sources import DEFAULT_MIN_SIZE, LAYOUTS
 
 PROG = "imagenet-think regenerate"
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teachers.add_argument("--teachers", help=f"comma-separated teacher names, each in its own pair (default: {DEFAULT_TEACHERS})")
     teachers.add_argument("--pair-1", metavar="NAME", help="model for pair 1 (with --pair-2; an unnamed pair is left 'missing')")
     teachers.add_argument("--pair-2", metavar="NAME", help="model for pair 2")
-    teachers.add_argument("--registry", metavar="FILE", help="YAML/JSON file of extra models (see regenerate.models)")
+    teachers.add_argument("--registry", metavar="FILE", help=REGISTRY_HELP)
     teachers.add_argument(
         "--sampling", action="append", metavar="KEY=VALUE", help="override a sampling setting of every teacher (max_tokens=64)"
     )
@@ -144,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m imagenet_think.regenerate``; returns the exit status."""
-    return run_command(PROG, run, build_parser().parse_args(argv))
+    parser = build_parser()
+    return run_command(PROG, run, parser.parse_args(argv), parser)
 
 
 if __name__ == "__main__":

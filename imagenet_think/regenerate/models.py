@@ -98,6 +98,15 @@ class ModelSpec:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
 
+REGISTRY_HELP = (
+    "YAML or JSON file of more models: a mapping of short names to entries, each with model_id (a Hub id) and "
+    "sampling: {max_tokens: N, ...} (" + ", ".join(sorted(SAMPLING_KEYS)) + "), and any of "
+    + ", ".join(f.name for f in fields(ModelSpec) if f.name not in ("name", "model_id", "sampling"))
+    + "; 'extends: NAME' starts from a known model's settings (its sampling merged key by key)"
+)
+"""``--help`` of ``--registry`` (regenerate and evaluate): the format :func:`load_registry` reads."""
+
+
 def _plain(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
 

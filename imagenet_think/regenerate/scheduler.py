@@ -182,9 +182,9 @@ class Scheduler:
         if unknown:
             raise ValueError(f"engines for unknown pairs {unknown}; pairs are {sorted(schema.TEACHERS)}")
         if max_attempts < 1 or (max_in_flight is not None and max_in_flight < 1):
-            raise ValueError("max_attempts and max_in_flight must be at least 1")
+            raise ValueError("`max_attempts` and `max_in_flight` must be at least 1")
         if retry_delay < 0 or unreachable_after < 0 or not 0 <= max_failure_rate <= 1:
-            raise ValueError("retry_delay and unreachable_after must be >= 0, max_failure_rate in [0, 1]")
+            raise ValueError("`retry_delay` and `unreachable_after` must be >= 0, `max_failure_rate` in [0, 1]")
         self.engines = dict(sorted(engines.items()))
         self.writer = writer
         self.windows = {pair: max_in_flight or engine.max_in_flight for pair, engine in self.engines.items()}

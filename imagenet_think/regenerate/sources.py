@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import logging
 import os
 import random
@@ -172,7 +173,7 @@ def _is_image(name: str) -> bool:
 def _sorted_unique(items: list[ImageItem]) -> list[ImageItem]:
     """Items sorted by id; two files mapping to one id is an error naming both."""
     items = sorted(items, key=lambda i: (i.id, i.source))
-    for a, b in zip(items, items[1:]):
+    for a, b in itertools.pairwise(items):
         if a.id == b.id:
             raise ValueError(f"two images map to the same id {a.id!r}: {a.source} and {b.source}")
     return items
@@ -310,7 +311,7 @@ class CorpusDataset:
             table = splits[split].data
             images = table.column("image")
             names = pc.struct_field(images, "path").to_pylist()
-            rows = zip(*(table.column(c).to_pylist() for c in ("id", "wnid", "label")), names)
+            rows = zip(*(table.column(c).to_pylist() for c in ("id", "wnid", "label")), names, strict=True)
             for index, (item_id, wnid, label, name) in enumerate(rows):
                 member = f"{split}/{index}"
                 item = ImageItem(

@@ -69,7 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     add_arguments(parser)
     add_log_level_argument(parser, default="WARNING")
-    return run_command("imagenet-think view", run, parser.parse_args(argv))
+    return run_command("imagenet-think view", run, parser.parse_args(argv), parser)
 
 
 if __name__ == "__main__":

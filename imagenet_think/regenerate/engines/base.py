@@ -388,7 +388,7 @@ class BatchEngine(Engine):
                 for _, future in live:
                     future.set_exception(error)
                 continue
-            for (_, future), result in zip(live, results):
+            for (_, future), result in zip(live, results, strict=True):
                 future.set_result(result)
 
     def _generate_decoded(self, batch: Sequence[Request]) -> list[Result]:
@@ -399,7 +399,7 @@ class BatchEngine(Engine):
                 ready.append((index, request, load_image(request.image)))
             except Exception as error:  # unreadable image: this item fails, the batch goes on
                 by_index[index] = failed(request.id, error)
-        for (index, _, _), result in zip(ready, self._generate_bisecting([(r, i) for _, r, i in ready])):
+        for (index, _, _), result in zip(ready, self._generate_bisecting([(r, i) for _, r, i in ready]), strict=True):
             by_index[index] = result
         return [by_index[index] for index in range(len(batch))]
 

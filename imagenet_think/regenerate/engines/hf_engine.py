@@ -155,7 +155,7 @@ class TransformersEngine(BatchEngine):
 
         conversations = [
             chat_messages(request.prompt, {"type": "image", "image": image}, self.spec.system_prompt)
-            for request, image in zip(requests, images)
+            for request, image in zip(requests, images, strict=True)
         ]
         inputs = self.processor.apply_chat_template(
             conversations,
@@ -173,7 +173,7 @@ class TransformersEngine(BatchEngine):
             sequences = self.model.generate(**inputs, **self.generate_kwargs)
         generated = sequences[:, inputs["input_ids"].shape[1] :].tolist()
         results = []
-        for request, row in zip(requests, generated):
+        for request, row in zip(requests, generated, strict=True):
             kept, finish_reason, num_tokens = completion(row, self.stop_ids)
             text = self.processor.tokenizer.decode(kept, skip_special_tokens=self.spec.skip_special_tokens)
             results.append(Result(request.id, raw=text, finish_reason=finish_reason, num_tokens=num_tokens))

@@ -150,7 +150,7 @@ class EngineStage:
         self.engine = make_engine(kind, spec, **kwargs)
 
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list]:
-        requests = [Request(str(i), bytes(image)) for i, image in zip(batch["id"], batch["image"])]
+        requests = [Request(str(i), bytes(image)) for i, image in zip(batch["id"], batch["image"], strict=True)]
         results = self.engine.generate(requests)
         return {name: [getattr(result, name) for result in results] for name in ("id", "raw", "finish_reason", "num_tokens", "error")}
 
