@@ -329,6 +329,19 @@ def test_failed_images_left_exit_1_unless_accepted_and_the_card_counts_them(tmp_
     assert_once(out, images)
 
 
+def test_the_multi_gpu_script_gives_its_card_step_the_accepted_failures(tmp_path):
+    images = image_folder(tmp_path / "images", 40)
+    out = tmp_path / "out"
+    bad = rejected_by(images, 0.2, seed=5)
+    with SimProcess(seed=5, reject_fraction=0.2, slots=8, step_ms=2, median=5) as glm:
+        args = [*command(images, out, glm, teachers="glm")[3:], "--max-attempts", "1", "--max-failure-rate", "0.5", "--accept-failed"]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable, "GPUS": "0 1"}
+        done = subprocess.run(["bash", str(REPO / "builder_scripts" / "regenerate_multi_gpu.sh"), *args], cwd=REPO, env=env,
+                              capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"> **Note.** {len(bad)} images of the selection failed generation" in (out / "README.md").read_text()
+
+
 def test_concurrent_shards_write_every_id_exactly_once(tmp_path):
     images = image_folder(tmp_path / "images", 60)
     out = tmp_path / "out"

@@ -40,7 +40,7 @@ logger = logging.getLogger("imagenet_think.regenerate")
 
 DEFAULT_TEACHERS = ",".join(schema.TEACHER_NAMES[pair] for pair in sorted(schema.TEACHER_NAMES))
 
-CARD_ONLY_HINT = "python -m imagenet_think.regenerate SOURCE OUT_DIR --card-only [--push-to-hub REPO]"
+CARD_ONLY_HINT = "python -m imagenet_think.regenerate SOURCE OUT_DIR --card-only [--accept-failed] [--push-to-hub REPO]"
 
 INTERRUPTED = "interrupted; the rows completed are written: rerun the same command to resume"
 
