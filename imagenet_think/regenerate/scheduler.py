@@ -116,7 +116,7 @@ class _Failed(Exception):
 
 class _Health:
     """When an engine last answered (and when the latest request it answered was sent), since
-    when it has failed without answering, its last probe."""
+    when it has failed without answering, its last probe, how many "busy" answers it gave."""
 
     def __init__(self, unreachable_after: float):
         self.unreachable_after = unreachable_after
@@ -126,6 +126,7 @@ class _Health:
         self.last_failure = 0.0
         self.probe: Optional[asyncio.Future] = None
         self.probed_at = 0.0
+        self.busy_answers = 0
 
     def answered(self, sent: float) -> None:
         """An answer to a request (or probe) sent at ``sent``."""
@@ -257,8 +258,8 @@ class Scheduler:
         self._health = {pair: _Health(self.unreachable_after) for pair in self.engines}
         self._pacer = _Pacer(STARTS_PER_TURN)
         self._in_flight = dict.fromkeys(self.engines, 0)
-        self._busy_since = dict.fromkeys(self.engines, 0.0)  # when requests went in flight after none were
-        self._got_busy = {pair: asyncio.Event() for pair in self.engines}
+        self._in_flight_since = dict.fromkeys(self.engines, 0.0)  # since when requests have been in flight
+        self._went_in_flight = {pair: asyncio.Event() for pair in self.engines}
         self._settings = {pair: answer_settings(e.spec, e.revision, e.sampling) for pair, e in self.engines.items()}
         self._kept: list[dict] = []  # answers of rows left incomplete, for the next run
         self._tasks: set[asyncio.Task] = set()
@@ -371,8 +372,8 @@ class Scheduler:
                 await self._pacer.turn()
                 sent = time.monotonic()
                 if not self._in_flight[pair]:
-                    self._busy_since[pair] = sent
-                    self._got_busy[pair].set()
+                    self._in_flight_since[pair] = sent
+                    self._went_in_flight[pair].set()
                 self._in_flight[pair] += 1
                 busy: Optional[EngineBusy] = None
                 try:
@@ -397,9 +398,11 @@ class Scheduler:
                 logger.info("request %s failed (attempt %d of %d): %s", request.id, attempts, self.max_attempts, reason)
             elif busy is not None:  # come back later: no attempt spent; the run stops if nothing else is answered
                 now = time.monotonic()
-                if health.failing_since is None:
-                    logger.warning("the %s server is busy (%s): retrying without spending attempts; the run stops after "
-                                   "%g s without an answer", engine.spec.name, reason, self.unreachable_after)  # fmt: skip
+                if not health.busy_answers:
+                    logger.warning("the %s server is busy (%s): requests it refuses so are sent again, without spending "
+                                   "attempts; the run stops if it answers nothing for %g s", engine.spec.name, reason,
+                                   self.unreachable_after)  # fmt: skip
+                health.busy_answers += 1
                 if health.no_answer(now, now):
                     self._stop(self._unreachable(pair, f"last error: {reason}"))
                     raise asyncio.CancelledError
@@ -454,13 +457,13 @@ class Scheduler:
     async def _watch(self, pair: int) -> None:
         """Stop the run when ``pair``'s server has had requests in flight and answered none for
         ``unreachable_after`` seconds: it hangs (whatever the request timeout)."""
-        health, got_busy = self._health[pair], self._got_busy[pair]
+        health, went_in_flight = self._health[pair], self._went_in_flight[pair]
         while True:
             if not self._in_flight[pair]:
-                got_busy.clear()
-                await got_busy.wait()
+                went_in_flight.clear()
+                await went_in_flight.wait()
                 continue
-            silent_since = max(health.last_answer, self._busy_since[pair])
+            silent_since = max(health.last_answer, self._in_flight_since[pair])
             left = silent_since + self.unreachable_after - time.monotonic()
             if left <= 0:
                 name, in_flight = self.engines[pair].spec.name, self._in_flight[pair]
@@ -492,4 +495,6 @@ class Scheduler:
         self._shown = now
         in_flight = " ".join(f"{self.engines[pair].spec.name}={count}" for pair, count in self._in_flight.items())
         rate = self.stats.tokens / max(now - self._started, 1e-9)
-        self._bar.set_postfix_str(f"in flight {in_flight} | {rate:,.0f} tok/s | failed {self.stats.failed}", refresh=False)
+        busy = " ".join(f"{self.engines[p].spec.name}={h.busy_answers}" for p, h in self._health.items() if h.busy_answers)
+        postfix = f"in flight {in_flight} | {rate:,.0f} tok/s | failed {self.stats.failed}" + (f" | busy {busy}" if busy else "")
+        self._bar.set_postfix_str(postfix, refresh=False)
