@@ -193,7 +193,7 @@ def main() -> None:
         pretty_name="ImageNet-Think sample (fixtures)",
         source="builder_scripts/make_sample.py",
         validation_fraction=DEFAULT_VALIDATION_FRACTION,
-        sample_note=(
+        note=(
             "This is a test sample, not the corpus. Its images are drawn by "
             "`builder_scripts/make_sample.py` with Pillow (simple shapes, released CC0) and its think/answer "
             "texts are **hand-written fixtures in the teachers' raw output formats, not model output**. "

@@ -9,9 +9,9 @@
 # GPUS: GPU indices to use (default: every GPU nvidia-smi lists).  Across several nodes, set
 # NUM_NODES and NODE_INDEX (0-based) so shard = NODE_INDEX * GPUs + local index; no node then
 # writes the card: when all are done, run `python -m imagenet_think.regenerate SOURCE OUT_DIR
-# --card-only`.  PUSH_TO_HUB: repo to upload the finished corpus to (one node only).  Logs:
-# OUT_DIR/regenerate/log-<shard>.txt.  Rerun the same command after a crash: rows already
-# written are skipped.
+# --card-only` (with --accept-failed if the shards had it).  PUSH_TO_HUB: repo to upload the
+# finished corpus to (one node only).  Logs: OUT_DIR/regenerate/log-<shard>.txt.  Rerun the same
+# command after a crash: rows already written are skipped.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -34,6 +34,14 @@ num_nodes=${NUM_NODES:-1}
 node_index=${NODE_INDEX:-0}
 num_shards=$((num_nodes * ${#gpus[@]}))
 mkdir -p "$out_dir/regenerate"
+options=("$@")
+card_options=()  # what the card step shares with the shards: which failed images are accepted
+for index in "${!options[@]}"; do
+  case "${options[$index]}" in
+    --accept-failed | --max-failure-rate=*) card_options+=("${options[$index]}") ;;
+    --max-failure-rate) card_options+=("${options[$index]}" "${options[$((index + 1))]:-}") ;;
+  esac
+done
 
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' INT TERM
@@ -58,5 +66,6 @@ if [ "$failed" -ne 0 ]; then
   exit 1
 fi
 if [ "$num_nodes" -eq 1 ]; then
-  "$python" -m imagenet_think.regenerate "$source_dir" "$out_dir" --card-only ${PUSH_TO_HUB:+--push-to-hub "$PUSH_TO_HUB"}
+  "$python" -m imagenet_think.regenerate "$source_dir" "$out_dir" --card-only ${card_options[@]+"${card_options[@]}"} \
+    ${PUSH_TO_HUB:+--push-to-hub "$PUSH_TO_HUB"}
 fi

@@ -165,14 +165,14 @@ def render_card(
     pretty_name: str = "ImageNet-Think",
     source: Optional[str] = None,
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-    sample_note: Optional[str] = None,
+    note: Optional[str] = None,
 ) -> str:
-    """Full README.md text for shards of the given per-split ``sizes``."""
-    note = f"\n> **Note.** {sample_note}\n" if sample_note else ""
+    """Full README.md text for shards of the given per-split ``sizes``; ``note`` is shown first."""
+    note_block = f"\n> **Note.** {note}\n" if note else ""
     columns = markdown_table(("column", "feature"), ((f"`{n}`", repr(f)) for n, f in schema.features("default").items()))
     return f"""{_yaml_header(sizes, pretty_name)}
 # {pretty_name}
-{note}
+{note_block}
 ImageNet-21k images, each with two (thinking, answer) pairs from two reasoning vision-language
 models, in the layout of the published corpus [`{schema.HUB_REPO}`](https://huggingface.co/datasets/{schema.HUB_REPO})
 (arXiv [2510.01582](https://arxiv.org/abs/2510.01582)) plus provenance columns.

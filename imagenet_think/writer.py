@@ -223,7 +223,7 @@ def write_card(
 
     ``footers`` are the metadata of shards already read (see :func:`split_sizes`);
     ``card_info`` goes to :func:`imagenet_think.card.render_card` (``pretty_name``,
-    ``source``, ``sample_note``...).
+    ``source``, ``note``...).
     """
     from imagenet_think.card import render_card
 

@@ -162,3 +162,39 @@ def test_image_data_url_keeps_known_bytes_and_encodes_the_rest_as_png():
     assert header == "data:image/png;base64" and Image.open(io.BytesIO(base64.b64decode(data))).size == (4, 3)
     with pytest.raises(Exception, match="cannot identify image file"):
         image_data_url({"bytes": b"not an image"})
+
+
+def test_busy_and_gateway_answers_are_no_answers_and_busy_carries_retry_after():
+    """429/503 are "busy, come back" (with the server's Retry-After, seconds or an HTTP-date),
+    502/504 a gateway's no answer; none of them, on /models, makes a probe say the server answers."""
+    from imagenet_think.regenerate.engines import EngineBusy
+    from tests.fixtures.sim_server import SimProcess
+
+    request = Request("a", png((40, 30), "red"))
+    with SimProcess() as sim, glm_engine(sim.url) as engine:
+        assert engine.probe()
+        sim.fault(429, 30, retry_after=7)  # chat requests only: /models still answers
+        with pytest.raises(EngineBusy, match="HTTP 429") as caught:
+            engine.generate([request])
+        assert caught.value.retry_after == 7.0 and engine.probe()
+        sim.fault(503, 30, retry_after=30, retry_after_as="date", models=True)
+        with pytest.raises(EngineBusy, match="HTTP 503") as caught:
+            engine.generate([request])
+        assert 28 <= caught.value.retry_after <= 30  # an HTTP-date has whole seconds
+        assert not engine.probe()
+        sim.fault(502, 30, models=True)
+        with pytest.raises(EngineUnreachable, match="HTTP 502") as caught:
+            engine.generate([request])
+        assert not isinstance(caught.value, EngineBusy) and not engine.probe()
+        sim.fault(504, 30, models=True)
+        assert not engine.probe()
+        sim.fault(503, 30)  # no Retry-After
+        with pytest.raises(EngineBusy) as caught:
+            engine.generate([request])
+        assert caught.value.retry_after is None
+        sim.fault(503, 30, models=True)
+        with pytest.raises(EngineUnreachable, match=r"the glm server at .* answers HTTP 503 \(busy\): rerun when it serves requests"):
+            glm_engine(sim.url)
+        sim.fault(503, 0)  # over
+        (result,) = engine.generate([request])
+    assert result.error is None

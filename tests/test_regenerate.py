@@ -208,7 +208,8 @@ def test_help_documents_every_option_and_the_failure_policy_defaults():
     longest = max(get_model(name).sampling["max_tokens"] for name in ("glm", "kimi"))
     assert longest / 20 <= DEFAULT_TIMEOUT <= 3600
     text = " ".join(parser.format_help().split())
-    assert f"at most {scheduler.MAX_RETRY_DELAY:g}) (default: {scheduler.DEFAULT_RETRY_DELAY})" in text
+    retry_delay = f"at most {scheduler.MAX_RETRY_DELAY:g}); after a 'busy' answer, the server's Retry-After instead (cut to that limit)"
+    assert f"{retry_delay} (default: {scheduler.DEFAULT_RETRY_DELAY})" in text
     assert "--batch-size" not in text  # batches are gone: requests stream
 
 

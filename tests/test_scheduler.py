@@ -11,11 +11,12 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from imagenet_think.regenerate import runner, scheduler
-from imagenet_think.regenerate.engines.base import Engine, EngineUnreachable, Result
+from imagenet_think.regenerate.engines.base import Engine, EngineBusy, EngineUnreachable, Result
 from imagenet_think.regenerate.models import get_model
 from imagenet_think.regenerate.sources import ImageItem
 
@@ -35,15 +36,18 @@ def items(tmp_path: Path, count: int) -> list[ImageItem]:
 
 
 class Scripted(Engine):
-    """Answers after ``delay`` seconds with what ``script(request_id, attempt)`` returns: a
-    :class:`Result`, or an exception to raise; by default ``<think>t</think>answer``.
+    """Answers after ``delay`` seconds (``None``: never) with what ``script(request_id, attempt)``
+    returns: a :class:`Result`, or an exception to raise; by default ``<think>t</think>answer``
+    (``answer`` is ``answer_text``).  ``silence_means_hung``: as a server client's.
 
     Records every submission (``sent[id]`` times) and the most requests outstanding at once."""
 
-    def __init__(self, name: str, script=None, delay: float = 0.01, max_in_flight: int = 8, answers_probe: bool = False):
-        super().__init__(get_model(name))
+    def __init__(self, name: str, script=None, delay=0.01, max_in_flight: int = 8, answers_probe: bool = False,
+                 silence_means_hung: bool = False, answer_text: str = "answer", sampling=None):  # fmt: skip
+        super().__init__(get_model(name), sampling)
         self.script = script or (lambda request_id, attempt: None)
         self.delay, self.max_in_flight, self.answers_probe = delay, max_in_flight, answers_probe
+        self.silence_means_hung, self.answer_text = silence_means_hung, answer_text
         self.sent: dict[str, list[float]] = {}
         self.cancelled: list[str] = []
         self.outstanding = self.most = self.probes = 0
@@ -61,7 +65,8 @@ class Scripted(Engine):
             self.most = max(self.most, self.outstanding)
         outcome = self.script(request.id, len(times))
         future: Future = Future()
-        threading.Timer(self.delay, self._finish, [future, request.id, outcome]).start()
+        if self.delay is not None:
+            threading.Timer(self.delay, self._finish, [future, request.id, outcome]).start()
         return future
 
     def _finish(self, future: Future, request_id: str, outcome) -> None:
@@ -73,7 +78,8 @@ class Scripted(Engine):
         if isinstance(outcome, BaseException):
             future.set_exception(outcome)
         else:
-            future.set_result(outcome or Result(request_id, raw="<think>t</think>answer", finish_reason="stop", num_tokens=5))
+            raw = f"<think>t</think>{self.answer_text}"
+            future.set_result(outcome or Result(request_id, raw=raw, finish_reason="stop", num_tokens=5))
 
 
 class SlowWriter(runner.ShardWriter):
@@ -324,3 +330,150 @@ def test_a_rerun_of_a_shard_above_0_numbers_its_files_after_its_own(tmp_path):
     names = sorted(f.name for f in runner.data_files(out))
     assert names == ["train-00000-00007.parquet", "train-00001-00000.parquet", "train-00001-00001.parquet", "train-00001-00002.parquet"]
     assert Counter(written_ids(out)) == Counter(i.id for i in todo)
+
+
+def test_busy_answers_are_retried_after_retry_after_without_spending_attempts(tmp_path):
+    todo = items(tmp_path, 20)
+    crowded = todo[0].id
+    busy = EngineBusy("http://gpu-1:8000/v1: HTTP 429: rate limited", retry_after=0.3)
+    engine = Scripted("glm", lambda i, attempt: busy if i == crowded and attempt <= 3 else None, delay=0.02, max_in_flight=2)
+    stats = run(tmp_path / "out", {1: engine}, todo, max_attempts=1, retry_delay=0.01, unreachable_after=60)
+    assert (stats.written, stats.failed) == (20, 0)  # three busy answers, max_attempts=1: nothing spent
+    times = engine.sent[crowded]
+    assert len(times) == 4
+    assert all(later - earlier >= 0.3 + 0.02 for earlier, later in zip(times, times[1:]))  # the server's wait, not 0.01 doubling
+
+
+def test_a_retry_after_longer_than_the_longest_retry_delay_is_cut_to_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(scheduler, "MAX_RETRY_DELAY", 0.25)
+    [item] = items(tmp_path, 1)
+    busy = EngineBusy("HTTP 503: overloaded", retry_after=5)
+    engine = Scripted("glm", lambda i, attempt: busy if attempt < 3 else None)
+    stats = run(tmp_path / "out", {1: engine}, [item], max_attempts=1, retry_delay=0.01, unreachable_after=60)
+    first, second, third = engine.sent[item.id]
+    assert 0.25 <= second - first < 1.5 and 0.25 <= third - second < 1.5
+    assert stats.written == 1
+
+
+def test_busy_answers_do_not_stop_the_run_while_the_server_answers_others(tmp_path):
+    todo = items(tmp_path, 40)
+    crowded = todo[0].id
+
+    def script(request_id, attempt):
+        others = sum(len(times) for i, times in engine.sent.items() if i != crowded)
+        return EngineBusy("HTTP 429: rate limited", retry_after=0.05) if request_id == crowded and others < 30 else None
+
+    engine = Scripted("glm", script, delay=0.03, max_in_flight=2)  # 3 images at a time: its retries find the window free
+    stats = run(tmp_path / "out", {1: engine}, todo, max_attempts=1, retry_delay=0.01, unreachable_after=0.3, max_images_in_flight=3)
+    assert (stats.written, stats.failed) == (40, 0)
+    times = engine.sent[crowded]
+    assert len(times) >= 5 and times[-2] - times[0] > 0.3  # busy for longer than unreachable_after, the others answered
+
+
+def test_a_server_that_answers_only_busy_stops_the_run_and_writes_nothing_off(tmp_path):
+    todo = items(tmp_path, 10)
+    out = tmp_path / "out"
+    busy = EngineBusy("http://gpu-1:8000/v1: HTTP 503: overloaded", retry_after=0.05)
+    started = time.monotonic()
+    engine = Scripted("glm", lambda i, attempt: busy if time.monotonic() - started < 5 else None, max_in_flight=4)
+    with pytest.raises(scheduler.RunStopped, match=r"the glm teacher is unreachable: no answer for \d+ s \(last error: glm: .*HTTP 503: overloaded\)"):
+        run(out, {1: engine}, todo, max_attempts=1, retry_delay=0.01, unreachable_after=0.6)
+    assert 0.6 <= time.monotonic() - started < 5
+    assert runner.read_json_lines(runner.failures_path(out, 0)) == [] and written_ids(out) == []
+    assert max(len(times) for times in engine.sent.values()) >= 3 and engine.probes == 0
+
+
+class HangsAfter(Scripted):
+    """A server client that answers the first ``answered`` requests, then none: each later one
+    times out after ``timeout`` seconds (its request timeout)."""
+
+    def __init__(self, name: str, answered: int, timeout: float, **options):
+        super().__init__(name, **options)
+        self.answered, self.timeout = answered, timeout
+        self.script = lambda request_id, attempt: None if self._number <= answered else EngineUnreachable("Request timed out.", timed_out=True)
+
+    def submit(self, request):
+        self._number = sum(len(times) for times in self.sent.values()) + 1
+        self.delay = 0.01 if self._number <= self.answered else self.timeout
+        return super().submit(request)
+
+
+def test_a_server_with_requests_in_flight_and_no_answer_stops_the_run_whatever_the_request_timeout(tmp_path):
+    todo = items(tmp_path, 20)
+    out = tmp_path / "out"
+    engine = HangsAfter("glm", answered=5, timeout=10, max_in_flight=4, silence_means_hung=True)
+    started = time.monotonic()
+    with pytest.raises(scheduler.RunStopped, match=r"the glm teacher is unreachable: no answer for \d+ s \(4 requests in flight, none answered: the glm server hangs"):
+        run(out, {1: engine}, todo, unreachable_after=0.8, retry_delay=0.01)
+    assert time.monotonic() - started < 5  # not the 10 s request timeout
+    answered = sorted(engine.sent, key=lambda i: engine.sent[i][0])[:5]  # (images are read in parallel: any order)
+    assert sorted(written_ids(out)) == sorted(answered)
+    assert runner.read_json_lines(runner.failures_path(out, 0)) == []
+
+
+def test_a_local_engine_may_work_longer_than_unreachable_after_on_its_requests(tmp_path):
+    todo = items(tmp_path, 3)
+    batch = Scripted("glm", delay=0.6, max_in_flight=4)  # a static batch of a local engine: silence is no hang
+    stats = run(tmp_path / "out", {1: batch}, todo, unreachable_after=0.2)
+    assert stats.written == 3
+
+
+def first_run_stopped_by_glm(tmp_path):
+    """30 images; glm answers 10 requests then refuses every connection; kimi answers all at once.
+    The run stops: (out, the ids written, the ids whose kimi answer was kept)."""
+    todo = items(tmp_path, 30)
+    out = tmp_path / "out"
+
+    def dying(request_id, attempt):
+        return EngineUnreachable("Connection error.") if sum(len(t) for t in glm.sent.values()) > 10 else None
+
+    glm = Scripted("glm", dying, delay=0.05, max_in_flight=4)
+    kimi = Scripted("kimi", delay=0.01, max_in_flight=8, answer_text="kept from the first run")
+    with pytest.raises(scheduler.RunStopped, match="the glm teacher is unreachable"):
+        run(out, {1: glm, 2: kimi}, todo, unreachable_after=0.3, retry_delay=0.05)
+    records = runner.read_json_lines(runner.partial_path(out, 0))
+    assert {r["pair"] for r in records} == {2}
+    return todo, out, set(written_ids(out)), {r["id"] for r in records}
+
+
+def test_the_other_teachers_answers_are_kept_when_a_run_stops_and_the_rerun_uses_them(tmp_path):
+    todo, out, done, kept = first_run_stopped_by_glm(tmp_path)
+    assert len(done) == 10 and kept == {i.id for i in todo} - done  # kimi had answered every image at once
+    glm, kimi = Scripted("glm"), Scripted("kimi", answer_text="asked again")
+    plan = runner.make_plan(todo, out, {1: get_model("glm"), 2: get_model("kimi")})
+    stats = run(out, {1: glm, 2: kimi}, plan.todo)
+    assert stats.written == 20 and set(glm.sent) == kept
+    assert kimi.sent == {}  # not asked again for an image it had answered
+    rows = {r["id"]: r for f in runner.data_files(out) for r in pq.read_table(f).to_pylist()}
+    assert sorted(rows) == sorted(i.id for i in todo)
+    assert {rows[i]["answer_2"] for i in kept} == {"kept from the first run"}
+    assert {g["raw"] for i in kept for g in rows[i]["generation"] if g["pair"] == 2} == {"<think>t</think>kept from the first run"}
+    assert runner.read_json_lines(runner.partial_path(out, 0)) == []  # consumed: pruned once written
+
+
+def test_answers_kept_under_other_settings_are_not_used(tmp_path):
+    todo, out, done, kept = first_run_stopped_by_glm(tmp_path)
+    glm, kimi = Scripted("glm"), Scripted("kimi", sampling={"max_tokens": 64}, answer_text="asked again")
+    plan = runner.make_plan(todo, out, {1: get_model("glm"), 2: get_model("kimi")})
+    stats = run(out, {1: glm, 2: kimi}, plan.todo)
+    assert stats.written == 20 and set(kimi.sent) == kept
+    rows = [r for f in runner.data_files(out) for r in pq.read_table(f).to_pylist() if r["id"] in kept]
+    assert {r["answer_2"] for r in rows} == {"asked again"}
+
+
+def test_the_other_teachers_answer_of_an_image_written_off_is_kept_for_retry_failed(tmp_path):
+    todo = items(tmp_path, 4)
+    bad = todo[1].id
+    out = tmp_path / "out"
+    glm = Scripted("glm", lambda i, attempt: Result(i, error="BadRequestError: image too small") if i == bad else None, delay=0.2)
+    kimi = Scripted("kimi", delay=0.01)  # answers before glm's error
+    stats = run(out, {1: glm, 2: kimi}, todo, max_attempts=1, max_failure_rate=1.0)
+    assert (stats.written, stats.failed) == (3, 1)
+    [record] = runner.read_json_lines(runner.partial_path(out, 0))
+    assert (record["id"], record["pair"], record["generation"]["raw"]) == (bad, 2, "<think>t</think>answer")
+    glm, kimi = Scripted("glm"), Scripted("kimi")
+    plan = runner.make_plan(todo, out, {1: get_model("glm"), 2: get_model("kimi")}, retry_failed=True)
+    assert [i.id for i in plan.todo] == [bad]
+    assert run(out, {1: glm, 2: kimi}, plan.todo).written == 1
+    assert list(glm.sent) == [bad] and kimi.sent == {}
+    assert runner.read_json_lines(runner.failures_path(out, 0)) == runner.read_json_lines(runner.partial_path(out, 0)) == []

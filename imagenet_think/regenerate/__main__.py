@@ -9,9 +9,10 @@ Ray cluster (``--ray``).
     python -m imagenet_think.regenerate /data/imagenet21k out/ -n 250000 --engine vllm --ray auto --replicas 8
 
 Rerun the same command after any crash, or after it stopped on an unreachable server: rows
-already written are skipped.  Exit status: 0 done; 1 the run stopped early or too many images
-failed (one line says why; rerun to resume); 2 bad input or options; 130 interrupted.  The
-job itself is :mod:`imagenet_think.regenerate.job`; this module is its command line.
+already written are skipped.  Exit status: 0 done; 1 the run stopped early, or images failed
+(more than --max-failure-rate, or any without --accept-failed; one line says why and what to
+rerun); 2 bad input or options; 130 interrupted.  The job itself is
+:mod:`imagenet_think.regenerate.job`; this module is its command line.
 
 >>> args = build_parser().parse_args(["imgs", "out", "--ray", "--replicas", "kimi=2"])
 >>> args.ray, args.replicas
@@ -86,18 +87,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--rows-per-file", type=int, default=1000, help="rows per Parquet file")
     run.add_argument("--max-attempts", type=int, default=scheduler.DEFAULT_MAX_ATTEMPTS,
                      help="tries per request before its image goes to failures (errors the teacher answers; "
-                     "no answer only counts while the server answers others)")
+                     "no answer only counts while the server answers others; HTTP 429/503 'busy' never counts)")
     run.add_argument("--retry-delay", type=float, default=scheduler.DEFAULT_RETRY_DELAY,
-                     help=f"seconds before a request's first retry (doubled each time, at most {scheduler.MAX_RETRY_DELAY:g})")
+                     help=f"seconds before a request's first retry (doubled each time, at most {scheduler.MAX_RETRY_DELAY:g}); "
+                     "after a 'busy' answer, the server's Retry-After instead (cut to that limit)")
     run.add_argument("--request-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                     help="longest wait for one answer from a server (--engine openai)")
+                     help="longest wait for one answer from a server (--engine openai); a server that answers "
+                     "nothing at all stops the run after --unreachable-after")
     run.add_argument("--unreachable-after", type=float, default=scheduler.DEFAULT_UNREACHABLE_AFTER, metavar="SECONDS",
                      help="stop the run (exit 1, nothing written off) when a teacher answers nothing this long while "
-                     "its requests fail")
+                     "its requests fail or are busy-refused, or while a server has requests in flight (a hung server: "
+                     "raise it if one answer can take longer, e.g. a small --max-in-flight and long outputs)")
     run.add_argument("--max-failure-rate", type=float, default=scheduler.DEFAULT_MAX_FAILURE_RATE, metavar="FRACTION",
-                     help="exit 1 when more images than this fraction failed (stopping early once past it over "
-                     f"{scheduler.EARLY_STOP_IMAGES} images)")
+                     help="exit 1 when more than this fraction of the shard's images failed, even with --accept-failed "
+                     f"(stopping early once past it over {scheduler.EARLY_STOP_IMAGES} images)")
     run.add_argument("--retry-failed", action="store_true", help="try again the images of earlier failures files")
+    run.add_argument("--accept-failed", action="store_true",
+                     help="finish (exit 0, write the card) although images failed for good, up to --max-failure-rate: "
+                     "they are left out of the corpus, counted in its card and kept in the failures files for a later "
+                     "--retry-failed (without it, failed images left exit 1)")
     run.add_argument("--max-items", type=int, help="generate at most N images in this run (smoke tests)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     run.add_argument("--card-only", action="store_true",

@@ -11,9 +11,10 @@ stream the plan's images through the teachers' engines (:func:`open_engines`: lo
 layout, manifest, failures, rejected images, lock, resume and the failure policy are this code.
 
 An outcome that is not a bug carries its exit status (``exit_status``, read by
-:func:`imagenet_think.cli.run_command`): 1 for a run that stopped early or had too many failed
-images (:class:`~imagenet_think.regenerate.scheduler.RunStopped`, an unreachable engine), 130
-for an interrupted one (:class:`Interrupted`); bad input is a ``ValueError``/``OSError``: 2.
+:func:`imagenet_think.cli.run_command`): 1 for a run that stopped early, or that leaves failed
+images (:func:`check_failed`: too many, or any without ``--accept-failed``;
+:class:`~imagenet_think.regenerate.scheduler.RunStopped`, an unreachable engine), 130 for an
+interrupted one (:class:`Interrupted`); bad input is a ``ValueError``/``OSError``: 2.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ logger = logging.getLogger("imagenet_think.regenerate")
 
 DEFAULT_TEACHERS = ",".join(schema.TEACHER_NAMES[pair] for pair in sorted(schema.TEACHER_NAMES))
 
-CARD_ONLY_HINT = "python -m imagenet_think.regenerate SOURCE OUT_DIR --card-only [--push-to-hub REPO]"
+CARD_ONLY_HINT = "python -m imagenet_think.regenerate SOURCE OUT_DIR --card-only [--accept-failed] [--push-to-hub REPO]"
 
 INTERRUPTED = "interrupted; the rows completed are written: rerun the same command to resume"
 
@@ -250,12 +251,56 @@ def generate(args: argparse.Namespace, plan: Any, out_dir: Path) -> Any:
     return stats
 
 
-def finish(out_dir: Path, source: str, repo: Optional[str], files: Optional[Mapping[Path, Any]] = None) -> None:
-    """Write the dataset card from the shards present, then push if asked (with
-    :func:`imagenet_think.writer.upload`); ``files`` are the footers of shards already read."""
+def check_failed(args: argparse.Namespace, failed: int, total: int, where: str) -> None:
+    """Raise :class:`RunStopped` when ``failed`` of ``total`` images failed for good and are not
+    written (listed in ``where``): more than ``--max-failure-rate`` of them, or any at all
+    unless ``--accept-failed``.
+
+    >>> args = argparse.Namespace(max_failure_rate=0.05, accept_failed=False)
+    >>> check_failed(args, 0, 10, "f.jsonl")
+    >>> check_failed(args, 1, 100, "f.jsonl")
+    Traceback (most recent call last):
+    ...
+    imagenet_think.regenerate.scheduler.RunStopped: 1 of 100 images failed (see f.jsonl): rerun with --retry-failed once the cause is fixed, or add --accept-failed to finish without them
+    """
+    from imagenet_think.regenerate import runner, scheduler
+
+    if not failed:
+        return
+    summary = scheduler.failure_summary(runner.RunStats(written=total - failed, failed=failed), args.max_failure_rate)
+    if summary:
+        raise RunStopped(f"{summary}; see {where}, fix the cause, then rerun with --retry-failed")
+    if not args.accept_failed:
+        raise RunStopped(
+            f"{failed} of {total} images failed (see {where}): rerun with --retry-failed once the cause is fixed, "
+            "or add --accept-failed to finish without them"
+        )
+
+
+def failed_note(failed: int) -> Optional[str]:
+    """What the card says of ``failed`` images left out with ``--accept-failed`` (``None`` for 0).
+
+    >>> failed_note(3)[:66]
+    '3 images of the selection failed generation and are not in this co'
+    """
+    if not failed:
+        return None
+    return (
+        f"{failed:,} images of the selection failed generation and are not in this corpus (accepted with "
+        "`--accept-failed`); they are listed in the `regenerate/failures-*.jsonl` files of the output directory "
+        "that built it, and rerunning its command with `--retry-failed` tries them again."
+    )
+
+
+def finish(
+    out_dir: Path, source: str, repo: Optional[str], files: Optional[Mapping[Path, Any]] = None, failed: int = 0
+) -> None:
+    """Write the dataset card from the shards present (saying how many ``failed`` images were
+    left out), then push if asked (with :func:`imagenet_think.writer.upload`); ``files`` are
+    the footers of shards already read."""
     from imagenet_think.writer import upload, write_card
 
-    readme = write_card(out_dir, source=f"regenerate {source}", footers=files)
+    readme = write_card(out_dir, source=f"regenerate {source}", footers=files, note=failed_note(failed))
     logger.info("wrote %s", readme)
     if repo:
         try:
@@ -288,29 +333,31 @@ def stop_on_sigterm() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """The job: 0 when done; raises (with ``exit_status`` where it is not a bug) otherwise."""
-    from imagenet_think.regenerate import runner, scheduler
+    from imagenet_think.regenerate import runner
 
     out_dir = Path(args.out_dir)
     check_options(args)
     if args.card_only:
-        finish(out_dir, args.source, args.push_to_hub)
+        written = runner.completed_ids(runner.ids_by_file(out_dir))
+        failed = len(runner.failed_ids(out_dir) - written)
+        check_failed(args, failed, len(written) + failed, f"{out_dir / runner.STATE_DIR}/failures-*.jsonl")
+        finish(out_dir, args.source, args.push_to_hub, failed=failed)
         return 0
     plan, selection = make_plan(args, out_dir)
     print(plan.describe(), file=sys.stdout if args.dry_run else sys.stderr)
     if args.dry_run:
         return 0
     runner.record_rejected(out_dir, selection.skipped)
+    stats = runner.RunStats()
     if plan.todo:
         try:
             stats = generate(args, plan, out_dir)
         except KeyboardInterrupt:
             raise Interrupted(INTERRUPTED) from None
-        summary = scheduler.failure_summary(stats, args.max_failure_rate)
-        if summary:
-            failures = runner.failures_path(out_dir, args.shard_index)
-            raise RunStopped(f"{summary}; see {failures}, fix the cause, then rerun with --retry-failed")
+    failed = plan.failed + stats.failed  # earlier runs' (not retried) and this run's
+    check_failed(args, failed, plan.done + stats.written + failed, str(runner.failures_path(out_dir, args.shard_index)))
     if args.num_shards > 1:  # the shards of other processes may still be arriving
         print(f"shard {args.shard_index} of {args.num_shards} done; when every shard is: {CARD_ONLY_HINT}", file=sys.stderr)
     elif runner.data_files(out_dir):
-        finish(out_dir, args.source, args.push_to_hub, plan.footers)
+        finish(out_dir, args.source, args.push_to_hub, plan.footers, failed)
     return 0

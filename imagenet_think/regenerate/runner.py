@@ -18,6 +18,13 @@ shard index:
     ``max_attempts`` (unreadable image, an error answered by the teacher).  Those ids are
     skipped by later runs unless ``retry_failed``; an id written since (``--retry-failed``)
     loses its line, and an id that failed again keeps only its latest.
+``partial-<shard>.jsonl``
+    The answers of one teacher for images whose row was not completed (the run stopped, the
+    other teacher failed for good): one line ``{"id", "pair", "settings", "finish_reason",
+    "num_tokens", "generation"}`` each, written when the run ends (all at once, fsync'd; a
+    SIGKILLed run keeps none).  A later run uses an answer instead of asking its teacher
+    again when ``settings`` (:func:`answer_settings`: model, revision, sampling, prompts) are
+    still the teacher's; lines of ids written since are dropped.
 
 and for the whole selection ``rejected.jsonl``: one line ``{"source", "reason"}`` per candidate
 the selection skipped (unreadable, corrupt, too small), so every candidate is accounted for.
@@ -158,10 +165,15 @@ def remove_stale_temp_files(out_dir: Union[str, os.PathLike], shard_index: int) 
 
 
 def append_json_line(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON line and fsync it (and the directory, when the file is new); a torn
-    line left by a crash is closed first, so it never swallows this one."""
+    """Append one JSON line and fsync it (see :func:`append_json_lines`)."""
+    append_json_lines(path, [record])
+
+
+def append_json_lines(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Append JSON lines and fsync them (and the directory, when the file is new); a torn
+    line left by a crash is closed first, so it never swallows these."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    line = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
     with open(path, "a+b") as handle:
         created = handle.seek(0, os.SEEK_END) == 0
         if not created:
@@ -198,6 +210,11 @@ def failures_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
     return Path(out_dir, STATE_DIR, f"failures-{shard_index:05d}.jsonl")
 
 
+def partial_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
+    """``out_dir/regenerate/partial-<shard>.jsonl``."""
+    return Path(out_dir, STATE_DIR, f"partial-{shard_index:05d}.jsonl")
+
+
 def lock_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
     """``out_dir/regenerate/lock-<shard>``."""
     return Path(out_dir, STATE_DIR, f"lock-{shard_index:05d}")
@@ -230,6 +247,30 @@ def rebuild_manifest(out_dir: Union[str, os.PathLike], shard_index: int, files: 
     return path
 
 
+def prune_json_lines(path: Path, written: Collection[str], key: tuple[str, ...] = ("id",)) -> dict[tuple, dict]:
+    """Rewrite the JSON lines of ``path`` (atomically, when that changes them) without the
+    records of ids now ``written``, keeping only the latest record of each ``key``; returns
+    those left, by key.
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp(), "f.jsonl")
+    >>> append_json_lines(path, [{"id": "a", "n": 1}, {"id": "b", "n": 1}, {"id": "a", "n": 2}])
+    >>> prune_json_lines(path, {"b"}), read_json_lines(path)
+    ({('a',): {'id': 'a', 'n': 2}}, [{'id': 'a', 'n': 2}])
+    """
+    records = read_json_lines(path)
+    latest: dict[tuple, dict] = {}
+    for record in records:
+        name = tuple(record[field] for field in key)
+        latest.pop(name, None)
+        latest[name] = record
+    kept = {name: record for name, record in latest.items() if record["id"] not in written}
+    if len(kept) != len(records):
+        with atomic_write(path) as handle:
+            handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in kept.values())
+    return kept
+
+
 def prune_failures(out_dir: Union[str, os.PathLike], shard_index: int, written: Collection[str]) -> set[str]:
     """Rewrite the failures file of ``shard_index`` without the ids now ``written``, keeping
     only the latest record of every other id; returns the ids it still lists.
@@ -241,17 +282,54 @@ def prune_failures(out_dir: Union[str, os.PathLike], shard_index: int, written: 
     >>> prune_failures(out, 0, {"b"}), read_json_lines(failures_path(out, 0))[0]["attempts"]
     ({'a'}, 2)
     """
-    path = failures_path(out_dir, shard_index)
-    records = read_json_lines(path)
-    latest: dict[str, dict] = {}
-    for record in records:
-        latest.pop(record["id"], None)
-        latest[record["id"]] = record
-    kept = [record for row_id, record in latest.items() if row_id not in written]
-    if len(kept) != len(records):
-        with atomic_write(path) as handle:
-            handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in kept)
-    return set(latest) - set(written)
+    return {row_id for (row_id,) in prune_json_lines(failures_path(out_dir, shard_index), written)}
+
+
+def answer_settings(spec: "ModelSpec", revision: str, sampling: Mapping[str, Any]) -> str:
+    """A digest of what a teacher's answer depends on besides the image: model, revision,
+    sampling, system prompt and prompt.  An answer kept under other settings is never reused.
+
+    >>> from imagenet_think.regenerate.models import get_model
+    >>> glm = get_model("glm")
+    >>> answer_settings(glm, "main", {"max_tokens": 8}) == answer_settings(glm, "main", {"max_tokens": 9})
+    False
+    """
+    settings = {
+        "model": spec.model_id,
+        "revision": revision,
+        "sampling": dict(sampling),
+        "system_prompt": spec.system_prompt,
+        "prompt": PROMPT,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def answer_record(row_id: str, pair: int, settings: str, result: "Result", generation: Mapping[str, Any]) -> dict[str, Any]:
+    """A line of :func:`partial_path`: ``pair``'s ``result`` for ``row_id`` and its ``generation``
+    entry (which holds the raw output), under ``settings`` (:func:`answer_settings`)."""
+    return {
+        "id": row_id,
+        "pair": pair,
+        "settings": settings,
+        "finish_reason": result.finish_reason,
+        "num_tokens": result.num_tokens,
+        "generation": dict(generation),
+    }
+
+
+def kept_answer(record: Mapping[str, Any]) -> tuple["Result", dict[str, Any]]:
+    """The result and ``generation`` entry of an :func:`answer_record`.
+
+    >>> from imagenet_think.regenerate.engines.base import Result
+    >>> result = Result("a", raw="<think>t</think>x", finish_reason="stop", num_tokens=3)
+    >>> kept_answer(answer_record("a", 2, "s", result, {"raw": result.raw}))[0]
+    Result(id='a', raw='<think>t</think>x', finish_reason='stop', num_tokens=3, error=None)
+    """
+    from imagenet_think.regenerate.engines.base import Result
+
+    generation = dict(record["generation"])
+    result = Result(record["id"], raw=generation["raw"], finish_reason=record["finish_reason"], num_tokens=record["num_tokens"])
+    return result, generation
 
 
 def failed_ids(out_dir: Union[str, os.PathLike]) -> set[str]:
@@ -401,11 +479,12 @@ class ShardWriter:
     :meth:`open` (or ``with``) takes the shard's lock (:func:`lock_path`; a second writer gets
     :class:`ShardLockedError`), removes the temporary files a killed writer left, rebuilds the
     manifest from the Parquet files present (``written``: :attr:`Plan.written`, read now when
-    ``None``) and numbers new files after this shard's own.  :meth:`add` buffers a finished
-    row and writes ``rows_per_file`` of them at a time as one atomic Parquet file;
-    :meth:`fail` logs an item that failed for good; :meth:`close` writes the rows left
-    (whatever ended the run: complete rows are never lost) and releases the lock.  One thread
-    at a time may call it.
+    ``None``), numbers new files after this shard's own and reads the answers kept for rows
+    not written (:attr:`kept_answers`, by ``(id, pair)``: :func:`partial_path`).  :meth:`add`
+    buffers a finished row and writes ``rows_per_file`` of them at a time as one atomic
+    Parquet file; :meth:`fail` logs an item that failed for good; :meth:`keep_answers` records
+    answers of rows left incomplete; :meth:`close` writes the rows left (whatever ended the
+    run: complete rows are never lost) and releases the lock.  One thread at a time may call it.
 
     >>> import tempfile
     >>> out = tempfile.mkdtemp()
@@ -432,6 +511,7 @@ class ShardWriter:
         self._buffer: list[dict] = []
         self._seq = 0
         self._failed_ids: set[str] = set()
+        self.kept_answers: dict[tuple[str, int], dict] = {}
         self._lock_fd: Optional[int] = None
 
     def open(self) -> "ShardWriter":
@@ -443,7 +523,9 @@ class ShardWriter:
                 logger.info("removed temporary file %s left by an interrupted run", stale)
             rebuild_manifest(self.out_dir, self.shard_index, files)
             self._seq = next_seq(files, self.shard_index)
-            self._failed_ids = prune_failures(self.out_dir, self.shard_index, {i for ids in files.values() for i in ids})
+            written = {i for ids in files.values() for i in ids}
+            self._failed_ids = prune_failures(self.out_dir, self.shard_index, written)
+            self.kept_answers = prune_json_lines(partial_path(self.out_dir, self.shard_index), written, ("id", "pair"))
         except BaseException:
             self._unlock()
             raise
@@ -493,6 +575,12 @@ class ShardWriter:
         self._failed_ids.add(item.id)
         self.stats.failed += 1
 
+    def keep_answers(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append :func:`answer_record` lines for later runs (one fsync for all)."""
+        if records:
+            append_json_lines(partial_path(self.out_dir, self.shard_index), records)
+            logger.info("kept %d answers of rows left incomplete for the next run", len(records))
+
     def close(self) -> None:
         """Write the rows left and release the lock."""
         try:
@@ -520,3 +608,5 @@ class ShardWriter:
         self.stats.files.append(path)
         if self._failed_ids.intersection(ids):  # failed before, written now (--retry-failed)
             self._failed_ids = prune_failures(self.out_dir, self.shard_index, set(ids))
+        if self.kept_answers and any((i, pair) in self.kept_answers for i in ids for pair in schema.TEACHERS):  # used now
+            self.kept_answers = prune_json_lines(partial_path(self.out_dir, self.shard_index), set(ids), ("id", "pair"))

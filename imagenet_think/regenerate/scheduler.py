@@ -17,20 +17,34 @@
   failing request never stalls the others; after ``max_attempts`` the image goes to the
   failures file.
 
+A server that answers "busy, come back later"
+(:class:`~imagenet_think.regenerate.engines.base.EngineBusy`: HTTP 429, 503) has not looked at
+the request: it is sent again after the server's ``Retry-After`` (at least ``retry_delay``, at
+most :data:`MAX_RETRY_DELAY`; without one, the doubling delay), spending none of its attempts.
+
 A request that got no answer (:class:`~imagenet_think.regenerate.engines.base.EngineUnreachable`)
 is another matter.  When the server answers a probe
 (:meth:`~imagenet_think.regenerate.engines.base.Engine.probe`) sent after a refused or
 dropped connection, the request itself is the problem and the failure counts as an attempt;
 a timeout counts once the server answers other requests sent after it (an answer that was
 already on its way says nothing of the server since).  Otherwise the request is
-retried without counting, and when the server has answered nothing while failing for
-``unreachable_after`` seconds (or a request timed out with no answer from the server since it
-was sent) the run stops with :class:`RunStopped`: complete rows are written, nothing is
-written off, and rerunning the same command resumes.  An engine that raises anything else is
-dead: the run stops the same way.  The run also stops once more images have
+retried without counting, and when the server has answered nothing (busy answers included)
+while failing for ``unreachable_after`` seconds (or a request timed out with no answer from
+the server since it was sent) the run stops with :class:`RunStopped`: complete rows are
+written, nothing is written off, and rerunning the same command resumes.  A server whose
+silence means it hangs (:attr:`~imagenet_think.regenerate.engines.base.Engine.silence_means_hung`)
+stops the run the same way when it has had requests in flight and answered none for
+``unreachable_after`` seconds, whatever its request timeout.  An engine that raises anything
+else is dead: the run stops the same way.  The run also stops once more images have
 failed than ``max_failure_rate`` allows of at least :data:`EARLY_STOP_IMAGES` images (a
 misconfiguration should not write off the corpus); :func:`failure_summary` is the same check
 at the end of a run.
+
+When an image's row cannot be completed (the run stops, or its other pair failed for good),
+the answers its teachers did give are kept
+(:meth:`~imagenet_think.regenerate.runner.ShardWriter.keep_answers`, written when the run ends)
+and a later run uses them instead of asking those teachers again, as long as the teacher's
+settings (:func:`~imagenet_think.regenerate.runner.answer_settings`) are the same.
 
 >>> failure_summary(RunStats(written=90, failed=10), 0.05)
 '10 of 100 images failed (10.0%, more than --max-failure-rate 5.0%)'
@@ -48,8 +62,17 @@ import time
 from collections.abc import Iterable, Mapping, Sized
 from typing import TYPE_CHECKING, Any, Optional
 
-from imagenet_think.regenerate.engines.base import EngineUnreachable, Request, Result, event_loop
-from imagenet_think.regenerate.runner import RunStats, ShardWriter, build_row, failures_path, pair_columns
+from imagenet_think.regenerate.engines.base import EngineBusy, EngineUnreachable, Request, Result, event_loop
+from imagenet_think.regenerate.runner import (
+    RunStats,
+    ShardWriter,
+    answer_record,
+    answer_settings,
+    build_row,
+    failures_path,
+    kept_answer,
+    pair_columns,
+)
 from imagenet_think.regenerate.sources import ImageItem
 
 if TYPE_CHECKING:
@@ -60,9 +83,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 30.0
-"""Longest wait between two tries of a request."""
+"""Longest wait between two tries of a request (a longer ``Retry-After`` is cut to it)."""
 DEFAULT_UNREACHABLE_AFTER = 120.0
-"""Seconds a server may fail every request and answer none before the run stops."""
+"""Seconds a server may fail every request (or keep requests in flight) and answer none before the run stops."""
 DEFAULT_MAX_FAILURE_RATE = 0.05
 EARLY_STOP_IMAGES = 1000
 """The run stops early when more than ``max_failure_rate`` of ``max(images done, this)`` failed."""
@@ -93,7 +116,7 @@ class _Failed(Exception):
 
 class _Health:
     """When an engine last answered (and when the latest request it answered was sent), since
-    when it has failed without answering, its last probe."""
+    when it has failed without answering, its last probe, how many "busy" answers it gave."""
 
     def __init__(self, unreachable_after: float):
         self.unreachable_after = unreachable_after
@@ -103,6 +126,7 @@ class _Health:
         self.last_failure = 0.0
         self.probe: Optional[asyncio.Future] = None
         self.probed_at = 0.0
+        self.busy_answers = 0
 
     def answered(self, sent: float) -> None:
         """An answer to a request (or probe) sent at ``sent``."""
@@ -183,8 +207,8 @@ class Scheduler:
             raise ValueError(f"engines for unknown pairs {unknown}; pairs are {sorted(schema.TEACHERS)}")
         if max_attempts < 1 or (max_in_flight is not None and max_in_flight < 1):
             raise ValueError("`max_attempts` and `max_in_flight` must be at least 1")
-        if retry_delay < 0 or unreachable_after < 0 or not 0 <= max_failure_rate <= 1:
-            raise ValueError("`retry_delay` and `unreachable_after` must be >= 0, `max_failure_rate` in [0, 1]")
+        if retry_delay < 0 or unreachable_after <= 0 or not 0 <= max_failure_rate <= 1:
+            raise ValueError("`retry_delay` must be >= 0, `unreachable_after` > 0, `max_failure_rate` in [0, 1]")
         self.engines = dict(sorted(engines.items()))
         self.writer = writer
         self.windows = {pair: max_in_flight or engine.max_in_flight for pair, engine in self.engines.items()}
@@ -234,12 +258,17 @@ class Scheduler:
         self._health = {pair: _Health(self.unreachable_after) for pair in self.engines}
         self._pacer = _Pacer(STARTS_PER_TURN)
         self._in_flight = dict.fromkeys(self.engines, 0)
+        self._in_flight_since = dict.fromkeys(self.engines, 0.0)  # since when requests have been in flight
+        self._went_in_flight = {pair: asyncio.Event() for pair in self.engines}
+        self._settings = {pair: answer_settings(e.spec, e.revision, e.sampling) for pair, e in self.engines.items()}
+        self._kept: list[dict] = []  # answers of rows left incomplete, for the next run
         self._tasks: set[asyncio.Task] = set()
         self._stopped: Optional[str] = None
         self._complete = 0
         self._bar, self._started, self._shown = bar, time.monotonic(), 0.0
         tokens_before = self.stats.tokens
         room = asyncio.Semaphore(self.max_images_in_flight)
+        watchers = [self._loop.create_task(self._watch(pair)) for pair, engine in self.engines.items() if engine.silence_means_hung]
         with concurrent.futures.ThreadPoolExecutor(1, "writer") as self._write_pool, concurrent.futures.ThreadPoolExecutor(
             READER_THREADS, "reader"
         ) as self._read_pool:
@@ -256,9 +285,11 @@ class Scheduler:
                 while self._tasks and not self._stopped:
                     await asyncio.wait(set(self._tasks))
             finally:
-                for task in self._tasks:
+                for task in (*self._tasks, *watchers):
                     task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+                await asyncio.gather(*self._tasks, *watchers, return_exceptions=True)
+                if self._kept:
+                    await self._in_writer(self.writer.keep_answers, self._kept)
                 await self._in_writer(self.writer.flush)
         logger.info("%d tokens generated in %.1f s", self.stats.tokens - tokens_before, time.monotonic() - self._started)
         return self._stopped
@@ -278,19 +309,9 @@ class Scheduler:
     async def _image(self, item: ImageItem) -> None:
         try:
             image = await self._read(item)
-            requests = {pair: self._loop.create_task(self._request(pair, Request(item.id, image))) for pair in self.engines}
-            try:
-                if requests:
-                    await asyncio.wait(requests.values(), return_when=asyncio.FIRST_EXCEPTION)
-                failures = [t.exception() for t in requests.values() if t.done() and not t.cancelled() and t.exception()]
-            finally:
-                for task in requests.values():
-                    task.cancel()
-            if failures:
-                raise failures[0]
-            results = {pair: task.result() for pair, task in requests.items()}
-            pairs = {pair: pair_columns(pair, self.engines[pair].spec, result) for pair, result in results.items()}
-            generation = [self.engines[pair].generation_entry(pair, result) for pair, result in results.items()]
+            answers = await self._answers(item.id, image)
+            pairs = {pair: pair_columns(pair, self.engines[pair].spec, result) for pair, (result, _) in answers.items()}
+            generation = [entry for _, entry in answers.values()]
             self._complete += 1
             await self._in_writer(self.writer.add, build_row(item, image, pairs, generation))
         except _Failed as failed:
@@ -302,6 +323,36 @@ class Scheduler:
         finally:
             self._bar.update(1)
             self._show_progress()
+
+    async def _answers(self, row_id: str, image: bytes) -> dict[int, tuple[Result, dict]]:
+        """Every pair's result for the image and its ``generation`` entry, by pair: answers kept
+        by an earlier run under the same settings, else the teacher's.  When the row cannot be
+        completed (a pair failed for good, the run stops), the teachers' answers are kept."""
+        kept = {}
+        for pair in self.engines:
+            record = self.writer.kept_answers.get((row_id, pair))
+            if record is not None and record["settings"] == self._settings[pair]:
+                kept[pair] = kept_answer(record)
+        requests = {
+            pair: self._loop.create_task(self._request(pair, Request(row_id, image))) for pair in self.engines if pair not in kept
+        }
+        failures: list[BaseException] = []
+        try:
+            if requests:
+                await asyncio.wait(requests.values(), return_when=asyncio.FIRST_EXCEPTION)
+            failures = [t.exception() for t in requests.values() if t.done() and not t.cancelled() and t.exception()]
+        finally:
+            for task in requests.values():
+                task.cancel()
+            answered = {
+                pair: task.result() for pair, task in requests.items() if task.done() and not task.cancelled() and not task.exception()
+            }
+            fresh = {pair: (result, self.engines[pair].generation_entry(pair, result)) for pair, result in answered.items()}
+            if len(kept) + len(fresh) < len(self.engines):  # the row stays incomplete: keep what came
+                self._kept.extend(answer_record(row_id, pair, self._settings[pair], *answer) for pair, answer in fresh.items())
+        if failures:
+            raise failures[0]
+        return {pair: kept.get(pair) or fresh[pair] for pair in self.engines}
 
     async def _read(self, item: ImageItem) -> bytes:
         for attempt in range(1, self.max_attempts + 1):
@@ -319,10 +370,16 @@ class Scheduler:
         while True:
             async with self._windows[pair]:
                 await self._pacer.turn()
-                self._in_flight[pair] += 1
                 sent = time.monotonic()
+                if not self._in_flight[pair]:
+                    self._in_flight_since[pair] = sent
+                    self._went_in_flight[pair].set()
+                self._in_flight[pair] += 1
+                busy: Optional[EngineBusy] = None
                 try:
                     result: Optional[Result] = await engine.agenerate(request)
+                except EngineBusy as error:
+                    result, busy, reason = None, error, f"{engine.spec.name}: {error}"
                 except EngineUnreachable as error:
                     result, reason, timed_out = None, f"{engine.spec.name}: {error}", error.timed_out
                 except Exception as error:  # noqa: BLE001 (the engine is dead: stop, write nothing off)
@@ -330,6 +387,7 @@ class Scheduler:
                     raise asyncio.CancelledError from error
                 finally:
                     self._in_flight[pair] -= 1
+            wait = delay
             if result is not None:
                 health.answered(sent)
                 if result.error is None:
@@ -338,6 +396,19 @@ class Scheduler:
                 attempts += 1
                 reason = f"{engine.spec.name}: {result.error}"
                 logger.info("request %s failed (attempt %d of %d): %s", request.id, attempts, self.max_attempts, reason)
+            elif busy is not None:  # come back later: no attempt spent; the run stops if nothing else is answered
+                now = time.monotonic()
+                if not health.busy_answers:
+                    logger.warning("the %s server is busy (%s): requests it refuses so are sent again, without spending "
+                                   "attempts; the run stops if it answers nothing for %g s", engine.spec.name, reason,
+                                   self.unreachable_after)  # fmt: skip
+                health.busy_answers += 1
+                if health.no_answer(now, now):
+                    self._stop(self._unreachable(pair, f"last error: {reason}"))
+                    raise asyncio.CancelledError
+                if busy.retry_after is not None:
+                    wait = min(max(busy.retry_after, self.retry_delay), MAX_RETRY_DELAY)
+                logger.debug("request %s: server busy, again in %.1f s: %s", request.id, wait, reason)
             else:
                 now = time.monotonic()
                 if not timed_out and await self._probe(pair, now):  # the server answers: the request is the problem
@@ -348,14 +419,14 @@ class Scheduler:
                         logger.warning("no answer from the %s server (%s): retrying; the run stops after %g s without any",
                                        engine.spec.name, reason, self.unreachable_after)  # fmt: skip
                     if health.no_answer(now, max(sent, health.last_answer) if timed_out else now):
-                        self._stop(self._unreachable(pair, reason))
+                        self._stop(self._unreachable(pair, f"last error: {reason}"))
                         raise asyncio.CancelledError
                     attempts += self._counts(unanswered_at, health)
                     unanswered_at = now
                 logger.debug("request %s got no answer (%d attempts counted): %s", request.id, attempts, reason)
             if attempts >= self.max_attempts:
                 raise _Failed(reason, attempts)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(wait)
             delay = min(2 * delay, MAX_RETRY_DELAY)
             if self._counts(unanswered_at, health):
                 attempts, unanswered_at = attempts + 1, None
@@ -383,11 +454,30 @@ class Scheduler:
         says nothing of the server since."""
         return int(unanswered_at is not None and health.answered_sent > unanswered_at)
 
-    def _unreachable(self, pair: int, reason: str) -> str:
-        silent = time.monotonic() - self._health[pair].last_answer
+    async def _watch(self, pair: int) -> None:
+        """Stop the run when ``pair``'s server has had requests in flight and answered none for
+        ``unreachable_after`` seconds: it hangs (whatever the request timeout)."""
+        health, went_in_flight = self._health[pair], self._went_in_flight[pair]
+        while True:
+            if not self._in_flight[pair]:
+                went_in_flight.clear()
+                await went_in_flight.wait()
+                continue
+            silent_since = max(health.last_answer, self._in_flight_since[pair])
+            left = silent_since + self.unreachable_after - time.monotonic()
+            if left <= 0:
+                name, in_flight = self.engines[pair].spec.name, self._in_flight[pair]
+                why = (f"{in_flight} requests in flight, none answered: the {name} server hangs, or takes longer than "
+                       "--unreachable-after to answer anything")  # fmt: skip
+                self._stop(self._unreachable(pair, why, silent_since))
+                return
+            await asyncio.sleep(left)
+
+    def _unreachable(self, pair: int, why: str, silent_since: Optional[float] = None) -> str:
+        silent = time.monotonic() - (self._health[pair].last_answer if silent_since is None else silent_since)
         return (
             f"the {self.engines[pair].spec.name} teacher is unreachable: no answer for {silent:.0f} s "
-            f"(last error: {reason}); the {self._complete} rows completed by this run are written, nothing "
+            f"({why}); the {self._complete} rows completed by this run are written, nothing "
             "written off: rerun the same command when the server is back"
         )
 
@@ -405,4 +495,6 @@ class Scheduler:
         self._shown = now
         in_flight = " ".join(f"{self.engines[pair].spec.name}={count}" for pair, count in self._in_flight.items())
         rate = self.stats.tokens / max(now - self._started, 1e-9)
-        self._bar.set_postfix_str(f"in flight {in_flight} | {rate:,.0f} tok/s | failed {self.stats.failed}", refresh=False)
+        busy = " ".join(f"{self.engines[p].spec.name}={h.busy_answers}" for p, h in self._health.items() if h.busy_answers)
+        postfix = f"in flight {in_flight} | {rate:,.0f} tok/s | failed {self.stats.failed}" + (f" | busy {busy}" if busy else "")
+        self._bar.set_postfix_str(postfix, refresh=False)

@@ -17,7 +17,7 @@ import importlib
 import importlib.util
 from typing import Any
 
-from imagenet_think.regenerate.engines.base import Engine, EngineUnreachable, Request, Result
+from imagenet_think.regenerate.engines.base import Engine, EngineBusy, EngineUnreachable, Request, Result
 from imagenet_think.regenerate.models import ModelSpec
 
 ENGINES = ("vllm", "openai", "transformers")
@@ -28,7 +28,7 @@ _CLASSES = {
     "transformers": ("imagenet_think.regenerate.engines.hf_engine", "TransformersEngine"),
 }
 
-__all__ = ["ENGINES", "Engine", "EngineUnreachable", "Request", "Result", "default_engine", "engine_class", "make_engine"]
+__all__ = ["ENGINES", "Engine", "EngineBusy", "EngineUnreachable", "Request", "Result", "default_engine", "engine_class", "make_engine"]
 
 
 def default_engine() -> str:

@@ -13,8 +13,9 @@ two engines at once that way, and :meth:`Engine.generate` runs a list (the batch
 
 A request the model could not answer (an unreadable image, an error answered by the server)
 gives a :class:`Result` with ``error`` set, so one bad image costs one result, not the run; a
-server that did not answer at all makes the future raise :class:`EngineUnreachable`, which says
-nothing about the request, for the caller to decide (retry, stop).  :class:`BatchEngine` is the
+server that did not answer at all makes the future raise :class:`EngineUnreachable`, and one
+that answered "busy, come back later" :class:`EngineBusy`: neither says anything about the
+request, for the caller to decide (wait and retry, stop).  :class:`BatchEngine` is the
 base of engines that run static batches; a batch that raises is split in two until the bad
 request is alone.
 
@@ -249,18 +250,38 @@ class EngineUnreachable(ConnectionError):
         self.timed_out = timed_out
 
 
+class EngineBusy(EngineUnreachable):
+    """The server answered "busy, come back later" (HTTP 429 rate limited, 503 overloaded)
+    without looking at the request.
+
+    ``retry_after`` is the wait in seconds the server asked for (its ``Retry-After``), ``None``
+    when it gave none.  Like no answer, this says nothing about the request: wait, send it
+    again, and spend none of its attempts.
+    """
+
+    def __init__(self, message: str, retry_after: Optional[float] = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Engine(ABC):
     """Runs one model over :class:`Request` objects, many at a time.
 
     Subclasses set ``name`` and ``version`` (for the ``generation`` column), ``revision`` and
     ``max_in_flight`` (how many requests a caller should keep outstanding to keep the model
     busy), and implement :meth:`submit`.  Use as a context manager, or call :meth:`close`.
+
+    ``silence_means_hung`` is true for a client of a server that answers requests as they
+    finish (continuous batching): with requests in flight it answers one every few seconds, so
+    a long silence means it hangs.  An engine that runs static batches here may legitimately
+    work longer than that on one batch.
     """
 
     name: str = "engine"
     version: str = ""
     revision: str = "main"
     max_in_flight: int = 64
+    silence_means_hung: bool = False
 
     def __init__(self, spec: ModelSpec, sampling: Optional[Mapping[str, Any]] = None):
         self.spec = spec

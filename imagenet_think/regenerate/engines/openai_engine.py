@@ -25,10 +25,13 @@ output in one piece, whichever server made it.  Truncation is decided by ``finis
 never by where the parser put the text: cut reasoning gets no closing marker.
 
 A request the server answered with an error (HTTP 4xx, 500), or whose image cannot be encoded,
-is a :class:`Result` with ``error`` set.  No answer at all (connection refused or reset, a
-timeout, a gateway's 502/503/504) raises
-:class:`~imagenet_think.regenerate.engines.base.EngineUnreachable`: the caller retries or stops,
-it does not write the image off.  The client itself does not retry (``max_retries=0``): retries
+is a :class:`Result` with ``error`` set.  "Busy, come back later" (HTTP 429 or 503, see
+:data:`BUSY_STATUSES`) raises :class:`~imagenet_think.regenerate.engines.base.EngineBusy` with
+the server's ``Retry-After`` (:func:`retry_after`); no answer at all (connection refused or
+reset, a timeout, a gateway's 502/504) raises
+:class:`~imagenet_think.regenerate.engines.base.EngineUnreachable`: the caller waits and retries
+or stops, it does not write the image off.  Neither counts as the server answering a probe
+(:meth:`OpenAIEngine.probe`).  The client itself does not retry (``max_retries=0``): retries
 and their backoff are the caller's.  ``timeout`` (default :data:`DEFAULT_TIMEOUT`) bounds one
 request: long enough for a 32k-token reasoning output, not forever.  The server is asked for
 its models when the engine opens, so a server that is down fails there, with one clear error.
@@ -45,12 +48,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import io
 import json
 import logging
 import os
 import itertools
 import math
+import time
 import urllib.request
 from concurrent.futures import Future
 from typing import Any, Mapping, Optional
@@ -59,6 +64,7 @@ from imagenet_think.images import image_kind
 from imagenet_think.reasoning import think_markers
 from imagenet_think.regenerate.engines.base import (
     Engine,
+    EngineBusy,
     EngineUnreachable,
     Request,
     Result,
@@ -85,8 +91,14 @@ CONNECTIONS_PER_CLIENT = 32
 PROBE_TIMEOUT = 10.0
 """Seconds a probe (``GET /models``) may take."""
 
-GATEWAY_ERRORS = frozenset({502, 503, 504})
+BUSY_STATUSES = frozenset({429, 503})
+"""HTTP statuses that mean "busy, come back later" (rate limited, overloaded): not an error of the request."""
+
+GATEWAY_ERRORS = frozenset({502, 504})
 """HTTP statuses that mean a proxy could not reach the model server: no answer, not an error."""
+
+NOT_ANSWERS = BUSY_STATUSES | GATEWAY_ERRORS
+"""HTTP statuses that say nothing of the model server: a probe answered so did not reach it."""
 
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
@@ -146,6 +158,32 @@ def _reasoning_of(message: Mapping[str, Any]) -> Optional[str]:
     return next((message[name] for name in REASONING_FIELDS if message.get(name)), None)
 
 
+def retry_after(headers: Mapping[str, str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds a ``Retry-After`` header asks to wait: delta-seconds, or an HTTP-date (seconds
+    from ``now``, Unix time, default the clock's; a date past is 0); ``None`` when absent or
+    unreadable.  ``headers`` is looked up as ``retry-after`` (httpx's headers ignore case).
+
+    >>> retry_after({"retry-after": "5"}), retry_after({"retry-after": "Thu, 01 Jan 1970 00:01:40 GMT"}, now=90.0)
+    (5.0, 10.0)
+    >>> retry_after({"retry-after": "soon"}), retry_after({})
+    (None, None)
+    """
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            date = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if date.tzinfo is None:  # an HTTP-date is GMT
+            return None
+        seconds = date.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
 def server_version(base_url: str, timeout: float = 5.0) -> str:
     """The server's ``GET /version`` (vLLM, SGLang), or ``""`` when it has none."""
     root = base_url.rstrip("/").removesuffix("/v1")
@@ -184,6 +222,7 @@ class OpenAIEngine(Engine):
     """
 
     name = "openai-server"
+    silence_means_hung = True
 
     def __init__(
         self,
@@ -230,6 +269,12 @@ class OpenAIEngine(Engine):
                 f"cannot reach the {self.spec.name} server at {self.base_url}: {_reason(error)}; is it running?"
             ) from error
         except self._openai.APIStatusError as error:
+            if error.status_code in NOT_ANSWERS:
+                what = "busy" if error.status_code in BUSY_STATUSES else "a gateway without its server"
+                raise EngineUnreachable(
+                    f"the {self.spec.name} server at {self.base_url} answers HTTP {error.status_code} ({what}): "
+                    "rerun when it serves requests"
+                ) from error
             if requested:  # a server without /models: take the name as given
                 return requested
             raise ValueError(f"the server at {self.base_url} does not list its models ({error}); pass served_model") from error
@@ -247,13 +292,14 @@ class OpenAIEngine(Engine):
         return asyncio.run_coroutine_threadsafe(self.agenerate(request), event_loop())
 
     def probe(self) -> bool:
-        """``GET /models`` answered (with any status) within :data:`PROBE_TIMEOUT` seconds."""
+        """``GET /models`` answered within :data:`PROBE_TIMEOUT` seconds, with any status but
+        :data:`NOT_ANSWERS` ("busy", a gateway's), which say nothing of the model server behind."""
         try:
             run_on_loop(self._list_models(self.clients[0]))
         except (self._openai.APIConnectionError, asyncio.TimeoutError):
             return False
-        except self._openai.APIStatusError:
-            return True
+        except self._openai.APIStatusError as error:
+            return error.status_code not in NOT_ANSWERS
         return True
 
     @staticmethod
@@ -275,6 +321,8 @@ class OpenAIEngine(Engine):
             timed_out = isinstance(error, openai.APITimeoutError)
             raise EngineUnreachable(f"{self.base_url}: {_reason(error)}", timed_out=timed_out) from error
         except openai.APIStatusError as error:
+            if error.status_code in BUSY_STATUSES:
+                raise EngineBusy(f"{self.base_url}: HTTP {error.status_code}: {error}", retry_after(error.response.headers)) from error
             if error.status_code in GATEWAY_ERRORS:
                 raise EngineUnreachable(f"{self.base_url}: HTTP {error.status_code}: {error}") from error
             logger.debug("request %s failed: %s", request.id, error)

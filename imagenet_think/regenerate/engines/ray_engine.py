@@ -239,8 +239,11 @@ class RayEngine(Engine):
         super().__init__(spec)
         import ray
 
+        from imagenet_think.regenerate.engines import engine_class
+
         self._ray = ray
         self.kind, self.placement = kind, placement
+        self.silence_means_hung = engine_class(kind).silence_means_hung  # the replicas' engine's
         actor = ray.remote(Replica).options(
             max_restarts=1, max_task_retries=0, max_concurrency=MAX_CONCURRENCY, **placement.actor_options()
         )
