@@ -82,7 +82,8 @@ def error_lines(stderr: str) -> list[str]:
 def test_both_teachers_stream_at_once_and_every_id_is_written_once(tmp_path, capsys):
     images = image_folder(tmp_path / "images", 48)
     (images / "n00000000" / "n00000000_tiny.JPEG").write_bytes(image_bytes(8))
-    (images / "n00000001" / "n00000001_cut.JPEG").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    cut = b"\xff\xd8\xff\xe0 not a whole jpeg"
+    (images / "n00000001" / "n00000001_cut.JPEG").write_bytes(cut)
     out = tmp_path / "out"
     options = {"slots": 4, "step_ms": 5, "median": 20}
     with SimProcess(seed=1, **options) as glm, SimProcess(seed=2, **options) as kimi:
@@ -100,7 +101,7 @@ def test_both_teachers_stream_at_once_and_every_id_is_written_once(tmp_path, cap
     # every candidate is accounted for: written, or rejected at selection with its reason
     rejected = {Path(r["source"]).name: r["reason"] for r in runner.read_json_lines(runner.rejected_path(out))}
     assert rejected["n00000000_tiny.JPEG"] == "too small: 8x8 < 16x16"
-    assert rejected["n00000001_cut.JPEG"].startswith("corrupt or unreadable image: ")
+    assert rejected["n00000001_cut.JPEG"] == f"a JPEG whose header Pillow cannot read (cut short or corrupt: {len(cut)} bytes in all)"
     assert len(rejected) == 2
 
 
@@ -217,21 +218,78 @@ def test_a_server_down_at_start_is_one_line_and_writes_nothing(tmp_path):
     assert runner.data_files(tmp_path / "out") == []
 
 
-def test_a_second_process_on_the_same_shard_refuses(tmp_path, capsys):
-    images = image_folder(tmp_path / "images", 4)
+def start_and_wait_for(args: list[str], ready: Path, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """``args`` as a process of its own, once it has written ``ready`` (it holds its shard's lock then)."""
+    process = subprocess.Popen(args, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ready.exists(), f"the first process wrote no {ready}"
+    return process
+
+
+def state_of(out: Path) -> dict[str, tuple]:
+    """Every file under ``out``: its inode, size and modification time (a rewrite changes them)."""
+    return {str(f.relative_to(out)): (f.stat().st_ino, f.stat().st_size, f.stat().st_mtime_ns) for f in out.rglob("*") if f.is_file()}
+
+
+def test_a_second_process_on_the_same_shard_refuses_with_exit_1_and_writes_nothing(tmp_path):
+    """Two real processes: the first holds shard 1 (its teacher hangs); the second, whose
+    selection rejects nothing, would rewrite rejected.jsonl if it wrote before taking the lock."""
+    images = image_folder(tmp_path / "images", 8)
+    for name in ("n00000000_tiny.JPEG", "n00000001_tiny.JPEG"):
+        (images / name[:9] / name).write_bytes(image_bytes(8))
     out = tmp_path / "out"
-    with runner.ShardWriter(out, shard_index=1):  # another process's writer, as far as flock is concerned
-        status = cli.main([str(images), str(out), "--min-size", "0", "--num-shards", "2", "--shard-index", "1",
-                           "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1", "--no-progress"])  # fmt: skip
-    assert status == 2
-    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR)]
-    assert line == (
-        f"{ERROR}shard 1 of {out} is being written by another process (pid {os.getpid()}, lock "
+    shard = ("--num-shards", "2", "--shard-index", "1")
+    with SimProcess(hang=True) as glm:
+        first = start_and_wait_for(command(images, out, glm, teachers="glm", extra=(*shard, "--min-size", "16")), runner.rejected_path(out))
+        try:
+            assert len(runner.read_json_lines(runner.rejected_path(out))) == 2
+            before = state_of(out)
+            second = run(command(images, out, glm, teachers="glm", extra=shard))  # --min-size 0: rejects nothing
+            after = state_of(out)
+            assert first.poll() is None  # still running, untouched
+        finally:
+            first.kill()
+            first.wait()
+    assert second.returncode == 1
+    assert error_lines(second.stderr) == [
+        f"{ERROR}shard 1 of {out} is being written by another process (pid {first.pid}, lock "
         f"{runner.lock_path(out, 1)}): let it finish, or give this one another --shard-index"
-    )
+    ]
+    assert after == before  # the first one's rejected.jsonl (2 lines) included
+    assert len(runner.read_json_lines(runner.rejected_path(out))) == 2
+
+
+def test_processes_with_another_num_shards_are_refused_and_the_corpus_has_every_id_once(tmp_path, capsys):
+    """The reported case: --num-shards 2 and 3 on one OUT_DIR at once wrote rows twice.  Now the
+    first records its sharding and the other is refused (exit 2) before writing a row, while
+    the first runs and after it."""
+    images = image_folder(tmp_path / "images", 40)
+    out = tmp_path / "out"
+    with SimProcess(hang=True) as hung:
+        first = start_and_wait_for(command(images, out, hung, teachers="glm", extra=("--num-shards", "2")), runner.sharding_path(out))
+        try:
+            while_running = run(command(images, out, hung, teachers="glm", extra=("--num-shards", "3", "--shard-index", "1")))
+        finally:
+            first.kill()
+            first.wait()
+    refusal = (f"{ERROR}{out} was written with --num-shards 2 (recorded in {runner.sharding_path(out)}), not 3: one OUT_DIR "
+               "holds one sharding; use --num-shards 2 (or another OUT_DIR; to change it, delete that file once no process "
+               "writes OUT_DIR)")  # fmt: skip
+    assert while_running.returncode == 2 and error_lines(while_running.stderr) == [refusal]
     assert runner.data_files(out) == []
-    with runner.ShardWriter(out, shard_index=1):  # released by the first one
-        pass
+    with SimProcess(slots=8, step_ms=3, median=20) as glm:
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=("--num-shards", "3", "--dry-run")), capsys)
+        assert status == 2 and error_lines(stderr) == [refusal]
+        for shard in (0, 1):
+            status, stderr = main(command(images, out, glm, teachers="glm", extra=("--num-shards", "2", "--shard-index", str(shard))), capsys)
+            assert status == 0, stderr[-3000:]
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=("--num-shards", "3", "--shard-index", "2")), capsys)
+        assert status == 2 and error_lines(stderr) == [refusal]
+    assert_once(out, images)
+    status, stderr = main(command(images, out, glm, teachers="glm", extra=("--card-only",)), capsys)
+    assert status == 0 and (out / "README.md").is_file()
 
 
 def rejected_by(images: Path, fraction: float, seed: int) -> set[str]:
