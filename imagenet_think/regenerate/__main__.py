@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--trust-remote-code", action="store_true", help="allow models that run Hub code (Kimi-VL)")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--num-shards", type=int, default=1, help="processes sharing the work (by hash of id)")
+    run.add_argument("--num-shards", type=int, default=1,
+                     help="processes sharing the work (by hash of id); every process writing OUT_DIR gives the same")
     run.add_argument("--shard-index", type=int, default=0, help="this process's shard, in [0, num-shards)")
     run.add_argument("--max-in-flight", type=int, metavar="N",
                      help="requests each teacher keeps in flight (all its --replicas together); unset: the engine's own, "
