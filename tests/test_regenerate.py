@@ -367,7 +367,8 @@ def test_an_image_that_fails_is_retried_then_logged_and_skipped(tmp_path, glm_en
     noisy = io.BytesIO()
     Image.effect_noise((240, 230), 80).convert("RGB").save(noisy, "JPEG")
     bad.write_bytes(noisy.getvalue()[: len(noisy.getvalue()) // 2])  # header intact, pixels cut: fails decoding only
-    items = sources.select_items(sources.open_source(root), None).items
+    # the selection would reject it ("truncated JPEG"): unchecked, it reaches the engine, which fails on it
+    items = sources.select_items(sources.open_source(root), None, min_size=0, max_pixels=0).items
     assert len(items) == 3
     out = tmp_path / "out"
     stats = stream(out, {1: glm_engine}, items, max_attempts=2, retry_delay=0, max_failure_rate=1.0)
