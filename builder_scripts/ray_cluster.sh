@@ -7,7 +7,9 @@
 # NODES: the job's hosts, head first.  LAUNCH: how to run a command on another node (an srun
 # prefix under SLURM, `pbsdsh -h` under PBS, ssh); the head's own `ray start` runs here.
 # CPUS_PER_NODE / GPUS_PER_NODE: what each node's raylet offers (default: what Ray detects).
-# RAY_PORT: the head's port (default 6379).  The driver (this script's python) reads the images
+# RAY_PORT: the head's port (default 6379; not in Ray's worker port range 10002-19999, which
+# `ray start` refuses).  The head is waited for until its port answers; should `ray start` exit
+# first, its error is printed at once (exit 1).  The driver (this script's python) reads the images
 # and writes OUT_DIR: both must be on a filesystem the head node sees (the workers see only
 # request bytes; with --ray-data they read SOURCE too, so put it on the shared filesystem).
 # Every node must run the same environment (PYTHON, a shared venv) and, with Ray token
@@ -24,6 +26,14 @@ python=${PYTHON:-python}
 ray_bin=${RAY:-}
 if [ -z "$ray_bin" ]; then ray_bin="$(dirname "$(command -v "$python")")/ray"; fi
 port=${RAY_PORT:-6379}
+if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+  echo "ray_cluster.sh: RAY_PORT=$port is not a port number (1-65535)" >&2
+  exit 2
+fi
+if [ "$port" -ge 10002 ] && [ "$port" -le 19999 ]; then
+  echo "ray_cluster.sh: RAY_PORT=$port is inside Ray's worker port range 10002-19999 (ray start would refuse it): use another, e.g. 6379" >&2
+  exit 2
+fi
 head_ip=${HEAD_IP:-}
 if [ -z "$head_ip" ]; then head_ip=$(hostname --ip-address | awk '{print $1}'); fi
 resources=()
@@ -40,11 +50,33 @@ if [ "$RAY_AUTH_MODE" = token ] && [ -z "${RAY_AUTH_TOKEN:-}" ] && "$ray_bin" ge
 fi
 
 pids=()
-stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+head_log=$(mktemp "${TMPDIR:-/tmp}/ray-head.XXXXXX")
+stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -f "$head_log"; }
 trap stop EXIT
 
-"$ray_bin" start --head --block --node-ip-address "$head_ip" --port "$port" --include-dashboard false "${resources[@]}" &
-pids+=($!)
+"$ray_bin" start --head --block --node-ip-address "$head_ip" --port "$port" --include-dashboard false "${resources[@]}" \
+  >"$head_log" 2>&1 &
+head_pid=$!
+pids+=("$head_pid")
+# the head is up once its port answers; `ray start` exiting before that means it failed: say why now
+wait_s=${RAY_WAIT_S:-300}
+waited=0
+until (exec 3<>"/dev/tcp/$head_ip/$port") 2>/dev/null; do
+  if ! kill -0 "$head_pid" 2>/dev/null; then
+    head_status=0
+    wait "$head_pid" || head_status=$?
+    echo "ray_cluster.sh: the Ray head did not start (ray start exited with status $head_status); its last lines:" >&2
+    tail -n 15 "$head_log" >&2
+    exit 1
+  fi
+  if [ "$waited" -ge "$wait_s" ]; then
+    echo "ray_cluster.sh: the Ray head is not answering on $head_ip:$port after $wait_s s; its last lines:" >&2
+    tail -n 15 "$head_log" >&2
+    exit 1
+  fi
+  sleep 1
+  waited=$((waited + 1))
+done
 for node in "${nodes[@]:1}"; do
   ${LAUNCH:-ssh} "$node" env RAY_AUTH_MODE="$RAY_AUTH_MODE" "$ray_bin" start --block --address "$head_ip:$port" "${resources[@]}" &
   pids+=($!)
@@ -52,7 +84,6 @@ done
 
 # every node joined (or give up after RAY_WAIT_S seconds; `timeout` too, as a ray.init() that
 # cannot authenticate retries forever)
-wait_s=${RAY_WAIT_S:-300}
 status=0
 timeout --kill-after 10 "$((wait_s + 30))" "$python" - "$head_ip:$port" "${#nodes[@]}" "$wait_s" <<'PY' || status=$?
 import sys, time

@@ -7,7 +7,8 @@ Configs: ``default`` (one row per image, both pairs), ``glm`` and ``kimi`` (one 
 ``pairs`` (one row per image and teacher).  Splits: ``train`` and ``validation`` by a hash
 of ``id`` (:mod:`imagenet_think.split`).  Files written by :mod:`imagenet_think.writer` record
 their split and fraction in the Parquet metadata, so they are read without re-filtering; a file
-whose label disagrees with the hash split of one of its ids is refused (:class:`normalize.LayoutError`).
+whose label disagrees with the hash split of one of its ids is refused (:class:`normalize.LayoutError`),
+and so is an id found twice in a split (:class:`UniqueIds`): a corpus holds each id once.
 
 >>> ImageNetThinkConfig(name="pairs", validation_fraction=0.05).validation_fraction
 0.05
@@ -70,12 +71,81 @@ def read_split_metadata(file) -> dict:
     return json.loads(metadata[schema.METADATA_KEY]) if schema.METADATA_KEY in metadata else {}
 
 
+class UniqueIds:
+    """The ids of one split read so far, to refuse an id read twice (:class:`normalize.LayoutError`
+    naming it and the files holding it): a corpus holds each id once.
+
+    Kept by the builder across its ``_generate_tables`` calls, which streaming makes one per
+    file; a file read again (a second pass over a streaming dataset) is not checked again.
+    With ``num_proc`` (or several ``DataLoader`` workers) each process checks its own files.
+    The check is one ``set.update`` per row group; finding the other file re-reads the ids of
+    the files before, only on error.
+
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> for name, ids in (("x.parquet", ["a", "b"]), ("y.parquet", ["c", "a"])):
+    ...     pq.write_table(pa.table({"id": ids}), os.path.join(folder, name))
+    >>> seen = UniqueIds()
+    >>> for name in ("x.parquet", "y.parquet"):
+    ...     path = os.path.join(folder, name)
+    ...     if seen.start(path):
+    ...         seen.add(pq.read_table(path)["id"].to_pylist(), path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    imagenet_think.normalize.LayoutError: id 'a' is in .../x.parquet and again in .../y.parquet: a corpus holds each id once ...
+    """
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.files: list[str] = []
+
+    def start(self, file: str) -> bool:
+        """Whether ``file`` is new (its ids are to be checked) rather than read again."""
+        if file in self.files:
+            return False
+        self.files.append(file)
+        return True
+
+    def add(self, ids: list[str], file: str) -> None:
+        """Add ``ids``, rows of ``file``; raise when one was read before or repeats in ``ids``."""
+        before = len(self.ids)
+        self.ids.update(ids)
+        if len(self.ids) - before != len(ids):
+            raise self._repeated(set(ids))
+
+    def _repeated(self, ids: set[str]) -> normalize.LayoutError:
+        """The error for an id of ``ids`` read twice: the files read so far are read again, in
+        order, up to its second copy."""
+        first_copy: dict[str, str] = {}
+        for file in self.files:
+            for row_id in file_ids(file):
+                if row_id in ids and row_id in first_copy:
+                    return normalize.LayoutError(
+                        f"id {row_id!r} is in {first_copy[row_id]} and again in {file}: a corpus holds each id "
+                        "once (two runs of regenerate wrote the same images?); move one copy away"
+                    )
+                first_copy.setdefault(row_id, file)
+        return normalize.LayoutError(f"an id of {self.files[-1]} was read twice (the files changed while read?)")
+
+
+def file_ids(file: str) -> list[str]:
+    """The row ids of a Parquet file of either layout (see :func:`normalize.row_ids`)."""
+    with open(file, "rb") as f:
+        parquet = pq.ParquetFile(f)
+        table = parquet.read(columns=["id"] if "id" in parquet.schema_arrow.names else ["image"])
+    return normalize.row_ids(table, file)
+
+
 class ImageNetThink(datasets.ArrowBasedBuilder):
     """Arrow-based builder yielding one table per Parquet row group."""
 
     BUILDER_CONFIG_CLASS = ImageNetThinkConfig
     BUILDER_CONFIGS = [ImageNetThinkConfig(name=name) for name in schema.CONFIGS]
     DEFAULT_CONFIG_NAME = "default"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._unique_ids: dict[tuple, UniqueIds] = {}  # per split: (keep_validation, labelled)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -128,7 +198,9 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
         """Tables of ``files``: the rows of one hash split (``keep_validation``), or every row of
         files whose metadata labels them ``labelled``, after checking each id hashes there."""
         fraction = self.config.validation_fraction
+        unique = self._unique_ids.setdefault((keep_validation, labelled), UniqueIds())
         for file_idx, file in enumerate(files):
+            check = unique.start(file)
             with open(file, "rb") as f:
                 try:
                     fragment = ds.ParquetFileFormat().make_fragment(f)
@@ -153,6 +225,8 @@ class ImageNetThink(datasets.ArrowBasedBuilder):
                                 ) from None
                         first_row += table.num_rows
                         table, ids = normalize.split_filter(table, ids, keep_validation, fraction)
+                        if check:
+                            unique.add(ids, file)
                         table = normalize.to_default(table, ids, layout)
                         yield Key(file_idx, batch_idx), normalize.project(table, self.config.name, self._columns)
                 except (pa.ArrowInvalid, OSError) as err:

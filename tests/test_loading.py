@@ -337,6 +337,25 @@ def test_null_id_names_file_and_row(sample_copy):
         imagenet_think.load_dataset(str(sample_copy))
 
 
+def test_an_id_in_two_files_is_refused_naming_both_files(sample_copy):
+    """Two regenerate runs with different --num-shards on one OUT_DIR wrote an image twice: the
+    loader names the id and both files instead of serving the row twice (map and streaming)."""
+    shard = train_shard(sample_copy)
+    table = pq.read_table(shard)
+    copy = shard.with_name("train-00001-of-00002.parquet")
+    pq.write_table(table.slice(3, 2), copy)  # no split label: every file is read and re-split by hash
+    shard.rename(shard.with_name("train-00000-of-00002.parquet"))
+    (sample_copy / "data" / "validation-00000-of-00001.parquet").unlink()
+    repeated = table["id"][3].as_py()
+    message = rf"id '{repeated}' is in \S*train-00000-of-00002\.parquet and again in \S*train-00001-of-00002\.parquet: a corpus holds each id once"
+    with pytest.raises(LayoutError, match=message):
+        imagenet_think.load_dataset(str(sample_copy))
+    with pytest.raises(LayoutError, match=message):
+        list(imagenet_think.load_dataset(str(sample_copy), split="train", streaming=True))
+    copy.unlink()  # one copy moved away: loads
+    assert sorted(imagenet_think.load_dataset(str(sample_copy), split="train", columns=["id"])["id"]) == sorted(table["id"].to_pylist())
+
+
 def test_alias_wins_over_a_same_named_directory(monkeypatch, tmp_path):
     from imagenet_think.loading import resolve_source
 

@@ -123,6 +123,66 @@ def test_a_null_id_in_data_is_an_error_naming_file_and_row(tmp_path):
         runner.ids_by_file(tmp_path)
 
 
+def shard_files(out: Path, items, num_shards: int) -> None:
+    """``items`` written as the shards of a ``num_shards`` run would write them."""
+    for shard in range(num_shards):
+        mine = runner.partition(items, num_shards, shard)
+        if mine:
+            write_rows(out, mine, runner.shard_file_name(shard, 0))
+
+
+def test_the_first_writer_records_the_sharding_and_another_is_refused(tmp_path):
+    items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs", per_synset=5)), None).items
+    out = tmp_path / "out"
+    with runner.ShardWriter(out, shard_index=1, num_shards=2):
+        pass
+    assert json.loads(runner.sharding_path(out).read_text()) == {"num_shards": 2}
+    with runner.ShardWriter(out, shard_index=0, num_shards=2):  # the same sharding: welcome
+        pass
+    message = (rf"^{out} was written with --num-shards 2 \(recorded in {runner.sharding_path(out)}\), not 3: one OUT_DIR holds "
+               r"one sharding; use --num-shards 2 \(or another OUT_DIR; to change it, delete that file once no process writes OUT_DIR\)$")
+    with pytest.raises(ValueError, match=message):
+        runner.ShardWriter(out, shard_index=0, num_shards=3).open()
+    with runner.ShardWriter(out, shard_index=0, num_shards=2):  # the refused writer released its lock
+        pass
+
+
+def test_without_a_record_the_files_present_must_fit_the_sharding(tmp_path):
+    """An output directory from before the record (or whose record was deleted): its files say
+    which sharding wrote them; a sharding they fit is recorded, another is refused naming a row."""
+    items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs", per_synset=5)), None).items
+    out = tmp_path / "out"
+    shard_files(out, items, 2)
+    files = runner.ids_by_file(out)
+    with pytest.raises(ValueError, match=r"train-0000[01]-00000\.parquet \(shard [01]\) holds 'n\d+_n\d+_\d', which --num-shards 3 "
+                                         r"puts in shard [012]: .* was written with another --num-shards; use that one"):
+        runner.check_sharding(out, 3, files)
+    assert not runner.sharding_path(out).exists()
+    assert runner.check_sharding(out, 2, files) is None  # they fit, nothing recorded yet
+    with runner.ShardWriter(out, shard_index=1, num_shards=2):
+        pass
+    assert runner.recorded_shards(out) == 2
+
+
+def test_ids_written_twice_are_an_error_naming_them_at_start_and_for_the_card(tmp_path, capsys):
+    images = image_folder(tmp_path / "imgs", per_synset=5)
+    items = sources.select_items(sources.open_source(images), None).items
+    out = tmp_path / "out"
+    write_rows(out, items[:4], "train-00000-00000.parquet")
+    write_rows(out, items[2:6], "train-00001-00000.parquet")  # as runs with another --num-shards did
+    repeated = sorted(i.id for i in items[2:4])
+    message = (f"2 ids are written twice in {out / 'data'}, e.g. {repeated[0]!r} in train-00000-00000.parquet and "
+               "train-00001-00000.parquet (runs with different --num-shards on one OUT_DIR?): move the files of one run "
+               "away (a rerun generates again the images only they held)")
+    assert cli.main([str(images), str(out), "--card-only"]) == 2
+    assert cli.main([str(images), str(out), "--dry-run"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert lines == [f"imagenet-think regenerate: error: {message}"] * 2
+    assert not (out / "README.md").exists()
+    (out / "data" / "train-00001-00000.parquet").unlink()  # one copy moved away
+    assert cli.main([str(images), str(out), "--card-only"]) == 0 and (out / "README.md").is_file()
+
+
 def test_manifest_is_rebuilt_from_the_parquet_files_of_its_shard(tmp_path):
     items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs")), None).items
     out = tmp_path / "out"
@@ -308,7 +368,8 @@ def test_an_image_that_fails_is_retried_then_logged_and_skipped(tmp_path, glm_en
     noisy = io.BytesIO()
     Image.effect_noise((240, 230), 80).convert("RGB").save(noisy, "JPEG")
     bad.write_bytes(noisy.getvalue()[: len(noisy.getvalue()) // 2])  # header intact, pixels cut: fails decoding only
-    items = sources.select_items(sources.open_source(root), None).items
+    # the selection would reject it ("truncated JPEG"): unchecked, it reaches the engine, which fails on it
+    items = sources.select_items(sources.open_source(root), None, min_size=0, max_pixels=0).items
     assert len(items) == 3
     out = tmp_path / "out"
     stats = stream(out, {1: glm_engine}, items, max_attempts=2, retry_delay=0, max_failure_rate=1.0)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -118,6 +119,103 @@ def test_a_killed_driver_reruns_to_every_id_exactly_once(tmp_path, ray_address):
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert_once(out, images)
     assert not list((out / "data").glob(".*.tmp"))
+
+
+def descendants(root: int) -> dict[int, str]:
+    """The processes below ``root`` (children, their children...): pid -> command line."""
+    parents, commands = {}, {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                with open(f"/proc/{name}/stat", "rb") as stat, open(f"/proc/{name}/cmdline", "rb") as cmdline:
+                    parents[int(name)] = int(stat.read().rsplit(b")", 1)[1].split()[1])
+                    commands[int(name)] = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = commands[pid]
+                frontier.append(pid)
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is no zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def wait_until(condition, what: str, guard_s: float = 120) -> None:
+    """Poll ``condition`` until it holds; ``guard_s`` only turns a hang into a failure naming ``what``."""
+    deadline = time.monotonic() + guard_s
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_a_replica_dead_for_good_stops_the_run_at_once_saying_it_died(tmp_path, ray_address, capsys):
+    """The replica's process is SIGKILLed twice: Ray restarts it once (MAX_RESTARTS) and the run
+    goes on; the second time it is dead for good, and the run stops with Ray's cause instead of
+    retrying a server that will never answer (which took --unreachable-after seconds)."""
+    images = image_folder(tmp_path / "images", 60)
+    out = tmp_path / "out"
+    killed = []
+
+    def replicas() -> set[int]:  # this test's runtime only: its raylet is a child of this process
+        return {pid for pid, command in descendants(os.getpid()).items() if command.startswith("ray::Replica")}
+
+    def kill_twice() -> None:
+        for _ in range(2):
+            wait_until(lambda: (replicas() - set(killed)) and glm.stats()["completed"] >= 3 * (len(killed) + 1), "a replica serving")
+            [pid] = replicas() - set(killed)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    with SimProcess(slots=2, step_ms=10, median=40) as glm:
+        killer = threading.Thread(target=kill_twice, daemon=True)
+        killer.start()
+        extra = ("--ray", "--rows-per-file", "1", "--unreachable-after", "60", "--retry-delay", "0.1")
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=extra), capsys)
+        killer.join(timeout=5)
+        assert len(killed) == 2, stderr[-3000:]
+        assert status == 1
+        [line] = error_lines(stderr)
+        assert line.startswith(
+            f"{ERROR}the glm engine failed: ReplicaDied: the glm replica 0 (pid {killed[1]}) died and Ray will not restart it "
+            "again (restarts: 1): The actor is dead because its worker process has died."
+        ) and line.endswith("; rerun the same command to resume with new replicas"), line
+        assert runner.read_json_lines(runner.failures_path(out, 0)) == []  # nothing written off
+        assert 0 < len(written(out)) < 60
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=("--ray",)), capsys)  # new replicas
+    assert status == 0, stderr[-3000:]
+    assert_once(out, images)
+
+
+def test_a_killed_driver_leaves_no_process_of_its_local_ray_runtime(tmp_path):
+    """A driver that starts its own local runtime (no address) is SIGKILLed mid-run: Ray's dashboard
+    and runtime-env agents, which would outlive it by about a minute, end with it (ray_reaper)."""
+    images = image_folder(tmp_path / "images", 20)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env["HF_HUB_OFFLINE"] = "1"
+    with SimProcess(slots=1, step_ms=20, median=200) as glm:  # a request takes seconds: the run is long
+        args = command(images, tmp_path / "out", glm, teachers="glm", extra=("--ray",))
+        driver = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: glm.stats()["requests"] > 0 or driver.poll() is not None, "the replica's first request")
+            tree = descendants(driver.pid)
+        finally:
+            driver.kill()
+            driver.wait()
+    agents = {pid for pid, command in tree.items() if command.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent"))}
+    [reaper] = [pid for pid, command in tree.items() if "ray_reaper.py" in command]
+    assert len(agents) == 2, tree
+    wait_until(lambda: not running(reaper), "the reaper to end")  # it ends once the agents are gone
+    assert [pid for pid in agents if running(pid)] == []
+    assert [tree[pid] for pid in tree if running(pid)] == []  # nothing else of the runtime is left either
 
 
 def test_an_engine_error_in_a_replica_is_one_line_and_writes_nothing(tmp_path, ray_address, capsys):
@@ -254,6 +352,44 @@ def test_launch_ray_is_a_thin_wrapper_of_regenerate_ray(tmp_path):
     assert "to generate:       24 images x 1 teachers" in done.stdout and not (tmp_path / "out").exists()
 
 
+CLUSTER_SCRIPT = REPO / "builder_scripts" / "ray_cluster.sh"
+
+
+def cluster_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of builder_scripts/ray_cluster.sh for a head and a worker raylet on this
+    machine (LAUNCH instead of srun/ssh), one CPU each, with a fresh HOME and no RAY_ variables."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1", NODES="127.0.0.1 127.0.0.1", HEAD_IP="127.0.0.1",
+               LAUNCH=str(REPO / "tests" / "fixtures" / "launch_here.sh"), CPUS_PER_NODE="1", PYTHON=sys.executable,
+               PATH=f"{Path(sys.executable).parent}:{env['PATH']}")  # fmt: skip
+    return {**env, **settings}
+
+
+def test_ray_cluster_script_refuses_a_port_in_rays_worker_range_before_starting_anything(tmp_path):
+    env = cluster_env(tmp_path, RAY_PORT="12345", RAY_WAIT_S="600")
+    done = subprocess.run(["bash", str(CLUSTER_SCRIPT), "images", str(tmp_path / "out")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "ray_cluster.sh: RAY_PORT=12345 is inside Ray's worker port range 10002-19999 (ray start would refuse it): use another, e.g. 6379"
+    ]
+    assert not (tmp_path / "home" / ".ray").exists()  # not even the token was made
+
+
+def test_ray_cluster_script_reports_a_head_that_failed_when_it_fails(tmp_path, unused_port):
+    """`ray start --head` exits at once on a bad option: the script says so with Ray's own error,
+    instead of waiting RAY_WAIT_S (600 s here; the guard below is shorter) and blaming tokens."""
+    env = cluster_env(tmp_path, RAY_PORT=str(unused_port), RAY_WAIT_S="600", CPUS_PER_NODE="lots")
+    done = subprocess.run(["bash", str(CLUSTER_SCRIPT), "images", str(tmp_path / "out")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()  # after the token set-up's own lines
+    said = lines.index("ray_cluster.sh: the Ray head did not start (ray start exited with status 2); its last lines:")
+    assert "Error: Invalid value for '--num-cpus': 'lots' is not a valid integer." in lines[said + 1 :], done.stderr
+    assert "could not join" not in done.stderr and "RAY_AUTH_MODE" not in done.stderr  # no blame on authentication
+    assert not (tmp_path / "out").exists()
+
+
 def test_ray_cluster_script_starts_a_two_node_cluster_runs_the_job_and_stops_it(tmp_path, unused_port):
     """builder_scripts/ray_cluster.sh (under slurm_ray.sh and pbs_ray.sh) for real: a head and a
     worker raylet (on this machine, LAUNCH instead of srun/ssh), one CPU each, so glm's and kimi's
@@ -262,13 +398,10 @@ def test_ray_cluster_script_starts_a_two_node_cluster_runs_the_job_and_stops_it(
     images = image_folder(tmp_path / "images", 12)
     out = tmp_path / "out"
     port = unused_port
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
-    env.update(HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1", NODES="127.0.0.1 127.0.0.1", HEAD_IP="127.0.0.1",
-               LAUNCH=str(REPO / "tests" / "fixtures" / "launch_here.sh"), CPUS_PER_NODE="1", RAY_PORT=str(port),
-               RAY_WAIT_S="30", PYTHON=sys.executable, PATH=f"{Path(sys.executable).parent}:{env['PATH']}")  # fmt: skip
+    env = cluster_env(tmp_path, RAY_PORT=str(port), RAY_WAIT_S="30")
     with SimProcess(**SIM) as glm, SimProcess(**SIM) as kimi:
         args = command(images, out, glm, kimi)[3:]  # SOURCE OUT_DIR [options] of regenerate
-        script = subprocess.Popen(["bash", str(REPO / "builder_scripts" / "ray_cluster.sh"), *args], cwd=REPO, env=env,
+        script = subprocess.Popen(["bash", str(CLUSTER_SCRIPT), *args], cwd=REPO, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
         try:
             stdout, stderr = script.communicate(timeout=240)

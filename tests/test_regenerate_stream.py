@@ -5,6 +5,7 @@ concurrent shards; the failure policy; the lock; the records of failures and rej
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
@@ -25,6 +26,7 @@ from imagenet_think.regenerate import runner, sources
 from imagenet_think.regenerate.engines.base import chat_messages
 from imagenet_think.regenerate.engines.openai_engine import image_data_url
 from tests.fixtures.sim_server import SimProcess, request_key
+from tests.test_engines_openai import server  # noqa: F401 (a fixture)
 
 pytest.importorskip("openai")
 
@@ -82,7 +84,8 @@ def error_lines(stderr: str) -> list[str]:
 def test_both_teachers_stream_at_once_and_every_id_is_written_once(tmp_path, capsys):
     images = image_folder(tmp_path / "images", 48)
     (images / "n00000000" / "n00000000_tiny.JPEG").write_bytes(image_bytes(8))
-    (images / "n00000001" / "n00000001_cut.JPEG").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    cut = b"\xff\xd8\xff\xe0 not a whole jpeg"
+    (images / "n00000001" / "n00000001_cut.JPEG").write_bytes(cut)
     out = tmp_path / "out"
     options = {"slots": 4, "step_ms": 5, "median": 20}
     with SimProcess(seed=1, **options) as glm, SimProcess(seed=2, **options) as kimi:
@@ -100,7 +103,7 @@ def test_both_teachers_stream_at_once_and_every_id_is_written_once(tmp_path, cap
     # every candidate is accounted for: written, or rejected at selection with its reason
     rejected = {Path(r["source"]).name: r["reason"] for r in runner.read_json_lines(runner.rejected_path(out))}
     assert rejected["n00000000_tiny.JPEG"] == "too small: 8x8 < 16x16"
-    assert rejected["n00000001_cut.JPEG"].startswith("corrupt or unreadable image: ")
+    assert rejected["n00000001_cut.JPEG"] == f"a JPEG whose header Pillow cannot read (cut short or corrupt: {len(cut)} bytes in all)"
     assert len(rejected) == 2
 
 
@@ -244,21 +247,78 @@ def test_a_server_down_at_start_is_one_line_and_writes_nothing(tmp_path):
     assert runner.data_files(tmp_path / "out") == []
 
 
-def test_a_second_process_on_the_same_shard_refuses(tmp_path, capsys):
-    images = image_folder(tmp_path / "images", 4)
+def start_and_wait_for(args: list[str], ready: Path, stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """``args`` as a process of its own, once it has written ``ready`` (it holds its shard's lock then)."""
+    process = subprocess.Popen(args, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ready.exists(), f"the first process wrote no {ready}"
+    return process
+
+
+def state_of(out: Path) -> dict[str, tuple]:
+    """Every file under ``out``: its inode, size and modification time (a rewrite changes them)."""
+    return {str(f.relative_to(out)): (f.stat().st_ino, f.stat().st_size, f.stat().st_mtime_ns) for f in out.rglob("*") if f.is_file()}
+
+
+def test_a_second_process_on_the_same_shard_refuses_with_exit_1_and_writes_nothing(tmp_path):
+    """Two real processes: the first holds shard 1 (its teacher hangs); the second, whose
+    selection rejects nothing, would rewrite rejected.jsonl if it wrote before taking the lock."""
+    images = image_folder(tmp_path / "images", 8)
+    for name in ("n00000000_tiny.JPEG", "n00000001_tiny.JPEG"):
+        (images / name[:9] / name).write_bytes(image_bytes(8))
     out = tmp_path / "out"
-    with runner.ShardWriter(out, shard_index=1):  # another process's writer, as far as flock is concerned
-        status = cli.main([str(images), str(out), "--min-size", "0", "--num-shards", "2", "--shard-index", "1",
-                           "--engine", "openai", "--base-url", "http://127.0.0.1:9/v1", "--no-progress"])  # fmt: skip
-    assert status == 2
-    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR)]
-    assert line == (
-        f"{ERROR}shard 1 of {out} is being written by another process (pid {os.getpid()}, lock "
+    shard = ("--num-shards", "2", "--shard-index", "1")
+    with SimProcess(hang=True) as glm:
+        first = start_and_wait_for(command(images, out, glm, teachers="glm", extra=(*shard, "--min-size", "16")), runner.rejected_path(out))
+        try:
+            assert len(runner.read_json_lines(runner.rejected_path(out))) == 2
+            before = state_of(out)
+            second = run(command(images, out, glm, teachers="glm", extra=shard))  # --min-size 0: rejects nothing
+            after = state_of(out)
+            assert first.poll() is None  # still running, untouched
+        finally:
+            first.kill()
+            first.wait()
+    assert second.returncode == 1
+    assert error_lines(second.stderr) == [
+        f"{ERROR}shard 1 of {out} is being written by another process (pid {first.pid}, lock "
         f"{runner.lock_path(out, 1)}): let it finish, or give this one another --shard-index"
-    )
+    ]
+    assert after == before  # the first one's rejected.jsonl (2 lines) included
+    assert len(runner.read_json_lines(runner.rejected_path(out))) == 2
+
+
+def test_processes_with_another_num_shards_are_refused_and_the_corpus_has_every_id_once(tmp_path, capsys):
+    """The reported case: --num-shards 2 and 3 on one OUT_DIR at once wrote rows twice.  Now the
+    first records its sharding and the other is refused (exit 2) before writing a row, while
+    the first runs and after it."""
+    images = image_folder(tmp_path / "images", 40)
+    out = tmp_path / "out"
+    with SimProcess(hang=True) as hung:
+        first = start_and_wait_for(command(images, out, hung, teachers="glm", extra=("--num-shards", "2")), runner.sharding_path(out))
+        try:
+            while_running = run(command(images, out, hung, teachers="glm", extra=("--num-shards", "3", "--shard-index", "1")))
+        finally:
+            first.kill()
+            first.wait()
+    refusal = (f"{ERROR}{out} was written with --num-shards 2 (recorded in {runner.sharding_path(out)}), not 3: one OUT_DIR "
+               "holds one sharding; use --num-shards 2 (or another OUT_DIR; to change it, delete that file once no process "
+               "writes OUT_DIR)")  # fmt: skip
+    assert while_running.returncode == 2 and error_lines(while_running.stderr) == [refusal]
     assert runner.data_files(out) == []
-    with runner.ShardWriter(out, shard_index=1):  # released by the first one
-        pass
+    with SimProcess(slots=8, step_ms=3, median=20) as glm:
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=("--num-shards", "3", "--dry-run")), capsys)
+        assert status == 2 and error_lines(stderr) == [refusal]
+        for shard in (0, 1):
+            status, stderr = main(command(images, out, glm, teachers="glm", extra=("--num-shards", "2", "--shard-index", str(shard))), capsys)
+            assert status == 0, stderr[-3000:]
+        status, stderr = main(command(images, out, glm, teachers="glm", extra=("--num-shards", "3", "--shard-index", "2")), capsys)
+        assert status == 2 and error_lines(stderr) == [refusal]
+    assert_once(out, images)
+    status, stderr = main(command(images, out, glm, teachers="glm", extra=("--card-only",)), capsys)
+    assert status == 0 and (out / "README.md").is_file()
 
 
 def rejected_by(images: Path, fraction: float, seed: int) -> set[str]:
@@ -360,3 +420,92 @@ def test_concurrent_shards_write_every_id_exactly_once(tmp_path):
     for shard in (0, 1):
         ids = [i for f, ids in runner.ids_by_file(out).items() if f.name.startswith(f"train-{shard:05d}-") for i in ids]
         assert ids and all(runner.shard_of(i, 2) == shard for i in ids)
+
+
+def encoded(size: tuple, color: tuple, kind: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, kind)
+    return buffer.getvalue()
+
+
+def test_hostile_sources_reach_no_teacher_and_a_tiff_travels_as_png(tmp_path, server, capsys):
+    """A truncated JPEG, a directory, a FIFO and a link out of SOURCE, all named like images, go
+    to rejected.jsonl with what is wrong and never to the teacher; a TIFF is sent as a PNG and
+    stored as it was.  The teacher is tests/fixtures/openai_server.py: it logs every request and
+    answers with the size and first pixel of the image it decoded."""
+    base_url, log = server
+    images = image_folder(tmp_path / "images", 4)
+    folder = images / "n00000000"
+    tiff = encoded((40, 30), (200, 10, 10), "TIFF")
+    (folder / "n00000000_scan.tif").write_bytes(tiff)
+    noise = io.BytesIO()
+    Image.effect_noise((128, 128), 60).convert("RGB").save(noise, "JPEG")  # most of its bytes are image data
+    whole = noise.getvalue()
+    (folder / "n00000000_cut.JPEG").write_bytes(whole[:-1000])
+    (folder / "n00000000_dir.JPEG").mkdir()
+    os.mkfifo(folder / "n00000000_pipe.JPEG")
+    (tmp_path / "private.JPEG").write_bytes(whole)
+    os.symlink(tmp_path / "private.JPEG", folder / "n00000000_link.JPEG")
+    out = tmp_path / "out"
+    args = [str(images), str(out), "--min-size", "16", "--teachers", "glm", "--engine", "openai", "--base-url", base_url, "--no-progress"]
+    capsys.readouterr()
+    assert cli.main(args) == 0, capsys.readouterr().err[-3000:]
+    rejected = {Path(r["source"]).name: r["reason"] for r in runner.read_json_lines(runner.rejected_path(out))}
+    assert rejected.pop("n00000000_cut.JPEG").startswith(f"truncated JPEG: its data ends after {len(whole) - 1000:,} bytes")
+    assert rejected == {
+        "n00000000_dir.JPEG": "not a regular file: a directory",
+        "n00000000_pipe.JPEG": "not a regular file: a FIFO (named pipe)",
+        "n00000000_link.JPEG": f"a symbolic link to {tmp_path / 'private.JPEG'}, outside SOURCE: not followed (--follow-symlinks reads it)",
+    }
+    bodies = [json.loads(line) for line in log.read_text().splitlines()]
+    urls = [part["image_url"]["url"] for body in bodies for part in body["messages"][-1]["content"] if part["type"] == "image_url"]
+    assert sorted(url.split(";")[0] for url in urls) == ["data:image/jpeg"] * 4 + ["data:image/png"]
+    [scan] = [row for row in pq.read_table(runner.data_files(out)).to_pylist() if row["id"] == "n00000000_n00000000_scan"]
+    assert scan["image"] == {"bytes": tiff, "path": "n00000000_n00000000_scan.tif"}
+    assert scan["think_1"] == "The image is 40 by 30 pixels and its top-left pixel is (200, 10, 10)."
+
+
+def test_a_slow_decode_stalls_no_request_in_flight(tmp_path, monkeypatch):
+    """An image in a format servers may not take is decoded (to PNG) in the reader pool while the
+    other images' requests go out and come back.  Its decoder, a Pillow plugin registered here,
+    holds the decode until the simulated server has received every other image's request: two
+    at a time (--max-in-flight 2), so most of them after earlier answers were read.  Decoded on
+    the event loop, it would hold those answers and requests back, and see at most two."""
+    from PIL import ImageFile
+
+    from imagenet_think.regenerate.engines import make_engine
+    from imagenet_think.regenerate.models import get_model
+    from imagenet_think.regenerate.scheduler import Scheduler
+
+    images = image_folder(tmp_path / "images", 8)
+    others = sources.select_items(sources.open_source(images), None, min_size=0).items
+    seen_while_decoding = []
+
+    class SlowImageFile(ImageFile.ImageFile):
+        format = "SLOWTEST"
+        format_description = "an image that decodes once the server has seen the others"
+
+        def _open(self):
+            self._size, self._mode, self.tile = (64, 48), "RGB", []
+
+        def load(self):
+            if self._im is None:
+                deadline = time.monotonic() + 60  # a guard only: the wait ends on the server's count
+                while (received := sim.stats()["requests"]) < len(others) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                seen_while_decoding.append(received)
+                self.im = Image.core.fill("RGB", self.size, (5, 6, 7))
+            return Image.Image.load(self)
+
+    Image.init()  # every plugin registered first: the patched registry is restored after the test
+    monkeypatch.setattr(Image, "ID", [*Image.ID, "SLOWTEST"])
+    monkeypatch.setitem(Image.OPEN, "SLOWTEST", (SlowImageFile, lambda prefix: prefix[:8] == b"SLOWTEST"))
+    (tmp_path / "slow.img").write_bytes(b"SLOWTEST" + bytes(56))
+    slow = sources.ImageItem("n00000009_slow", "n00000009", "", "file", str(tmp_path / "slow.img"), suffix=".img")
+    out = tmp_path / "out"
+    with SimProcess(slots=2, step_ms=5, median=5) as sim:
+        with make_engine("openai", get_model("glm"), base_url=sim.url, max_in_flight=2) as engine, runner.ShardWriter(out) as writer:
+            stats = Scheduler({1: engine}, writer, progress=False).run([slow, *others])
+        assert sim.stats()["requests"] == len(others) + 1
+    assert seen_while_decoding == [len(others)]
+    assert stats.written == len(others) + 1

@@ -1,9 +1,13 @@
 """imagenet_think.regenerate.sources: layouts, safe tars, deterministic balanced selection."""
 
+import concurrent.futures
 import io
 import logging
 import os
+import stat
+import struct
 import tarfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -185,11 +189,11 @@ def test_small_and_corrupt_images_are_skipped_and_corrupt_ones_logged(tmp_path, 
     assert [i.id for i in selection.items] == ["n01440764_n01440764_big"]
     reasons = dict(selection.skipped)
     assert reasons[str(root / "n01440764_narrow.JPEG")].startswith("too small: 223x500")
-    assert reasons[str(root / "n01440764_bad.JPEG")].startswith("corrupt")
+    assert reasons[str(root / "n01440764_bad.JPEG")] == r"not an image Pillow can read (it starts with b'\xff\xd8 definitely no')"
     assert str(root / "n01440764_bad.JPEG") in caplog.text
     assert "only 1 usable images found, 3 requested" in caplog.text
-    # min_size=0 reads no header: everything is a candidate
-    assert len(sources.select_items(sources.open_source(tmp_path), 3, min_size=0).items) == 3
+    # min_size=0 and max_pixels=0 read nothing: everything is a candidate
+    assert len(sources.select_items(sources.open_source(tmp_path), 3, min_size=0, max_pixels=0).items) == 3
 
 
 def jpeg_with_long_header(size, metadata_bytes) -> bytes:
@@ -204,7 +208,7 @@ def test_size_comes_from_the_first_bytes_or_from_all_when_the_header_is_longer(t
     long_header = tmp_path / "n01440764" / "n01440764_long.JPEG"
     long_header.write_bytes(jpeg_with_long_header((300, 260), 2 * sources.HEADER_BYTES))
     [item] = sources.open_source(tmp_path).items("n01440764")
-    with pytest.raises(OSError):
+    with pytest.raises(sources.UnusableImage, match=r"^a JPEG whose header Pillow cannot read \(cut short or corrupt: 65,536 bytes in all\)$"):
         sources.image_size(item.read_bytes(sources.HEADER_BYTES))
     assert sources.header_size(item) == (300, 260)
     assert sources.rejection(item, 224) is None
@@ -278,3 +282,129 @@ def test_a_corpus_row_with_no_image_bytes_nor_path_is_a_value_error_naming_it():
     item = sources.ImageItem("n1_a", "n1", "", "dataset", "corpus", "train/0", images=images)
     with pytest.raises(ValueError, match="corpus::train/0: image has neither bytes nor path"):
         item.read_bytes()
+
+
+# --- hostile sources: files made here, each rejected with what is wrong ---------------------
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG of ``width`` x ``height`` pixels that ends after its header: a few dozen bytes
+    claiming an image of any size (the pixels would never decode)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def tiff(size=(300, 260)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (9, 99, 199)).save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
+def test_hostile_files_are_rejected_each_with_what_is_wrong(tmp_path, recwarn):
+    root = tmp_path / "source"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "private.JPEG").write_bytes(jpeg())
+    (root / "sub").mkdir(parents=True)
+    whole = jpeg()
+    files = {
+        "good.JPEG": whole,
+        "sub/good.tif": tiff(),
+        "truncated.JPEG": whole[: len(whole) - 300],
+        "cut.tif": tiff()[:20_000],
+        "page.JPEG": b"<!DOCTYPE html><html><body>404 Not Found</body></html>",
+        "empty.png": b"",
+        "huge.png": png_header(12_000, 12_000),  # 144 Mpx: more than --max-pixels, under Pillow's error
+        "bomb.png": png_header(20_000, 20_000),  # 400 Mpx: more than Pillow opens at all
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (root / "folder.JPEG").mkdir()  # a directory named like an image (its images are still found)
+    (root / "folder.JPEG" / "inner.JPEG").write_bytes(whole)
+    os.mkfifo(root / "pipe.JPEG")  # reading it would block the selection for ever
+    os.symlink(elsewhere / "private.JPEG", root / "out.JPEG")  # a link out of SOURCE
+    os.symlink(root / "good.JPEG", root / "sub" / "alias.JPEG")  # a link inside: followed
+    os.symlink(root / "gone.JPEG", root / "broken.JPEG")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # were the FIFO opened, this would block
+        selecting = pool.submit(sources.select_items, sources.open_source(root, "folder"), None, min_size=224)
+        try:
+            selection = selecting.result(timeout=120)
+        except concurrent.futures.TimeoutError:
+            os.close(os.open(root / "pipe.JPEG", os.O_WRONLY | os.O_NONBLOCK))  # a writer that closes: the read ends
+            pytest.fail("the selection opened the FIFO")
+    reasons = {Path(source).relative_to(root).as_posix(): reason for source, reason in selection.skipped}
+    assert sorted(i.id for i in selection.items) == ["folder.JPEG/inner", "good", "sub/alias", "sub/good"]
+    length = len(whole) - 300
+    assert reasons.pop("truncated.JPEG").startswith(f"truncated JPEG: its data ends after {length:,} bytes (image file is truncated")
+    assert reasons.pop("cut.tif").startswith("truncated TIFF: its data ends after 20,000 bytes (image file is truncated")
+    assert reasons.pop("bomb.png").startswith("too large: Image size (400000000 pixels) exceeds limit of ")
+    assert reasons == {
+        "page.JPEG": "not an image Pillow can read (it starts with b'<!DOCTYPE html><')",
+        "empty.png": "an empty file",
+        "huge.png": "too large: 12000x12000 = 144,000,000 pixels > --max-pixels 64,000,000",
+        "folder.JPEG": "not a regular file: a directory",
+        "pipe.JPEG": "not a regular file: a FIFO (named pipe)",
+        "out.JPEG": f"a symbolic link to {elsewhere / 'private.JPEG'}, outside SOURCE: not followed (--follow-symlinks reads it)",
+        "broken.JPEG": f"a broken symbolic link (to {root / 'gone.JPEG'})",
+    }
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]  # --max-pixels speaks instead
+    followed = sources.select_items(sources.open_source(root, "folder", follow_symlinks=True), None, min_size=224)
+    assert "out" in {i.id for i in followed.items}
+
+
+def test_a_device_is_rejected_and_a_synset_folder_linked_out_of_source_too(tmp_path):
+    root, elsewhere = tmp_path / "source", tmp_path / "elsewhere"
+    (root / "n01440764").mkdir(parents=True)
+    (elsewhere / "n02084071").mkdir(parents=True)
+    (root / "n01440764" / "n01440764_1.JPEG").write_bytes(jpeg())
+    (elsewhere / "n02084071" / "n02084071_1.JPEG").write_bytes(jpeg())
+    os.symlink(elsewhere / "n02084071", root / "n02084071")
+    os.symlink("/dev/null", root / "n01440764" / "n01440764_null.JPEG")  # a device, through a link
+    try:
+        os.mknod(root / "n01440764" / "n01440764_dev.JPEG", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        devices = {"n01440764_dev.JPEG": "not a regular file: a character device"}
+    except PermissionError:  # no CAP_MKNOD here: the link to /dev/null stands for it
+        devices = {}
+    selection = sources.select_items(sources.open_source(root), None)
+    assert [i.id for i in selection.items] == ["n01440764_n01440764_1"]
+    assert {Path(s).name: r for s, r in selection.skipped} == {
+        **devices,
+        "n01440764_null.JPEG": "a symbolic link to /dev/null, outside SOURCE: not followed (--follow-symlinks reads it)",
+        "n02084071_1.JPEG": f"in {root / 'n02084071'}, a symbolic link to {elsewhere / 'n02084071'}, outside SOURCE: not followed "
+                            "(--follow-symlinks reads it)",
+    }  # fmt: skip
+    followed = sources.select_items(sources.open_source(root, follow_symlinks=True), None)
+    assert sorted(i.id for i in followed.items) == ["n01440764_n01440764_1", "n02084071_n02084071_1"]
+    assert dict((Path(s).name, r) for s, r in followed.skipped)["n01440764_null.JPEG"] == (
+        "a symbolic link to a character device, not to a regular file"
+    )
+
+
+def test_images_already_written_are_not_read_again_and_the_choice_is_the_same(tmp_path):
+    files = synset_files(5)
+    source = sources.open_source(write_folders(tmp_path, files))
+    chosen = sources.select_items(source, 10, seed=2).items
+    (tmp_path / "n01440764" / "n01440764_0.JPEG").write_bytes(b"cut")  # were it read again, it would be rejected
+    again = sources.select_items(sources.open_source(tmp_path), 10, seed=2, known_good={i.id for i in chosen}, threads=1)
+    assert again.items == chosen and again.skipped == []
+
+
+def test_a_pixel_limit_above_pillows_is_refused():
+    assert sources.check_max_pixels(0) == 0 and sources.check_max_pixels(sources.DEFAULT_MAX_PIXELS) == sources.DEFAULT_MAX_PIXELS
+    with pytest.raises(ValueError, match=r"--max-pixels 100,000,000 is above Pillow's limit PIL\.Image\.MAX_IMAGE_PIXELS \(89,478,485\)"):
+        sources.check_max_pixels(100_000_000)
+
+
+def test_checking_in_threads_chooses_and_rejects_as_one_at_a_time(tmp_path):
+    files = synset_files(6, wnids=[f"n{k:08d}" for k in range(1, 13)])
+    for k, (wnid, images) in enumerate(files.items()):  # a third of the images too small, spread over the synsets
+        for name in list(images)[k % 3 :: 3]:
+            images[name] = jpeg((100, 100))
+    source = write_folders(tmp_path, files)
+    alone = sources.select_items(sources.open_source(source), 40, seed=4, threads=1)
+    pooled = sources.select_items(sources.open_source(source), 40, seed=4, threads=8)
+    assert len(alone.items) == 40 and len(alone.skipped) > 10
+    assert (pooled.items, pooled.skipped) == (alone.items, alone.skipped)

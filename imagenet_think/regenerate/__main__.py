@@ -9,9 +9,10 @@ Ray cluster (``--ray``).
     python -m imagenet_think.regenerate /data/imagenet21k out/ -n 250000 --engine vllm --ray auto --replicas 8
 
 Rerun the same command after any crash, or after it stopped on an unreachable server: rows
-already written are skipped.  Exit status: 0 done; 1 the run stopped early, or images failed
-(more than --max-failure-rate, or any without --accept-failed; one line says why and what to
-rerun); 2 bad input or options; 130 interrupted.  The job itself is
+already written are skipped.  Exit status: 0 done; 1 the run stopped early, images failed
+(more than --max-failure-rate, or any without --accept-failed), or another process writes the
+same shard (one line says why and what to rerun); 2 bad input or options (another --num-shards
+than OUT_DIR's, for one); 130 interrupted.  The job itself is
 :mod:`imagenet_think.regenerate.job`; this module is its command line.
 
 >>> args = build_parser().parse_args(["imgs", "out", "--ray", "--replicas", "kimi=2"])
@@ -29,7 +30,7 @@ from typing import Optional, Sequence
 from imagenet_think.cli import HelpFormatter, add_log_level_argument, run_command
 from imagenet_think.regenerate.job import DEFAULT_TEACHERS
 from imagenet_think.regenerate.models import REGISTRY_HELP
-from imagenet_think.regenerate.sources import DEFAULT_MIN_SIZE, LAYOUTS
+from imagenet_think.regenerate.sources import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIZE, LAYOUTS
 
 PROG = "imagenet-think regenerate"
 """Name in one-line errors: ``imagenet-think regenerate: error: ...``."""
@@ -54,7 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io_group.add_argument("--layout", choices=LAYOUTS, default="auto", help="layout of SOURCE")
     io_group.add_argument("-n", "--num-images", type=int, help="images to select (default: every image of SOURCE)")
     io_group.add_argument("--seed", type=int, default=0, help="seed of the balanced per-synset selection")
-    io_group.add_argument("--min-size", type=int, default=DEFAULT_MIN_SIZE, help="minimum width and height (0: no check)")
+    io_group.add_argument("--min-size", type=int, default=DEFAULT_MIN_SIZE,
+                          help="minimum width and height (0: none; with --max-pixels 0 too, images are not read at selection)")
+    io_group.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                          help="largest image accepted, width x height (0: no limit; at most Pillow's MAX_IMAGE_PIXELS, 89,478,485); "
+                          "the selection also decodes each image whole, so truncated and corrupt files go to rejected.jsonl")
+    io_group.add_argument("--follow-symlinks", action="store_true",
+                          help="read images whose symbolic links lead out of SOURCE (a tree of links onto other storage); "
+                          "by default such links are not followed and go to rejected.jsonl")
 
     teachers = parser.add_argument_group("teachers")
     teachers.add_argument("--teachers", help=f"comma-separated teacher names, each in its own pair (default: {DEFAULT_TEACHERS})")
@@ -79,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--trust-remote-code", action="store_true", help="allow models that run Hub code (Kimi-VL)")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--num-shards", type=int, default=1, help="processes sharing the work (by hash of id)")
+    run.add_argument("--num-shards", type=int, default=1,
+                     help="processes sharing the work (by hash of id); every process writing OUT_DIR gives the same")
     run.add_argument("--shard-index", type=int, default=0, help="this process's shard, in [0, num-shards)")
     run.add_argument("--max-in-flight", type=int, metavar="N",
                      help="requests each teacher keeps in flight (all its --replicas together); unset: the engine's own, "

@@ -11,10 +11,14 @@ stream the plan's images through the teachers' engines (:func:`open_engines`: lo
 layout, manifest, failures, rejected images, lock, resume and the failure policy are this code.
 
 An outcome that is not a bug carries its exit status (``exit_status``, read by
-:func:`imagenet_think.cli.run_command`): 1 for a run that stopped early, or that leaves failed
-images (:func:`check_failed`: too many, or any without ``--accept-failed``;
-:class:`~imagenet_think.regenerate.scheduler.RunStopped`, an unreachable engine), 130 for an
-interrupted one (:class:`Interrupted`); bad input is a ``ValueError``/``OSError``: 2.
+:func:`imagenet_think.cli.run_command`): 1 for a run that stopped early, that leaves failed
+images (:func:`check_failed`: too many, or any without ``--accept-failed``), that could not
+start because another process writes its shard
+(:class:`~imagenet_think.regenerate.runner.ShardLockedError`) or whose engine is unreachable
+(:class:`~imagenet_think.regenerate.scheduler.RunStopped`), 130 for an interrupted one
+(:class:`Interrupted`); bad input (an option, a file, another ``--num-shards`` than the output
+directory's) is a ``ValueError``/``OSError``: 2.  The shard's lock is taken before anything is
+written, so a refused process leaves the output directory as it found it.
 """
 
 from __future__ import annotations
@@ -190,10 +194,11 @@ def open_engines(args: argparse.Namespace, plan: Any) -> Iterator[dict[int, Any]
 
 def check_options(args: argparse.Namespace) -> None:
     """Reject contradictory options, and check the Hub when pushing, before any work."""
-    from imagenet_think.regenerate import runner
+    from imagenet_think.regenerate import runner, sources
     from imagenet_think.writer import check_hub_access
 
     runner.check_shard(args.num_shards, args.shard_index)
+    sources.check_max_pixels(args.max_pixels)
     if args.max_in_flight is not None and args.max_in_flight < 1:
         raise ValueError(f"--max-in-flight must be at least 1, got {args.max_in_flight}")
     if args.push_to_hub and args.num_shards > 1 and not args.card_only:
@@ -210,12 +215,19 @@ def check_options(args: argparse.Namespace) -> None:
         check_hub_access(args.push_to_hub)
 
 
-def make_plan(args: argparse.Namespace, out_dir: Path) -> tuple[Any, Any]:
-    """The teachers, the selection of images and this process's plan: ``(plan, selection)``."""
+def make_plan(args: argparse.Namespace, out_dir: Path, writer: Any = None) -> tuple[Any, Any]:
+    """The teachers, the selection of images and this process's plan: ``(plan, selection)``;
+    from the files an open :class:`~imagenet_think.regenerate.runner.ShardWriter` read, when
+    given, else read now.  Images already written are not checked again."""
     from imagenet_think.regenerate import runner, sources
 
     teachers = resolve_teachers(args.teachers, args.pair_1, args.pair_2, args.registry, key_values(args.sampling, "--sampling"))
-    selection = sources.select_items(sources.open_source(args.source, args.layout), args.num_images, args.seed, args.min_size)
+    footers: dict[Path, Any] = {} if writer is None else writer.footers
+    written = runner.ids_by_file(out_dir, footers) if writer is None else writer.written
+    source = sources.open_source(args.source, args.layout, args.follow_symlinks)
+    selection = sources.select_items(
+        source, args.num_images, args.seed, args.min_size, args.max_pixels, known_good=runner.completed_ids(written)
+    )
     plan = runner.make_plan(
         selection.items,
         out_dir,
@@ -225,16 +237,19 @@ def make_plan(args: argparse.Namespace, out_dir: Path) -> tuple[Any, Any]:
         retry_failed=args.retry_failed,
         max_items=args.max_items,
         skipped_sources=len(selection.skipped),
+        written=written,
+        footers=footers,
     )
     return plan, selection
 
 
-def generate(args: argparse.Namespace, plan: Any, out_dir: Path) -> Any:
-    """Lock the shard, open the engines, stream the plan's items through them; the run's
+def generate(args: argparse.Namespace, plan: Any, writer: Any) -> Any:
+    """Open the engines, stream the plan's items through them into ``writer`` (an open
+    :class:`~imagenet_think.regenerate.runner.ShardWriter`); the run's
     :class:`~imagenet_think.regenerate.runner.RunStats`."""
     from imagenet_think.regenerate import runner, scheduler
 
-    with runner.ShardWriter(out_dir, args.shard_index, args.rows_per_file, plan.written) as writer, stop_on_sigterm():
+    with stop_on_sigterm():
         with open_engines(args, plan) as opened:
             stats = scheduler.Scheduler(
                 opened,
@@ -246,7 +261,7 @@ def generate(args: argparse.Namespace, plan: Any, out_dir: Path) -> Any:
                 max_failure_rate=args.max_failure_rate,
                 progress=not args.no_progress,
             ).run(plan.todo)
-    failures = runner.failures_path(out_dir, args.shard_index)
+    failures = runner.failures_path(writer.out_dir, args.shard_index)
     print(f"wrote {stats.written} rows in {len(stats.files)} files; {stats.failed} images failed (see {failures})", file=sys.stderr)
     return stats
 
@@ -296,10 +311,15 @@ def finish(
     out_dir: Path, source: str, repo: Optional[str], files: Optional[Mapping[Path, Any]] = None, failed: int = 0
 ) -> None:
     """Write the dataset card from the shards present (saying how many ``failed`` images were
-    left out), then push if asked (with :func:`imagenet_think.writer.upload`); ``files`` are
-    the footers of shards already read."""
+    left out), then push if asked (with :func:`imagenet_think.writer.upload`); ``files`` are the
+    footers of shards already read (by a run that checked their ids), else every file's ids are
+    read and checked first: an id written twice is an error naming it and its files."""
+    from imagenet_think.regenerate import runner
     from imagenet_think.writer import upload, write_card
 
+    if files is None:
+        files = {}
+        runner.completed_ids(runner.ids_by_file(out_dir, files))
     readme = write_card(out_dir, source=f"regenerate {source}", footers=files, note=failed_note(failed))
     logger.info("wrote %s", readme)
     if repo:
@@ -338,22 +358,28 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     check_options(args)
     if args.card_only:
-        written = runner.completed_ids(runner.ids_by_file(out_dir))
+        footers: dict[Path, Any] = {}
+        written = runner.completed_ids(runner.ids_by_file(out_dir, footers))  # an id written twice is an error
         failed = len(runner.failed_ids(out_dir) - written)
         check_failed(args, failed, len(written) + failed, f"{out_dir / runner.STATE_DIR}/failures-*.jsonl")
-        finish(out_dir, args.source, args.push_to_hub, failed=failed)
+        finish(out_dir, args.source, args.push_to_hub, footers, failed)
         return 0
-    plan, selection = make_plan(args, out_dir)
-    print(plan.describe(), file=sys.stdout if args.dry_run else sys.stderr)
-    if args.dry_run:
+    if args.dry_run:  # reads only
+        plan, _ = make_plan(args, out_dir)
+        runner.check_sharding(out_dir, args.num_shards, plan.written)
+        print(plan.describe())
         return 0
-    runner.record_rejected(out_dir, selection.skipped)
+    # the shard's lock before anything is written: a process refused writes nothing
     stats = runner.RunStats()
-    if plan.todo:
-        try:
-            stats = generate(args, plan, out_dir)
-        except KeyboardInterrupt:
-            raise Interrupted(INTERRUPTED) from None
+    with runner.ShardWriter(out_dir, args.shard_index, args.rows_per_file, num_shards=args.num_shards) as writer:
+        plan, selection = make_plan(args, out_dir, writer)
+        print(plan.describe(), file=sys.stderr)
+        runner.record_rejected(out_dir, selection.skipped)
+        if plan.todo:
+            try:
+                stats = generate(args, plan, writer)
+            except KeyboardInterrupt:
+                raise Interrupted(INTERRUPTED) from None
     failed = plan.failed + stats.failed  # earlier runs' (not retried) and this run's
     check_failed(args, failed, plan.done + stats.written + failed, str(runner.failures_path(out_dir, args.shard_index)))
     if args.num_shards > 1:  # the shards of other processes may still be arriving

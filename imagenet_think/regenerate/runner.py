@@ -8,8 +8,9 @@ skips them and loses or duplicates nothing.  Next to the data, ``regenerate/`` h
 shard index:
 
 ``lock-<shard>``
-    ``flock``-ed by the process writing that shard index (its pid inside): a second process
-    on the same shard index refuses to start instead of writing the same files.
+    ``flock``-ed by the process writing that shard index (its pid inside), before it writes
+    anything else: a second process on the same shard index refuses to start (and writes
+    nothing) instead of writing the same files.
 ``manifest-<shard>.jsonl``
     One line ``{"file": ..., "ids": [...]}`` per Parquet file this shard index wrote, appended
     and fsync'd after the file's rename; rebuilt from the Parquet files on start.
@@ -26,8 +27,16 @@ shard index:
     again when ``settings`` (:func:`answer_settings`: model, revision, sampling, prompts) are
     still the teacher's; lines of ids written since are dropped.
 
-and for the whole selection ``rejected.jsonl``: one line ``{"source", "reason"}`` per candidate
-the selection skipped (unreadable, corrupt, too small), so every candidate is accounted for.
+and for the whole output directory
+
+``sharding.json``
+    ``{"num_shards": N}``: the sharding of every process writing this directory, recorded by
+    the first one (:func:`record_sharding`).  Shard ``i`` of ``N`` and shard ``j`` of ``M != N``
+    share ids, so processes with another ``--num-shards`` are refused: one output directory
+    holds one sharding.  An id found in two files anyway (:func:`completed_ids`) is an error.
+``rejected.jsonl``
+    One line ``{"source", "reason"}`` per candidate the selection skipped (unreadable, corrupt,
+    too small, not a regular file), so every candidate is accounted for.
 
 :class:`ShardWriter` writes one shard index's rows and failures;
 :class:`~imagenet_think.regenerate.scheduler.Scheduler` decides what goes in them.  Work is
@@ -132,18 +141,43 @@ def ids_by_file(out_dir: Union[str, os.PathLike], footers: Optional[dict[Path, A
 
 
 def completed_ids(files: Mapping[Path, list[str]]) -> set[str]:
-    """Ids present in ``files``; an id in two files is logged (rows are never deleted).
+    """Ids present in ``files``; an id written twice (in two files, or twice in one) is a
+    ``ValueError`` naming the files that hold copies and an example id (rows are never deleted
+    here: the user chooses which copy goes).
 
     >>> sorted(completed_ids({Path("a"): ["x", "y"], Path("b"): ["z"]}))
     ['x', 'y', 'z']
+    >>> completed_ids({Path("out/data/a"): ["x", "y"], Path("out/data/b"): ["y"]})
+    Traceback (most recent call last):
+    ...
+    ValueError: 1 id is written twice in out/data, e.g. 'y' in a and b (runs with different --num-shards on one OUT_DIR?): move the files of one run away (a rerun generates again the images only they held)
     """
     done: set[str] = set()
-    for file, ids in files.items():
-        repeated = done.intersection(ids)
-        if repeated:
-            logger.warning("%s repeats %d ids already in other files, e.g. %s", file, len(repeated), min(repeated))
+    total = 0
+    for ids in files.values():
         done.update(ids)
+        total += len(ids)
+    if len(done) != total:
+        raise ValueError(duplicates_message(files))
     return done
+
+
+def duplicates_message(files: Mapping[Path, list[str]]) -> str:
+    """What :func:`completed_ids` says of ids written twice: how many, one of them and the files
+    holding it, and what to do."""
+    holders: dict[str, list[str]] = {}
+    for file, ids in files.items():
+        for row_id in ids:
+            holders.setdefault(row_id, []).append(file.name)
+    repeated = sorted(row_id for row_id, names in holders.items() if len(names) > 1)
+    example = repeated[0]
+    where = " and ".join(holders[example])
+    folder = next(iter(files)).parent
+    count = f"{len(repeated)} id{'s are' if len(repeated) > 1 else ' is'}"
+    return (
+        f"{count} written twice in {folder}, e.g. {example!r} in {where} (runs with different --num-shards on one "
+        "OUT_DIR?): move the files of one run away (a rerun generates again the images only they held)"
+    )
 
 
 def next_seq(files: Iterable[Path], shard_index: int) -> int:
@@ -218,6 +252,84 @@ def partial_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
 def lock_path(out_dir: Union[str, os.PathLike], shard_index: int) -> Path:
     """``out_dir/regenerate/lock-<shard>``."""
     return Path(out_dir, STATE_DIR, f"lock-{shard_index:05d}")
+
+
+def sharding_path(out_dir: Union[str, os.PathLike]) -> Path:
+    """``out_dir/regenerate/sharding.json``."""
+    return Path(out_dir, STATE_DIR, "sharding.json")
+
+
+def recorded_shards(out_dir: Union[str, os.PathLike]) -> Optional[int]:
+    """The ``num_shards`` recorded in :func:`sharding_path`, ``None`` when there is no record."""
+    path = sharding_path(out_dir)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return int(record["num_shards"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a sharding record ({error}); it should read {{\"num_shards\": N}}") from None
+
+
+def check_sharding(out_dir: Union[str, os.PathLike], num_shards: int, files: Mapping[Path, list[str]]) -> Optional[int]:
+    """Raise a ``ValueError`` unless ``num_shards`` is this output directory's sharding: the
+    recorded one, or, with no record yet, one that puts every id of each ``train-<shard>-*``
+    file present in that shard.  Returns the recorded ``num_shards`` (``None``: no record).
+    Reads only.
+
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> record_sharding(out, 2, {}), check_sharding(out, 2, {})
+    (2, 2)
+    >>> check_sharding(out, 3, {})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ... was written with --num-shards 2 (recorded in .../regenerate/sharding.json), not 3: ...
+    """
+    recorded = recorded_shards(out_dir)
+    if recorded is not None:
+        if recorded != num_shards:
+            raise ValueError(
+                f"{out_dir} was written with --num-shards {recorded} (recorded in {sharding_path(out_dir)}), not {num_shards}: "
+                f"one OUT_DIR holds one sharding; use --num-shards {recorded} (or another OUT_DIR; to change it, delete "
+                "that file once no process writes OUT_DIR)"
+            )
+        return recorded
+    for file, ids in files.items():
+        match = _SHARD_FILE.match(file.name)
+        if not match:
+            continue
+        shard = int(match.group(1))
+        stray = next((row_id for row_id in ids if shard_of(row_id, num_shards) != shard), None)
+        if stray is not None:
+            raise ValueError(
+                f"{file} (shard {shard}) holds {stray!r}, which --num-shards {num_shards} puts in shard "
+                f"{shard_of(stray, num_shards)}: {out_dir} was written with another --num-shards; use that one"
+            )
+    return None
+
+
+def record_sharding(out_dir: Union[str, os.PathLike], num_shards: int, files: Mapping[Path, list[str]]) -> int:
+    """Check ``num_shards`` (:func:`check_sharding`) and record it when there is no record yet;
+    of two processes recording at once, the first wins and the other is checked against it."""
+    if check_sharding(out_dir, num_shards, files) is not None:
+        return num_shards
+    path = sharding_path(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".sharding-{os.getpid()}.tmp")
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"num_shards": num_shards}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp, path)  # atomic, and fails when another process recorded first
+        except FileExistsError:
+            return record_sharding(out_dir, num_shards, files)
+        fsync_dir(path.parent)
+    finally:
+        temp.unlink(missing_ok=True)
+    return num_shards
 
 
 def rejected_path(out_dir: Union[str, os.PathLike]) -> Path:
@@ -433,11 +545,16 @@ def make_plan(
     retry_failed: bool = False,
     max_items: Optional[int] = None,
     skipped_sources: int = 0,
+    written: Optional[Mapping[Path, list[str]]] = None,
+    footers: Optional[Mapping[Path, Any]] = None,
 ) -> Plan:
-    """The :class:`Plan` for this process; reads (never writes) ``out_dir``."""
+    """The :class:`Plan` for this process; reads (never writes) ``out_dir``.  ``written`` and
+    ``footers``: the id columns and Parquet metadata of the files present, when already read
+    (:attr:`ShardWriter.written`), else read now."""
     mine = partition(items, num_shards, shard_index)
-    footers: dict[Path, Any] = {}
-    written = ids_by_file(out_dir, footers)
+    if written is None:
+        footers = {}
+        written = ids_by_file(out_dir, footers)
     done = completed_ids(written)
     failed = set() if retry_failed else failed_ids(out_dir) - done
     todo = [item for item in mine if item.id not in done and item.id not in failed]
@@ -454,7 +571,7 @@ def make_plan(
         teachers=dict(teachers),
         skipped_sources=skipped_sources,
         written=written,
-        footers=footers,
+        footers=footers or {},
     )
 
 
@@ -470,21 +587,26 @@ class RunStats:
 
 
 class ShardLockedError(OSError):
-    """Another process is writing the same shard index of the same output directory."""
+    """Another process is writing the same shard index of the same output directory: this one
+    could not proceed (exit status 1; it is no bad input)."""
+
+    exit_status = 1
 
 
 class ShardWriter:
     """Writes the rows and failures of one shard index of ``out_dir``.
 
     :meth:`open` (or ``with``) takes the shard's lock (:func:`lock_path`; a second writer gets
-    :class:`ShardLockedError`), removes the temporary files a killed writer left, rebuilds the
-    manifest from the Parquet files present (``written``: :attr:`Plan.written`, read now when
-    ``None``), numbers new files after this shard's own and reads the answers kept for rows
-    not written (:attr:`kept_answers`, by ``(id, pair)``: :func:`partial_path`).  :meth:`add`
-    buffers a finished row and writes ``rows_per_file`` of them at a time as one atomic
-    Parquet file; :meth:`fail` logs an item that failed for good; :meth:`keep_answers` records
-    answers of rows left incomplete; :meth:`close` writes the rows left (whatever ended the
-    run: complete rows are never lost) and releases the lock.  One thread at a time may call it.
+    :class:`ShardLockedError`) before anything else, reads the id columns of the Parquet files
+    present (:attr:`written`, with their metadata in :attr:`footers`; unless given as
+    ``written``), checks ``num_shards`` against the directory's sharding and records it
+    (:func:`record_sharding`; ``None``: no check), removes the temporary files a killed writer
+    left, rebuilds the manifest, numbers new files after this shard's own and reads the answers
+    kept for rows not written (:attr:`kept_answers`, by ``(id, pair)``: :func:`partial_path`).
+    :meth:`add` buffers a finished row and writes ``rows_per_file`` of them at a time as one
+    atomic Parquet file; :meth:`fail` logs an item that failed for good; :meth:`keep_answers`
+    records answers of rows left incomplete; :meth:`close` writes the rows left (whatever ended
+    the run: complete rows are never lost) and releases the lock.  One thread at a time may call it.
 
     >>> import tempfile
     >>> out = tempfile.mkdtemp()
@@ -500,14 +622,18 @@ class ShardWriter:
         shard_index: int = 0,
         rows_per_file: int = 1000,
         written: Optional[Mapping[Path, list[str]]] = None,
+        num_shards: Optional[int] = None,
     ):
         if rows_per_file < 1:
             raise ValueError(f"rows_per_file must be at least 1, got {rows_per_file}")
         self.out_dir = Path(out_dir)
         self.shard_index = shard_index
+        self.num_shards = num_shards
         self.rows_per_file = rows_per_file
         self.stats = RunStats()
-        self._written = written
+        self.written: Mapping[Path, list[str]] = written or {}
+        self.footers: dict[Path, Any] = {}
+        self._read = written is None
         self._buffer: list[dict] = []
         self._seq = 0
         self._failed_ids: set[str] = set()
@@ -518,7 +644,11 @@ class ShardWriter:
         """Lock the shard and read the state it continues from."""
         self._lock()
         try:
-            files = ids_by_file(self.out_dir) if self._written is None else self._written
+            if self._read:
+                self.written = ids_by_file(self.out_dir, self.footers)
+            files = self.written
+            if self.num_shards is not None:
+                record_sharding(self.out_dir, self.num_shards, files)
             for stale in remove_stale_temp_files(self.out_dir, self.shard_index):
                 logger.info("removed temporary file %s left by an interrupted run", stale)
             rebuild_manifest(self.out_dir, self.shard_index, files)

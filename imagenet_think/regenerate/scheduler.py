@@ -3,8 +3,11 @@
 :class:`Scheduler` runs one asyncio loop over the items of a plan:
 
 * an image is read when it is admitted (bounded: ``max_images_in_flight``, by default the
-  engines' windows together plus the largest again), and its requests for every pair go out
-  at once;
+  engines' windows together plus the largest again), in a pool of :data:`READER_THREADS`
+  threads, never on the event loop, where an image in a format servers may not take (a TIFF)
+  is also converted to PNG, once for every teacher
+  (:func:`~imagenet_think.regenerate.engines.base.request_image`: a slow decode stalls no
+  request); its requests for every pair go out at once;
 * each engine has its own window of requests in flight (``max_in_flight``, by default the
   engine's :attr:`~imagenet_think.regenerate.engines.base.Engine.max_in_flight`: 256 for a
   server), so a slow teacher never holds the other back and a server's scheduler always has
@@ -62,7 +65,7 @@ import time
 from collections.abc import Iterable, Mapping, Sized
 from typing import TYPE_CHECKING, Any, Optional
 
-from imagenet_think.regenerate.engines.base import EngineBusy, EngineUnreachable, Request, Result, event_loop
+from imagenet_think.regenerate.engines.base import EngineBusy, EngineUnreachable, Request, Result, event_loop, request_image
 from imagenet_think.regenerate.runner import (
     RunStats,
     ShardWriter,
@@ -308,8 +311,8 @@ class Scheduler:
 
     async def _image(self, item: ImageItem) -> None:
         try:
-            image = await self._read(item)
-            answers = await self._answers(item.id, image)
+            image, sent = await self._read(item)
+            answers = await self._answers(item.id, sent)
             pairs = {pair: pair_columns(pair, self.engines[pair].spec, result) for pair, (result, _) in answers.items()}
             generation = [entry for _, entry in answers.values()]
             self._complete += 1
@@ -354,10 +357,12 @@ class Scheduler:
             raise failures[0]
         return {pair: kept.get(pair) or fresh[pair] for pair in self.engines}
 
-    async def _read(self, item: ImageItem) -> bytes:
+    async def _read(self, item: ImageItem) -> tuple[bytes, bytes]:
+        """The image's bytes (for its row) and what its requests carry, both made in the reader pool."""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                return await self._loop.run_in_executor(self._read_pool, item.read_bytes)
+                data = await self._loop.run_in_executor(self._read_pool, item.read_bytes)
+                return data, await self._loop.run_in_executor(self._read_pool, request_image, data)
             except (OSError, ValueError) as error:
                 reason = f"cannot read image: {type(error).__name__}: {error}"
         raise _Failed(reason, attempt)

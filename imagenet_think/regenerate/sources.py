@@ -25,6 +25,22 @@ Supported layouts (``open_source(path, layout="auto")`` detects them in this ord
 Items are lightweight (:class:`ImageItem`: id, wnid, label, where the bytes are); image
 bytes are read only when :meth:`ImageItem.read_bytes` is called.
 
+Folder layouts list every entry named like an image, so that none goes unaccounted for: one
+that is no regular file (a directory, a FIFO, a device, a broken link) or a symbolic link
+leading out of SOURCE (unless ``follow_symlinks``: a tree of links onto other storage) carries
+its :attr:`ImageItem.defect`, and the selection rejects it with that reason before reading a
+byte (a FIFO would block the reader, a link could send any readable file to a teacher).
+Symbolic links inside SOURCE are followed; directories linked out of SOURCE are not walked
+(``folder``) or their images rejected (``synset-folders``).
+
+The selection (:func:`select_items`) accepts an image only when Pillow reads its size from the
+header, its sides are at least ``min_size``, its pixels at most ``max_pixels``
+(:data:`DEFAULT_MAX_PIXELS`) and it decodes whole (:func:`check_decodes`: a truncated JPEG,
+which passes a header check, does not); the checks run in a pool of :data:`CHECK_THREADS`
+threads (Pillow releases the GIL while it decodes, and reading files waits on I/O: threads
+overlap both without copying image bytes between processes), the same images being chosen
+as one at a time.  Every rejected candidate is kept with a reason that says what is wrong.
+
 >>> import tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
 >>> (root / "n01440764").mkdir()
@@ -35,21 +51,27 @@ bytes are read only when :meth:`ImageItem.read_bytes` is called.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import functools
 import io
 import itertools
 import logging
 import os
 import random
+import stat
 import tarfile
+import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Iterator, Optional, Protocol, Union
 
 from imagenet_think.labels import label_for
 from imagenet_think.schema import record_id, wnid_from_name
 
 if TYPE_CHECKING:
+    import PIL.Image
     import pyarrow as pa
 
 logger = logging.getLogger(__name__)
@@ -63,8 +85,17 @@ WINTER21_TRAIN_DIRS = ("train", "imagenet21k_train")
 DEFAULT_MIN_SIZE = 224
 """The paper keeps images of at least 224 x 224 pixels."""
 
+DEFAULT_MAX_PIXELS = 64_000_000
+"""Largest image accepted (8000 x 8000): decoded as RGB it takes 192 MB, and the selection
+decodes up to :data:`CHECK_THREADS` at once; the teachers' processors shrink larger images
+anyway.  At most Pillow's own ``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485), above which Pillow
+warns of a decompression bomb (:func:`check_max_pixels`)."""
+
 HEADER_BYTES = 64 * 1024
 """Bytes read to find an image's size (:func:`header_size`): enough for nearly every header."""
+
+CHECK_THREADS = 8
+"""Threads checking candidate images at selection (reading and decoding them)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +106,9 @@ class ImageItem:
     ``path``, ``size`` bytes at ``offset``) or ``"dataset"`` (row ``member`` = ``split/index``
     of the dataset ``path``, whose ``image`` column, memory-mapped Arrow, is ``images``; an
     item sent to another process without it opens the dataset there, :func:`corpus_images`).
-    ``suffix`` is the original file name's (``.JPEG``).
+    ``suffix`` is the original file name's (``.JPEG``).  ``defect`` says why the entry cannot
+    be an image, found when listing it (``"not a regular file: a directory"``, a symbolic link
+    out of SOURCE); the selection rejects it with that reason, reading nothing.
 
     >>> item = ImageItem("n1_a", "n1", "", "file", "/x/n1/a.JPEG", suffix=".JPEG")
     >>> item.source, item.file_name
@@ -92,6 +125,7 @@ class ImageItem:
     offset: int = field(default=-1, compare=False)
     size: int = field(default=-1, compare=False)
     images: Optional["pa.ChunkedArray"] = field(default=None, compare=False, repr=False)
+    defect: str = field(default="", compare=False)
 
     @property
     def source(self) -> str:
@@ -170,6 +204,63 @@ def _is_image(name: str) -> bool:
     return _suffix(name).lower() in IMAGE_SUFFIXES
 
 
+def _file_kind(mode: int) -> str:
+    """What a file that is no regular file is, from its ``st_mode``.
+
+    >>> _file_kind(stat.S_IFIFO | 0o644), _file_kind(stat.S_IFDIR | 0o755)
+    ('a FIFO (named pipe)', 'a directory')
+    """
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _inside(path: str, root: str) -> bool:
+    """Whether the real path ``path`` is ``root`` (a real path) or below it."""
+    return os.path.commonpath([path, root]) == root
+
+
+def _outside_link(path: str, root: str) -> str:
+    """The defect of a symbolic link ``path`` whose target lies out of ``root``, else ``""``."""
+    target = os.path.realpath(path)
+    if _inside(target, root):
+        return ""
+    return f"a symbolic link to {target}, outside SOURCE: not followed (--follow-symlinks reads it)"
+
+
+def entry_defect(entry: os.DirEntry, root: str, follow_symlinks: bool = False) -> str:
+    """Why the directory entry ``entry``, named like an image, cannot be read as one, or ``""``:
+    not a regular file (a directory, a FIFO, a device, a socket, a broken link), or a symbolic
+    link whose target is out of ``root`` (SOURCE's real path) unless ``follow_symlinks``.  A
+    regular file costs no system call (the entry's type comes with the directory listing).
+
+    >>> import tempfile
+    >>> root, elsewhere = os.path.realpath(tempfile.mkdtemp()), os.path.realpath(tempfile.mkdtemp())
+    >>> os.mkdir(os.path.join(root, "x.JPEG")); os.symlink(f"{elsewhere}/z.png", os.path.join(root, "y.JPEG"))
+    >>> [(e.name, entry_defect(e, root).replace(elsewhere, "ELSEWHERE")) for e in sorted(os.scandir(root), key=lambda e: e.name)]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('x.JPEG', 'not a regular file: a directory'),
+     ('y.JPEG', 'a symbolic link to ELSEWHERE/z.png, outside SOURCE: not followed (--follow-symlinks reads it)')]
+    """
+    if entry.is_file(follow_symlinks=False):
+        return ""
+    if not entry.is_symlink():
+        return f"not a regular file: {_file_kind(entry.stat(follow_symlinks=False).st_mode)}"
+    outside = "" if follow_symlinks else _outside_link(entry.path, root)
+    if outside:
+        return outside
+    try:
+        mode = os.stat(entry.path).st_mode
+    except OSError:
+        return f"a broken symbolic link (to {os.readlink(entry.path)})"
+    return "" if stat.S_ISREG(mode) else f"a symbolic link to {_file_kind(mode)}, not to a regular file"
+
+
 def _sorted_unique(items: list[ImageItem]) -> list[ImageItem]:
     """Items sorted by id; two files mapping to one id is an error naming both."""
     items = sorted(items, key=lambda i: (i.id, i.source))
@@ -180,21 +271,30 @@ def _sorted_unique(items: list[ImageItem]) -> list[ImageItem]:
 
 
 class SynsetFolders:
-    """``ROOT/nXXXXXXXX/<image files>``."""
+    """``ROOT/nXXXXXXXX/<image files>``; a synset folder linked out of ROOT has its images
+    rejected unless ``follow_symlinks``."""
 
-    def __init__(self, root: Union[str, Path]):
+    def __init__(self, root: Union[str, Path], follow_symlinks: bool = False):
         self.root = Path(root)
+        self.follow_symlinks = follow_symlinks
+        self._real_root = os.path.realpath(root)
 
     def groups(self) -> list[str]:
         return [e.name for e in os.scandir(self.root) if e.is_dir() and _is_wnid(e.name)]
 
     def items(self, group: str) -> list[ImageItem]:
-        label = label_for(group)
+        label, folder = label_for(group), self.root / group
+        outside = "" if self.follow_symlinks else _outside_link(str(folder), self._real_root)
+        if outside:
+            outside = f"in {folder}, {outside}"
         return _sorted_unique(
             [
-                ImageItem(record_id(group, e.name), group, label, "file", e.path, suffix=_suffix(e.name))
-                for e in os.scandir(self.root / group)
-                if e.is_file() and _is_image(e.name)
+                ImageItem(
+                    record_id(group, e.name), group, label, "file", e.path, suffix=_suffix(e.name),
+                    defect=outside or entry_defect(e, self._real_root, self.follow_symlinks),
+                )  # fmt: skip
+                for e in os.scandir(folder)
+                if _is_image(e.name)
             ]
         )
 
@@ -261,26 +361,36 @@ class SynsetTars:
 
 
 class ImageFolder:
-    """Any folder of images (recursive); wnid from the file name when it starts with one."""
+    """Any folder of images (recursive, not into linked directories); wnid from the file name
+    when it starts with one."""
 
-    def __init__(self, root: Union[str, Path]):
+    def __init__(self, root: Union[str, Path], follow_symlinks: bool = False):
         self.root = Path(root)
+        self.follow_symlinks = follow_symlinks
+        self._real_root = os.path.realpath(root)
+
+    def _entries(self, directory: Union[str, Path]) -> "Iterator[os.DirEntry]":
+        """Entries named like an image below ``directory`` (directories so named included)."""
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _is_image(entry.name):
+                    yield entry
+                if entry.is_dir(follow_symlinks=False):
+                    yield from self._entries(entry.path)
 
     @functools.cached_property
     def _by_group(self) -> dict[str, list[ImageItem]]:
         by_group: dict[str, list[ImageItem]] = {}
-        for directory, _, files in os.walk(self.root):
-            for name in files:
-                if not _is_image(name):
-                    continue
-                path = os.path.join(directory, name)
-                wnid = wnid_from_name(name) or ""
-                if wnid:
-                    item_id = record_id(wnid, name)
-                else:
-                    item_id = PurePosixPath(Path(path).relative_to(self.root).as_posix()).with_suffix("").as_posix()
-                label = label_for(wnid) if wnid else ""
-                by_group.setdefault(wnid, []).append(ImageItem(item_id, wnid, label, "file", path, suffix=_suffix(name)))
+        for entry in self._entries(self.root):
+            name, path = entry.name, entry.path
+            wnid = wnid_from_name(name) or ""
+            if wnid:
+                item_id = record_id(wnid, name)
+            else:
+                item_id = PurePosixPath(Path(path).relative_to(self.root).as_posix()).with_suffix("").as_posix()
+            label = label_for(wnid) if wnid else ""
+            defect = entry_defect(entry, self._real_root, self.follow_symlinks)
+            by_group.setdefault(wnid, []).append(ImageItem(item_id, wnid, label, "file", path, suffix=_suffix(name), defect=defect))
         return {group: _sorted_unique(items) for group, items in by_group.items()}
 
     def groups(self) -> list[str]:
@@ -363,8 +473,9 @@ def detect_layout(path: Union[str, Path]) -> str:
     return "dataset" if is_corpus_source(str(root)) else "folder"
 
 
-def open_source(path: Union[str, Path], layout: str = "auto") -> ImageSource:
-    """The :class:`ImageSource` reading ``path`` as ``layout`` (see the module docstring)."""
+def open_source(path: Union[str, Path], layout: str = "auto", follow_symlinks: bool = False) -> ImageSource:
+    """The :class:`ImageSource` reading ``path`` as ``layout`` (see the module docstring);
+    ``follow_symlinks`` reads images linked from out of ``path`` (folder layouts)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if layout == "auto":
@@ -378,22 +489,59 @@ def open_source(path: Union[str, Path], layout: str = "auto") -> ImageSource:
         for name in WINTER21_TRAIN_DIRS:
             for tars in (False, True):
                 if _has_synsets(root / name, tars):
-                    return SynsetTars(root / name) if tars else SynsetFolders(root / name)
+                    return SynsetTars(root / name) if tars else SynsetFolders(root / name, follow_symlinks)
         raise ValueError(f"{root}: no synset folders or tars under {' or '.join(WINTER21_TRAIN_DIRS)}/")
-    return {"synset-folders": SynsetFolders, "synset-tars": SynsetTars, "folder": ImageFolder}[layout](root)
+    if layout == "synset-tars":
+        return SynsetTars(root)
+    return {"synset-folders": SynsetFolders, "folder": ImageFolder}[layout](root, follow_symlinks)
+
+
+class UnusableImage(ValueError):
+    """An image Pillow cannot open or decode; the message says what is wrong with it."""
+
+
+def not_an_image(data: bytes) -> str:
+    """What to say of bytes Pillow cannot open as an image.
+
+    >>> not_an_image(b"<!DOCTYPE html><html><body>Not Found")
+    "not an image Pillow can read (it starts with b'<!DOCTYPE html><')"
+    >>> not_an_image(b"\\xff\\xd8\\xff\\xe0 cut")
+    'a JPEG whose header Pillow cannot read (cut short or corrupt: 8 bytes in all)'
+    >>> not_an_image(b"")
+    'an empty file'
+    """
+    from imagenet_think.images import image_kind
+
+    if not data:
+        return "an empty file"
+    kind = image_kind(data)
+    if kind:
+        return f"a {kind[1].split('/')[1].upper()} whose header Pillow cannot read (cut short or corrupt: {len(data):,} bytes in all)"
+    return f"not an image Pillow can read (it starts with {data[:16]!r})"
+
+
+def opened(data: bytes) -> "PIL.Image.Image":
+    """The image ``data`` holds, its header read (nothing decoded yet); an image Pillow cannot
+    open is an :class:`UnusableImage` saying why."""
+    from PIL import Image
+
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise UnusableImage(f"too large: {error}") from None
+    except (OSError, ValueError) as error:
+        raise UnusableImage(not_an_image(data)) from error
 
 
 def image_size(data: bytes) -> tuple[int, int]:
-    """``(width, height)`` from the image header, without decoding the pixels.
+    """``(width, height)`` from the image header, without decoding the pixels (:func:`opened`).
 
     >>> from PIL import Image
     >>> buffer = io.BytesIO(); Image.new("RGB", (300, 240)).save(buffer, "PNG")
     >>> image_size(buffer.getvalue())
     (300, 240)
     """
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
+    with opened(data) as image:
         return image.size
 
 
@@ -403,23 +551,89 @@ def header_size(item: ImageItem) -> tuple[int, int]:
     head = item.read_bytes(HEADER_BYTES)
     try:
         return image_size(head)
-    except (OSError, ValueError):
+    except UnusableImage:
         if len(head) < HEADER_BYTES:  # that was the whole image
             raise
         return image_size(item.read_bytes())
 
 
-def rejection(item: ImageItem, min_size: int) -> Optional[str]:
-    """Why ``item`` cannot be used (unreadable, corrupt header, smaller than ``min_size``
-    on a side), or ``None`` when it can."""
+def decoded(data: bytes, draft: bool = False) -> "PIL.Image.Image":
+    """The image ``data`` decodes to, or an :class:`UnusableImage` saying what is wrong
+    (``"truncated JPEG ..."``, ``"corrupt PNG ..."``).  ``draft`` decodes a JPEG at 1/8 scale
+    (every byte of it is still read and checked).
+
+    >>> from PIL import Image
+    >>> buffer = io.BytesIO(); Image.new("RGB", (64, 64), "red").save(buffer, "JPEG")
+    >>> decoded(buffer.getvalue()).size
+    (64, 64)
+    >>> decoded(buffer.getvalue()[:-50])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    imagenet_think.regenerate.sources.UnusableImage: truncated JPEG: its data ends after ... bytes (image file is truncated ...)
+    """
+    image = opened(data)
+    if draft:
+        image.draft("RGB", (1, 1))  # JPEG: the smallest scale; other formats ignore it
+    try:
+        image.load()
+    except Exception as error:  # Pillow's decoders raise many types; all mean "cannot decode"
+        image.close()
+        what = str(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
+        if "truncated" in what.lower():
+            raise UnusableImage(f"truncated {image.format}: its data ends after {len(data):,} bytes ({what})") from error
+        raise UnusableImage(f"corrupt {image.format}: {what}") from error
+    return image
+
+
+def check_decodes(data: bytes) -> None:
+    """Raise an :class:`UnusableImage` unless ``data`` decodes whole (:func:`decoded`, JPEG at
+    1/8 scale): a header check passes an image cut short, a teacher does not."""
+    decoded(data, draft=True).close()
+
+
+def check_max_pixels(max_pixels: int) -> int:
+    """``max_pixels`` when it is a pixel limit the selection can apply: 0 (none) or at most
+    Pillow's ``MAX_IMAGE_PIXELS`` (beyond it Pillow warns of a decompression bomb, and at twice
+    it refuses to open the image).
+
+    >>> check_max_pixels(10**9)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --max-pixels 1,000,000,000 is above Pillow's limit PIL.Image.MAX_IMAGE_PIXELS (89,478,485)...
+    """
     from PIL import Image
 
+    if max_pixels < 0:
+        raise ValueError(f"--max-pixels must be 0 (no limit) or more, got {max_pixels}")
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and max_pixels > limit:
+        raise ValueError(f"--max-pixels {max_pixels:,} is above Pillow's limit PIL.Image.MAX_IMAGE_PIXELS ({limit:,}); give at most that")
+    return max_pixels
+
+
+def rejection(
+    item: ImageItem, min_size: int, max_pixels: int = DEFAULT_MAX_PIXELS, known_good: Collection[str] = frozenset()
+) -> Optional[str]:
+    """Why ``item`` cannot go to the teachers, or ``None`` when it can: its :attr:`ImageItem.defect`;
+    unreadable; not an image; smaller than ``min_size`` on a side or larger than ``max_pixels``
+    (from the header); or it does not decode whole (:func:`check_decodes`).  With ``min_size``
+    and ``max_pixels`` 0 nothing is read; ids in ``known_good`` (already written) are not read
+    again."""
+    if item.defect:
+        return item.defect
+    if item.id in known_good or (min_size <= 0 and max_pixels <= 0):
+        return None
     try:
         width, height = header_size(item)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        return f"corrupt or unreadable image: {error}"
-    if width < min_size or height < min_size:
-        return f"too small: {width}x{height} < {min_size}x{min_size}"
+        if width < min_size or height < min_size:
+            return f"too small: {width}x{height} < {min_size}x{min_size}"
+        if max_pixels and width * height > max_pixels:
+            return f"too large: {width}x{height} = {width * height:,} pixels > --max-pixels {max_pixels:,}"
+        check_decodes(item.read_bytes())
+    except UnusableImage as error:
+        return str(error)
+    except (OSError, ValueError) as error:
+        return f"cannot read it: {error}"
     return None
 
 
@@ -432,17 +646,24 @@ class Selection:
 
 
 def select_items(
-    source: ImageSource, count: Optional[int], seed: int = 0, min_size: int = DEFAULT_MIN_SIZE
+    source: ImageSource,
+    count: Optional[int],
+    seed: int = 0,
+    min_size: int = DEFAULT_MIN_SIZE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    known_good: Collection[str] = frozenset(),
+    threads: int = CHECK_THREADS,
 ) -> Selection:
     """Choose ``count`` images (all when ``None``) deterministically, balanced over synsets.
 
     Groups are sorted then shuffled with ``seed`` (so a partial last round favours no part
     of the WordNet tree); each group's images are shuffled with ``seed`` and the group key.
     Rounds take the next acceptable image of every group in turn until ``count`` are chosen,
-    so no synset gets two images before every synset with images left has one.  With
-    ``min_size > 0`` each candidate's header is read: corrupt ones and those smaller than
-    ``min_size`` on a side are skipped (corrupt ones logged with their path).  Groups are
-    listed only when first reached.
+    so no synset gets two images before every synset with images left has one.  Each
+    candidate is checked (:func:`rejection`, with ``min_size``, ``max_pixels`` and
+    ``known_good``; rejected ones are kept with their reason and logged), the next groups of
+    a round at the same time in ``threads`` threads: the choice is the same as one at a time.
+    Groups are listed only when first reached.
 
     >>> import tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -450,7 +671,7 @@ def select_items(
     ...     (root / w).mkdir()
     ...     for k in range(3):
     ...         _ = (root / w / f"{w}_{k}.JPEG").write_bytes(b"")
-    >>> chosen = select_items(open_source(root), 3, seed=1, min_size=0).items
+    >>> chosen = select_items(open_source(root), 3, seed=1, min_size=0, max_pixels=0).items
     >>> sorted(sum(i.wnid == w for i in chosen) for w in ("n00000001", "n00000002"))
     [1, 2]
     """
@@ -461,35 +682,53 @@ def select_items(
     queues: dict[str, list[ImageItem]] = {}
     chosen: list[ImageItem] = []
     skipped: list[tuple[str, str]] = []
+
+    def next_acceptable(queue: list[ImageItem]) -> tuple[Optional[ImageItem], list[tuple[str, str]]]:
+        """The queue's next acceptable item (``None``: none left) and those rejected before it."""
+        rejected = []
+        while queue:
+            item = queue.pop()
+            reason = rejection(item, min_size, max_pixels, known_good)
+            if reason is None:
+                return item, rejected
+            rejected.append((item.source, reason))
+        return None, rejected
+
+    def start(group: str) -> concurrent.futures.Future:
+        if group not in queues:  # listed here, in this thread: a source lists each group once
+            queue = list(source.items(group))
+            random.Random(f"{seed}/{group}").shuffle(queue)
+            queue.reverse()  # pop() from the end takes the shuffled order
+            queues[group] = queue
+        return pool.submit(next_acceptable, queues[group])
+
     active = order
-    while active and (count is None or len(chosen) < count):
-        still_active = []
-        for group in active:
-            if count is not None and len(chosen) >= count:
-                break
-            if group not in queues:
-                queue = list(source.items(group))
-                random.Random(f"{seed}/{group}").shuffle(queue)
-                queue.reverse()  # pop() from the end takes the shuffled order
-                queues[group] = queue
-            item = _next_acceptable(queues[group], min_size, skipped)
-            if item is None:
-                continue
-            chosen.append(item)
-            still_active.append(group)
-        active = still_active
+    with warnings.catch_warnings(), concurrent.futures.ThreadPoolExecutor(threads, "check") as pool:
+        if min_size > 0 or max_pixels > 0:  # --max-pixels decides what is too large, not Pillow's warning
+            from PIL import Image
+
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        while active and (count is None or len(chosen) < count):
+            still_active = []
+            groups = iter(active)
+            ahead: collections.deque = collections.deque()  # (group, its check), in the round's order
+            while True:
+                while len(ahead) < 4 * threads and (group := next(groups, None)) is not None:
+                    ahead.append((group, start(group)))
+                if not ahead or (count is not None and len(chosen) >= count):
+                    break
+                group, check = ahead.popleft()
+                item, rejected = check.result()
+                for source_name, reason in rejected:
+                    skipped.append((source_name, reason))
+                    log = logger.debug if reason.startswith("too small") else logger.warning
+                    log("skipping %s: %s", source_name, reason)
+                if item is not None:
+                    chosen.append(item)
+                    still_active.append(group)
+            for _, check in ahead:  # checked ahead of a round the count ended
+                check.cancel()
+            active = still_active
     if count is not None and len(chosen) < count:
         logger.warning("only %d usable images found, %d requested", len(chosen), count)
     return Selection(chosen, skipped)
-
-
-def _next_acceptable(queue: list[ImageItem], min_size: int, skipped: list[tuple[str, str]]) -> Optional[ImageItem]:
-    while queue:
-        item = queue.pop()
-        reason = rejection(item, min_size) if min_size > 0 else None
-        if reason is None:
-            return item
-        skipped.append((item.source, reason))
-        log = logger.warning if reason.startswith("corrupt") else logger.debug
-        log("skipping %s: %s", item.source, reason)
-    return None

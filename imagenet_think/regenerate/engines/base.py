@@ -129,6 +129,40 @@ def load_image(image: ImageInput) -> "Image":
     return decoded if decoded.mode == "RGB" else decoded.convert("RGB")
 
 
+def png_bytes(image: ImageInput) -> bytes:
+    """A PNG of any :data:`ImageInput`, decoded to RGB (:func:`load_image`).
+
+    >>> from PIL import Image
+    >>> png_bytes(Image.new("L", (3, 2)))[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
+    buffer = io.BytesIO()
+    load_image(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def request_image(data: bytes) -> bytes:
+    """What a :class:`Request` carries for the encoded image ``data``: ``data`` itself when it is
+    in a format every engine and server reads (:func:`imagenet_think.images.image_kind`: JPEG,
+    PNG, GIF, BMP, WebP), else a PNG of it (:func:`png_bytes`: a TIFF, say, decoded now, once for
+    all teachers; call it off the event loop).  An image that cannot be decoded is a ``ValueError``
+    saying what is wrong (:func:`imagenet_think.regenerate.sources.decoded`).
+
+    >>> request_image(b"\\x89PNG\\r\\n\\x1a\\n...")
+    b'\\x89PNG\\r\\n\\x1a\\n...'
+    >>> request_image(b"<html>Not Found</html>")
+    Traceback (most recent call last):
+    ...
+    imagenet_think.regenerate.sources.UnusableImage: not an image Pillow can read (it starts with b'<html>Not Found<')
+    """
+    from imagenet_think.images import image_kind
+    from imagenet_think.regenerate.sources import decoded
+
+    if image_kind(data) is not None:
+        return data
+    return png_bytes(decoded(data))
+
+
 def chat_messages(prompt: str, image_part: Mapping[str, Any], system_prompt: Optional[str] = None) -> list[dict]:
     """One user turn, image first then prompt (the order of the teachers' model cards).
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import io
 import json
 import logging
 import os
@@ -71,7 +70,7 @@ from imagenet_think.regenerate.engines.base import (
     chat_messages,
     event_loop,
     failed,
-    load_image,
+    png_bytes,
     run_on_loop,
 )
 from imagenet_think.regenerate.models import ModelSpec
@@ -133,9 +132,7 @@ def image_data_url(image: Any) -> str:
     if kind is not None:
         mime = kind[1]
     else:
-        buffer = io.BytesIO()
-        load_image(image).save(buffer, format="PNG")
-        data, mime = buffer.getvalue(), "image/png"
+        data, mime = png_bytes(image), "image/png"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 

@@ -22,10 +22,18 @@ client none; fractions put several replicas on one GPU).
 
 Errors keep their meaning across the actor boundary: an error the engine raised arrives as
 itself (a server that does not answer is still
-:class:`~imagenet_think.regenerate.engines.base.EngineUnreachable`); a replica that died (its
-node lost, out of memory) is "no answer" for the request, which the scheduler retries on
-another replica.  Every answer records the pid that generated it (:attr:`RayEngine.answered`),
-logged when the engine closes.
+:class:`~imagenet_think.regenerate.engines.base.EngineUnreachable`).  A replica whose process
+died (its node lost, out of memory) is restarted by Ray, :data:`MAX_RESTARTS` times: meanwhile
+(``ActorUnavailableError``) its requests got "no answer", which the scheduler retries.  Once its
+restarts are spent, Ray reports it dead (``ActorDiedError``): that is :class:`ReplicaDied`, with
+Ray's cause, and the run stops at once (exit 1; rerunning starts new replicas), where waiting
+for a server that will never answer again would take ``--unreachable-after`` seconds.  Every
+answer records the pid that generated it (:attr:`RayEngine.answered`), logged when the engine
+closes.
+
+A local runtime this driver starts (no address, no ``$RAY_ADDRESS``) ends with it, SIGKILL
+included, within seconds: see :mod:`~imagenet_think.regenerate.engines.ray_reaper` for the two
+agents that would otherwise outlive it by a minute.
 
 >>> Placement(replicas=2, num_cpus=1, num_gpus=0.5).actor_options()
 {'num_cpus': 1, 'num_gpus': 0.5}
@@ -61,8 +69,28 @@ READY_WARNING_AFTER = 60.0
 """Seconds replicas may wait for their resources before a warning says what they wait for."""
 
 PROBE_TIMEOUT = 10.0
+MAX_RESTARTS = 1
+"""Times Ray restarts a replica whose process died, before it is dead for good (:class:`ReplicaDied`)."""
 MAX_CONCURRENCY = 4096
 """Requests one replica (an async actor) may hold at once; the scheduler's window is the bound."""
+
+
+class ReplicaDied(RuntimeError):
+    """A replica Ray will not restart again: the run cannot go on with it (it stops, exit 1)."""
+
+
+def death_cause(error: BaseException) -> str:
+    """Ray's reason for an actor's death, from its ``ActorDiedError``: the lines after the actor's
+    attributes, without Ray's list of common causes.
+
+    >>> death_cause(RuntimeError("The actor died unexpectedly before finishing this task.\\n\\tpid: 12\\n"
+    ...     "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR End of file. "
+    ...     "Some common causes include: (1) the process was killed by the OOM killer"))
+    'The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR End of file.'
+    """
+    lines = str(error).splitlines()
+    cause = " ".join(line.strip() for line in lines[1:] if not line.startswith("\t")) or lines[0]
+    return cause.split(" Some common causes include")[0].strip()
 
 
 def check_address(address: str) -> str:
@@ -86,8 +114,11 @@ def check_options(args: argparse.Namespace) -> None:
 def connect(address: str) -> None:
     """Join the Ray cluster at ``address`` (``""``: ``$RAY_ADDRESS`` when set, else start a
     local runtime, even when ``ray start`` left a cluster on this machine, which a bare
-    ``ray.init()`` would join); a process already connected (a notebook, the tests) keeps its runtime."""
+    ``ray.init()`` would join, with a :mod:`~imagenet_think.regenerate.engines.ray_reaper` to end
+    it with this process); a process already connected (a notebook, the tests) keeps its runtime."""
     import ray
+
+    from imagenet_think.regenerate.engines import ray_reaper
 
     if ray.is_initialized():
         return
@@ -100,6 +131,8 @@ def connect(address: str) -> None:
             hint += (" A head that found a Ray token (token authentication, Ray >= 2.52) wants it, and Ray sends it to an address you "
                      "give only with RAY_AUTH_MODE=token set here")  # fmt: skip
         raise EngineUnreachable(f"{error}: {hint}") from error
+    if address == "local":
+        ray_reaper.start()
 
 
 def cluster_gpus() -> float:
@@ -245,7 +278,7 @@ class RayEngine(Engine):
         self.kind, self.placement = kind, placement
         self.silence_means_hung = engine_class(kind).silence_means_hung  # the replicas' engine's
         actor = ray.remote(Replica).options(
-            max_restarts=1, max_task_retries=0, max_concurrency=MAX_CONCURRENCY, **placement.actor_options()
+            max_restarts=MAX_RESTARTS, max_task_retries=0, max_concurrency=MAX_CONCURRENCY, **placement.actor_options()
         )
         self.replicas = [actor.remote(kind, spec, dict(kwargs)) for _ in range(placement.replicas)]
         self.workers: list[dict[str, Any]] = []
@@ -291,7 +324,14 @@ class RayEngine(Engine):
             result, pid = await reference
         except ray.exceptions.RayTaskError as error:
             raise error.cause from None  # the engine's own error: EngineUnreachable, or a dead engine's
-        except ray.exceptions.RayActorError as error:
+        except ray.exceptions.ActorDiedError as error:  # its restarts spent: no answer will ever come
+            pid = re.search(r"^\s*pid: (\d+)$", str(error), re.M)
+            raise ReplicaDied(
+                f"the {self.spec.name} replica {index}{f' (pid {pid.group(1)})' if pid else ''} died and Ray will not "
+                f"restart it again (restarts: {MAX_RESTARTS}): {death_cause(error)}; rerun the same command to resume "
+                "with new replicas"
+            ) from None
+        except ray.exceptions.RayActorError as error:  # unavailable for now: Ray restarts it
             message = str(error).splitlines()[0]
             raise EngineUnreachable(f"{self.spec.name} replica {index} is gone: {message}") from error
         except asyncio.CancelledError:
