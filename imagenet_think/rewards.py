@@ -29,10 +29,16 @@ An ambiguous lemma names all its synsets.
   hypernym links up (the fewest links, WordNet having several parents for some synsets);
 * else ``0.0`` (``missed``);
 * ``0.0`` (``hedged``) with ``exclusive=True`` when the answer also names a *competing* class:
-  a synset that is neither the label, an ancestor nor a descendant of it, but descends from one
-  of the label's ancestors at most ``max_depth`` links up ("a cat or a dog" for a dog).  An
-  occurrence whose lemma also names the label, an ancestor or a descendant is read that way
-  and is never a competitor;
+  a synset that is neither the label, an ancestor nor a descendant of it, but shares an
+  ancestor with the label within ``max_depth`` links of both ("a cat or a dog" for a dog: both
+  are two links below *carnivore*).  Within reach of both, so that a class of the same family
+  competes while a remote one that only descends from a general ancestor does not ("a black
+  dog on the grass": *grass* and the *Black* person sense of "black" descend from *organism*,
+  three links above *dog*, but many links below it).  An occurrence whose lemma also names
+  the label, an ancestor or a descendant is read that way and is never a competitor, nor is a
+  *modifier*: an occurrence followed at once by another ("black dog", "dog bed"), or by *and* /
+  *or* and a modifier ("black and white dog"), describes the one after it.  A predicative
+  adjective ("a dog, black") is not recognised as one;
 * ``0.0`` (``unknown``) for a wnid the table lacks, with one ``RuntimeWarning`` the first time.
 
 The lemma index (about 90k phrases with their plurals) is built on first use (about 2 s), never at import.
@@ -160,18 +166,32 @@ def _names_nothing(words: tuple[str, ...]) -> bool:
 
 class _Named:
     """What one occurrence of a phrase names: ``synsets``, and (computed on first use, as few
-    phrases ever occur) ``above()``, every ancestor of any of them, so a label in ``above()``
-    means a hyponym of it is named."""
+    phrases ever occur) ``above()``, every ancestor of any of them with its fewest links up from
+    one of them, so a label in ``above()`` means a hyponym of it is named."""
 
-    __slots__ = ("synsets", "_above")
+    __slots__ = ("synsets", "_above", "_within")
 
     def __init__(self, synsets: frozenset[str]) -> None:
         self.synsets = synsets
-        self._above: Optional[frozenset[str]] = None
+        self._above: Optional[dict[str, int]] = None
+        self._within: dict[int, frozenset[str]] = {}
 
-    def above(self) -> frozenset[str]:
+    def __repr__(self) -> str:
+        return "<_INSIDE>" if not self.synsets else f"<names {sorted(self.synsets)}>"
+
+    def within(self, max_depth: int) -> frozenset[str]:
+        """The ancestors at most ``max_depth`` links up from one of the synsets."""
+        if max_depth not in self._within:
+            self._within[max_depth] = frozenset(a for a, depth in self.above().items() if depth <= max_depth)
+        return self._within[max_depth]
+
+    def above(self) -> dict[str, int]:
         if self._above is None:
-            self._above = frozenset().union(*(labels.hypernym_depths(wnid) for wnid in self.synsets))
+            found: dict[str, int] = {}
+            for wnid in self.synsets:
+                for ancestor, depth in labels.hypernym_depths(wnid).items():
+                    found[ancestor] = min(depth, found.get(ancestor, depth))
+            self._above = found
         return self._above
 
 
@@ -223,13 +243,26 @@ def _words(text: str) -> list[str]:
     return re_word_tokens(text)
 
 
-def _occurrences(text: str) -> list[_Named]:
-    """What each occurrence of a phrase in ``text`` names, left to right.
+_INSIDE = _Named(frozenset())
+"""Marks the words after the first of a phrase's occurrence (it names nothing)."""
+
+COORDINATORS = frozenset(("and", "or"))
+"""Words that join modifiers: "a brown and white dog"."""
+
+
+def _occurrences(text: str) -> tuple[list[str], list[Optional[_Named]]]:
+    """``text``'s words and, by word, what the occurrence of a phrase starting there names
+    (``None``: no phrase starts there; :data:`_INSIDE`: a later word of one).
 
     At each word the longest phrase that starts there is read first; the words of an occurrence
     are not read again.  A phrase that starts with a function word (``A-bomb``, ``AND gate``) is
-    not read where a phrase starts at its second word (``bomb``, ``gate``).  Only positions whose first two words start some longer phrase are
-    visited one by one; one-word phrases are looked up in one pass.
+    not read where a phrase starts at its second word (``bomb``, ``gate``).  Only positions whose
+    first two words start some longer phrase are visited one by one; one-word phrases are looked
+    up in one pass.
+
+    >>> words, found = _occurrences("two hot dogs")
+    >>> [labels.label_for(min(n.synsets)) if n not in (None, _INSIDE) else n for n in found]
+    [None, 'hotdog, hot dog, red hot', <_INSIDE>]
     """
     words_index, phrases, lengths = _index()
     words = _words(text)
@@ -246,10 +279,31 @@ def _occurrences(text: str) -> list[_Named]:
             phrase = tuple(words[position : position + length])
             named = phrases.get(phrase)
             if named is not None:
-                found[position : position + len(phrase)] = (named,) + (None,) * (len(phrase) - 1)
+                found[position : position + len(phrase)] = (named,) + (_INSIDE,) * (len(phrase) - 1)
                 covered_to = position + len(phrase)
                 break
-    return list(filter(None, found))
+    return words, found
+
+
+def _modifies(words: list[str], found: list[Optional[_Named]], position: int) -> bool:
+    """Whether the occurrence at ``position`` modifies the one after it: followed at once by
+    another occurrence ("black dog", "dog bed"), or by *and* / *or* and a modifier ("brown and
+    white dog").
+
+    >>> words, found = _occurrences("a brown and white dog or a cat")
+    >>> [(word, _modifies(words, found, i)) for i, word in enumerate(words) if found[i] not in (None, _INSIDE)]
+    [('brown', True), ('white', True), ('dog', False), ('cat', False)]
+    """
+    end = position + 1
+    while end < len(found) and found[end] is _INSIDE:
+        end += 1
+    if end < len(found) and found[end] is not None:
+        return True
+    after = end + 1
+    return (
+        after < len(found) and words[end] in COORDINATORS and found[after] not in (None, _INSIDE)
+        and _modifies(words, found, after)
+    )
 
 
 def named_synsets(text: str) -> set[str]:
@@ -258,7 +312,7 @@ def named_synsets(text: str) -> set[str]:
     >>> [labels.label_for(w) for w in named_synsets("Two hot-dogs, no dogma.")]
     ['hotdog, hot dog, red hot']
     """
-    return set().union(*(occurrence.synsets for occurrence in _occurrences(text)))
+    return set().union(*(named.synsets for named in filter(None, _occurrences(text)[1])))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -292,16 +346,18 @@ def label_hit(answer: str, wnid: str, *, max_depth: int = 3, exclusive: bool = T
         return LabelHit("unknown", None)
     up, up_set, near = _label_view(wnid, max_depth)
     named, nearest = False, None
-    for occurrence in _occurrences(answer):
+    words, found = _occurrences(answer)
+    for position, occurrence in zip(compress(count(), found), filter(None, found), strict=True):
+        if occurrence is _INSIDE:
+            continue
         synsets = occurrence.synsets
-        above = occurrence.above()
-        if wnid in synsets or wnid in above:
+        if wnid in synsets or wnid in occurrence.above():
             named = True
         elif not up_set.isdisjoint(synsets):
             depth = min(up[synset] for synset in synsets if synset in up)
             if depth <= max_depth and (nearest is None or depth < nearest):
                 nearest = depth
-        elif exclusive and not near.isdisjoint(above):
+        elif exclusive and not near.isdisjoint(occurrence.within(max_depth)) and not _modifies(words, found, position):
             return LabelHit("hedged", None)
     if named:
         return LabelHit("named", 0)

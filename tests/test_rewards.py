@@ -193,10 +193,31 @@ def test_hedging_across_classes_scores_zero_unless_not_exclusive():
     assert label_hit("A cat.", DOG, exclusive=False) == LabelHit("missed", None)
 
 
-def test_competitors_reach_as_far_as_max_depth():
-    # horse shares only animal (2 up, via domestic animal) and placental (3 up) with dog
-    assert label_hit("A dog or a horse.", DOG, max_depth=1) == LabelHit("named", 0)
-    assert label_hit("A dog or a horse.", DOG, max_depth=2) == LabelHit("hedged", None)
+def test_competitors_share_an_ancestor_within_max_depth_of_both():
+    # cat and dog are both 2 links below carnivore (cat -> feline -> carnivore, dog -> canine -> carnivore)
+    assert label_hit("A dog or a cat.", DOG, max_depth=1) == LabelHit("named", 0)
+    assert label_hit("A dog or a cat.", DOG, max_depth=2) == LabelHit("hedged", None)
+    # horse and dog meet at placental: 3 links above dog but 4 above horse
+    # (horse -> equine -> odd-toed ungulate -> ungulate -> placental)
+    assert label_hit("A dog or a horse.", DOG, max_depth=3) == LabelHit("named", 0)
+    assert label_hit("A dog or a horse.", DOG, max_depth=4) == LabelHit("hedged", None)
+
+
+def test_a_general_ancestor_alone_makes_no_competitor():
+    # "Black" is also n09636339 Black person (-> person -> organism: 2 links); organism is 3 links
+    # above dog (dog -> domestic animal -> animal -> organism): within max_depth of both, a hedge
+    assert label_hit("A dog, black.", DOG) == LabelHit("hedged", None)
+    # grass descends from organism too, but many links below it
+    assert label_hit("A dog on the grass.", DOG) == LabelHit("named", 0)
+
+
+def test_a_word_before_another_named_one_modifies_it_and_competes_with_nothing():
+    assert label_hit("A black dog.", DOG) == LabelHit("named", 0)
+    assert label_hit("A brown and white dog.", DOG) == LabelHit("named", 0)  # coordinated modifiers
+    assert label_hit("A black and white dog.", DOG) == LabelHit("named", 0)  # "black and white" is one lemma
+    assert label_hit("A dog and a black cat.", DOG) == LabelHit("hedged", None)  # cat itself is no modifier
+    assert label_hit("A black cat and a dog.", DOG) == LabelHit("hedged", None)
+    assert label_hit("A cat or dog.", DOG) == LabelHit("hedged", None)  # "or" joins heads, not modifiers
 
 
 def test_unrelated_things_are_no_hedge():
