@@ -138,8 +138,10 @@ def render_card(
     source: Optional[str] = None,
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
     sample_note: Optional[str] = None,
+    where: Optional[str] = None,
 ) -> str:
-    """Full README.md text for shards of the given per-split ``sizes``."""
+    """Full README.md text for shards of the given per-split ``sizes``; ``where`` is the query
+    that selected the rows (``export --where``)."""
     rows = "\n".join(f"| {split} | {size['num_examples']:,} |" for split, size in sizes.items())
     note = f"\n> **Note.** {sample_note}\n" if sample_note else ""
     columns = "\n".join(
@@ -151,7 +153,7 @@ def render_card(
 ImageNet-21k images, each with two (thinking, answer) pairs from two reasoning vision-language
 models, in the layout of the published corpus [`{schema.HUB_REPO}`](https://huggingface.co/datasets/{schema.HUB_REPO})
 (arXiv [2510.01582](https://arxiv.org/abs/2510.01582)) plus provenance columns.
-Written by `imagenet-think` {__version__}{f" from `{source}`" if source else ""}.
+Written by `imagenet-think` {__version__}{f" from `{source}`" if source else ""}.{f" Rows: those `imagenet-think view` lists for `{where}` (`export --where`)." if where else ""}
 
 | split | rows |
 |---|---|

@@ -95,3 +95,13 @@ def hypernyms(wnid: str, max_depth: Optional[int] = None) -> list[str]:
                 next_frontier.extend(table[parent][0])
         frontier, depth = next_frontier, depth + 1
     return list(seen)
+
+
+def synset_ids() -> list[str]:
+    """Every wnid of the table: the ImageNet-21k synsets and their ancestors, in table order.
+
+    >>> ids = synset_ids()
+    >>> "n02084071" in ids and "n00001740" in ids
+    True
+    """
+    return list(_synsets())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imagenet_think.cli import add_source_argument
+from imagenet_think.cli import add_source_argument, add_where_argument, check_where
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES, export_hub_layout, split_sizes
 
@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of rows in the validation split, by a hash of their id")
     parser.add_argument("--max-shard-mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
                         help="target size of one Parquet shard, in MiB of Arrow data")
-    parser.add_argument("--limit", type=int, help="export at most N rows per split")
+    add_where_argument(parser)
+    parser.add_argument("--limit", type=int, help="export at most N rows per split (of those --where keeps)")
     parser.add_argument("--pretty-name", default="ImageNet-Think", help="title of the dataset card")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/data directory")
     parser.add_argument("--push-to-hub", metavar="REPO",
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``imagenet-think export``."""
+    check_where(args.where)
     readme = export_hub_layout(
         args.source,
         args.out_dir,
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         max_shard_bytes=int(args.max_shard_mb * 2**20),
         overwrite=args.overwrite,
         limit=args.limit,
+        where=args.where,
         push_to_hub=args.push_to_hub,
         pretty_name=args.pretty_name,
     )

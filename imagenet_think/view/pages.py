@@ -17,12 +17,14 @@ from __future__ import annotations
 import html
 import json
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 from urllib.parse import quote
 
 from imagenet_think import schema
-from imagenet_think.view.query import SORTS, Query, Selection
+from imagenet_think.view.query import SIGNAL_SORTS, SORTS, Query, Selection
+from imagenet_think.view.signals import LABEL_KINDS
 
 UNMARKED_WORDS = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to was were with".split()
@@ -112,24 +114,50 @@ def _options(values: Mapping[str, str], selected: str) -> str:
     )
 
 
-def _filters(query: Query, splits: Sequence[str]) -> str:
+def _choice(name: str, label: str, choices: Mapping[str, str], chosen: Sequence[str]) -> str:
+    """A select of one of ``choices`` (several chosen, as a shared URL may hold, stay selectable)."""
+    values = {"": label, **choices}
+    if len(chosen) > 1:
+        values[",".join(chosen)] = " or ".join(chosen)
+    return f'<select name="{name}" aria-label="{e(label)}">{_options(values, ",".join(chosen))}</select>'
+
+
+def _bounds(stem: str, label: str, query: Query, step: str, maximum: str = "") -> str:
+    """Two number boxes, ``STEM_min`` and ``STEM_max``."""
+    params = query.params()
+    most = f' max="{maximum}"' if maximum else ""
+    boxes = [
+        f'<input type="number" name="{stem}_{end}" value="{e(params.get(f"{stem}_{end}", ""))}" min="0"{most} '
+        f'step="{step}" placeholder="{end}" aria-label="{e(label)} {end}">'
+        for end in ("min", "max")
+    ]
+    return f'<label class="range">{e(label)} {boxes[0]}–{boxes[1]}</label>'
+
+
+def _filters(query: Query, splits: Sequence[str], finish_reasons: Sequence[str] = (), class_value: str = "") -> str:
     teachers = {"": "both teachers", **{name: f"{name} (pair {p})" for p, name in schema.TEACHER_NAMES.items()}}
-    statuses = {"": "any status", **{s: s for s in schema.STATUSES}}
-    if len(query.status) > 1:  # several statuses come from a shared URL; keep them selectable
-        statuses[",".join(query.status)] = " or ".join(query.status)
     per_page = f'<input type="hidden" name="per_page" value="{query.per_page}">' if "per_page" in query.params() else ""
     split = (
         f'<label>split <select name="split">{_options({"": "all", **{s: s for s in splits}}, query.split)}</select></label>'
         if len(splits) > 1 or query.split
         else ""
     )
+    reasons = {r: f"finish {r}" for r in dict.fromkeys([*finish_reasons, *query.finish])}
+    quality = query.check or query.finish or any(k in query.params() for k in ("agree_min", "agree_max", "tokens_min", "tokens_max"))
     return f"""<form class="filters" method="get" action="/">
 <input type="search" name="q" value="{e(query.q)}" placeholder="search reasoning and answers" aria-label="text search">
-<select name="status" aria-label="status">{_options(statuses, ",".join(query.status))}</select>
+{_choice("status", "any status", {s: s for s in schema.STATUSES}, query.status)}
 <select name="teacher" aria-label="teacher">{_options(teachers, schema.TEACHER_NAMES.get(query.teacher, ""))}</select>
 <select name="sort" aria-label="sort">{_options(SORTS, query.sort)}</select>
-<input type="text" name="wnid" value="{e(query.wnid)}" placeholder="wnid" size="10" aria-label="wnid">
+<input type="search" name="class" value="{e(class_value)}" placeholder="class name or wnid" list="class-options" autocomplete="off" aria-label="class">
+<datalist id="class-options"></datalist>
 {split}{per_page}<button type="submit">Apply</button> <a class="reset" href="/">reset</a>
+<details class="quality"{" open" if quality else ""}><summary>quality filters</summary>
+{_choice("check", "any label check", {k: f"label {k}" for k in LABEL_KINDS}, query.check)}
+{_choice("finish", "any finish reason", reasons, query.finish)}
+{_bounds("agree", "answers agree", query, "any", "1")}
+{_bounds("tokens", "tokens", query, "1")}
+</details>
 </form>"""
 
 
@@ -142,6 +170,46 @@ def _chips(query: Query, counts: Mapping[str, int], total: int) -> str:
         chips.append(f'<a class="chip s-{e(status)}{on}" href="{e(url)}">{e(status)} <b>{count:,}</b></a>')
     whose = f"pair {query.teacher}" if query.teacher else "either pair"
     return f'<nav class="chips" aria-label="records per status ({whose})">{"".join(chips)}</nav>'
+
+
+def _check_chips(query: Query, selection: Selection) -> str:
+    """Records per label check, as links that filter on it (when the checks are computed)."""
+    if not selection.check_counts and not query.check:
+        return ""
+    current = set(query.check)
+    chips = [f'<a class="chip{"" if current else " on"}" href="{e(query.to_url("/", check=(), page=1))}">any label check <b>{selection.before_check:,}</b></a>']
+    for kind, count in selection.check_counts.items():
+        on = " on" if kind in current else ""
+        url = query.to_url("/", check=(kind,), page=1)
+        chips.append(f'<a class="chip c-{e(kind)}{on}" href="{e(url)}">{e(kind)} <b>{count:,}</b></a>')
+    whose = f"pair {query.teacher}" if query.teacher else "either pair"
+    return f'<nav class="chips checks" aria-label="records per label check ({whose})">{"".join(chips)}</nav>'
+
+
+def export_commands(source: str, query: Query) -> list[str]:
+    """The commands that export the records of this view (``--where`` = :meth:`Query.where`):
+    in Hub layout, and as SFT data of the view's teacher (or GLM) and split (or ``train``).
+
+    >>> export_commands("runs/my corpus", Query(status=("ok",), teacher=2, q="red fox"))[0]
+    "imagenet-think export 'runs/my corpus' OUT --where 'status=ok&teacher=kimi&q=red+fox'"
+    """
+    where = query.where()
+    option = f" --where {shlex.quote(where)}" if where else ""
+    sft = f"imagenet-think export-sft {shlex.quote(source)} --format trl --out OUT"
+    sft += f" --teacher {query.teacher}" if query.teacher else ""
+    sft += f" --split {shlex.quote(query.split)}" if query.split else ""
+    return [f"imagenet-think export {shlex.quote(source)} OUT{option}", sft + option]
+
+
+def _export(source: str, query: Query, total: int) -> str:
+    lines = "".join(
+        f'<div class="command"><input type="text" readonly value="{e(c)}" aria-label="command" id="export-{i}">'
+        f'<button type="button" class="copy" data-copy="export-{i}">copy</button></div>'
+        for i, c in enumerate(export_commands(source, query))
+    )
+    ordered = " (in file order; the sort is the viewer's)" if query.sort else ""
+    return f"""<details class="export"><summary>export these {total:,} records</summary>
+<p class="muted">In Hub layout, or as SFT data{ordered}:</p>{lines}</details>"""
 
 
 def _pager(query: Query, total: int) -> str:
@@ -164,21 +232,41 @@ def _pager(query: Query, total: int) -> str:
     return f'<nav class="pager"><span class="shown">records {shown}</span> {" ".join(links)}</nav>'
 
 
+def hit_html(hit: Mapping[str, str]) -> str:
+    """A text search hit (:func:`imagenet_think.view.query.hit_snippet`) as HTML: where, then the
+    match marked in its context.
+
+    >>> hit_html({"field": "answer_2", "before": "a <b>", "match": "Fox", "after": "."})
+    '<p class="hit"><span class="where">kimi answer</span> a &lt;b&gt;<mark>Fox</mark>.</p>'
+    """
+    field, pair = hit["field"].rsplit("_", 1)
+    where = f'{schema.TEACHER_NAMES[int(pair)]} {"reasoning" if field == "think" else field}'
+    return f'<p class="hit"><span class="where">{e(where)}</span> {e(hit["before"])}<mark>{e(hit["match"])}</mark>{e(hit["after"])}</p>'
+
+
 def _card(row: Mapping[str, Any], query: Query) -> str:
     pairs = []
     for pair, name in schema.TEACHER_NAMES.items():
         think = row.get(f"think_chars_{pair}")
+        tokens = row.get(f"num_tokens_{pair}")
+        check = row.get(f"check_{pair}")
         pairs.append(
-            f'<li>{badge(row[f"status_{pair}"], name + " ")} <span class="len" title="reasoning length">'
-            f"{_number(think)} ch</span></li>"
+            f'<li>{badge(row[f"status_{pair}"], name + " ")}'
+            + (f' <span class="check-kind c-{e(check)}" title="label check">{e(check)}</span>' if check else "")
+            + f' <span class="len" title="reasoning length">{_number(think)} ch'
+            + (f" · {tokens:,} tok" if tokens is not None else "")
+            + "</span></li>"
         )
     label = row["label"] or row["wnid"] or "no label"
+    agreement = row.get("agreement")
+    agree = f'<span class="agree" title="agreement of the two answers">agree {agreement:.2f}</span>' if agreement is not None else ""
+    hit = hit_html(row["hit"]) if row.get("hit") else ""
     return f"""<article class="card" data-id="{e(row["id"])}">
 <a class="thumb" href="{e(record_url(row["id"], query))}"><img src="{e(asset_url("thumb", row["id"]))}" alt="" loading="lazy" width="240" height="240"></a>
 <div class="card-body">
 <a class="record-id" href="{e(record_url(row["id"], query))}">{e(row["id"])}</a>
 <a class="label" href="{e(query.to_url("/", wnid=row["wnid"], page=1))}" title="{e(row["wnid"])}">{e(label)}</a>
-<ul class="pairs">{"".join(pairs)}</ul>
+<ul class="pairs">{"".join(pairs)}</ul>{agree}{hit}
 </div>
 </article>"""
 
@@ -190,9 +278,13 @@ def list_page(
     selection: Selection,
     splits: Sequence[str],
     problems: Sequence[str] = (),
+    finish_reasons: Sequence[str] = (),
+    class_value: str = "",
 ) -> str:
-    """The paged record grid (``rows`` are the index rows of the page) under the filter form
-    and the per-status counts."""
+    """The paged record grid (``rows`` are the index rows of the page, with the text search's
+    ``hit`` and the signals when known) under the filter form, the per-status (and label
+    check) counts and the commands that export the selection.  ``finish_reasons`` are the
+    corpus' (for the form); ``class_value`` shows the ``wnid=`` class in the class box."""
     if rows:
         empty = ""
     elif not splits:  # a regenerate output before its first file
@@ -201,15 +293,49 @@ def list_page(
         empty = '<p class="empty">No records here. <a href="/">Show all records</a>.</p>'
     cards = "\n".join(_card(row, query) for row in rows)
     pager = _pager(query, selection.total)
-    body = f"""{_filters(query, splits)}
+    body = f"""{_filters(query, splits, finish_reasons, class_value)}
 {_chips(query, selection.counts, selection.before_status)}
+{_check_chips(query, selection)}
 {pager}
 <section class="grid">
 {cards}
 </section>
 {empty}{pager}
+{_export(source, query, selection.total)}
 <p class="keys"><kbd>/</kbd> search · <kbd>←</kbd> <kbd>→</kbd> previous and next page</p>"""
     return document("records", body, source, problems, page="list")
+
+
+def computing_page(
+    source: str, query: Query, progress: Any, splits: Sequence[str], problems: Sequence[str] = (),
+    finish_reasons: Sequence[str] = (), class_value: str = "",
+) -> str:
+    """What the list shows while the quality signals its filters need are being computed
+    (``progress``: ``done`` and ``total`` records); the response makes it reload itself."""
+    share = progress.done / progress.total if progress.total else 1.0
+    body = f"""{_filters(query, splits, finish_reasons, class_value)}
+<p class="computing" role="status">Computing the answer agreement and label checks of {progress.total:,} records
+(once, then kept): {progress.done:,} done ({share:.0%}). This page reloads by itself;
+<a href="{e(query.to_url("/", check=(), agree_min=None, agree_max=None, sort="" if query.sort in SIGNAL_SORTS else query.sort, page=1))}">without these filters</a>
+the records show now.</p>"""
+    return document("computing", body, source, problems, page="computing")
+
+
+def pick_class_page(source: str, query: Query, text: str, candidates: Sequence[Any]) -> str:
+    """The classes a typed name stands for (``candidates``, :class:`~imagenet_think.view.classes.ClassMatch`),
+    each a link to the list of that class; or that none matches."""
+    if candidates:
+        items = "".join(
+            f'<li><a href="{e(query.to_url("/", wnid=m.wnid, page=1))}">{e(m.label)}</a> <code>{e(m.wnid)}</code>'
+            f' <span class="muted">{f"a kind of {e(m.kind_of)} · " if m.kind_of else ""}'
+            f'{f"{m.records:,} records" if m.records else "not in this corpus"}</span></li>'
+            for m in candidates
+        )
+        body = f'<section class="pick"><h1>“{e(text)}” names {len(candidates)} classes</h1><ul>{items}</ul>'
+    else:
+        body = f'<section class="pick"><h1>No class is named “{e(text)}”</h1>'
+    body += f'<p><a href="{e(query.to_url("/", page=1))}">Back to the records</a></p></section>'
+    return document("pick a class", body, source, page="pick")
 
 
 def _check(verdict: Optional[bool]) -> str:

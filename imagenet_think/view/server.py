@@ -4,7 +4,9 @@ Routes (``GET`` and ``HEAD``; anything else is refused)::
 
     /                   the record list; filters, sort and page in the query string
     /record/<id>        one record (the list's query string gives previous/next)
-    /api/records        the list as JSON
+    /api/records        the list as JSON (503 with Retry-After while the quality signals a
+                        filter needs are still being computed)
+    /api/classes        classes matching ``q=`` (a name or wnid), the corpus' first, as JSON
     /api/record/<id>    one record as JSON (image as path, size and format)
     /image/<id>         the image, its stored bytes
     /thumb/<id>         a JPEG thumbnail made with Pillow, kept in a bounded memory cache
@@ -25,17 +27,21 @@ import io
 import ipaddress
 import json
 import logging
+import re
 import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pyarrow.compute as pc
+
+from imagenet_think import labels, schema
 from imagenet_think.images import image_kind
-from imagenet_think.view import pages
+from imagenet_think.view import classes, pages
 from imagenet_think.view.cache import BoundedCache
-from imagenet_think.view.corpus import Corpus, Snapshot
-from imagenet_think.view.query import Query, QueryError, select
+from imagenet_think.view.corpus import Corpus, SignalProgress, Snapshot
+from imagenet_think.view.query import FINISH_REASONS, Query, QueryError, Selection, hit_snippet, search_columns, select
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ THUMBNAIL_SIZE = 240
 THUMBNAIL_CACHE_BYTES = 32 * 2**20
 
 PAGE_POLICY = (
-    "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
+    "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
@@ -56,6 +62,12 @@ class Response:
     body: bytes
     content_type: str
     cache: str = "no-store"
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+SIGNAL_WAIT = 1.0
+"""Seconds a request that filters on the quality signals waits for them before it answers that
+they are still being computed (the page then reloads itself)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -130,6 +142,7 @@ class Viewer:
         self.thumbnail_size = thumbnail_size
         self.static = static_files()
         self._thumbnails = BoundedCache(THUMBNAIL_CACHE_BYTES)
+        self._facts: dict[str, tuple[tuple, Any]] = {}
 
     @property
     def source(self) -> str:
@@ -159,6 +172,8 @@ class Viewer:
                 return self._list(params, api=False)
             case ["api", "records"]:
                 return self._list(params, api=True)
+            case ["api", "classes"]:
+                return self._suggestions(params)
             case ["record", record_id] if record_id:
                 return self._record(record_id, params, api=False)
             case ["api", "record", record_id] if record_id:
@@ -183,19 +198,99 @@ class Viewer:
             raise NotFound(f"no record with id {record_id!r} in {self.source}")
         return position
 
-    def _selection(self, snapshot: Snapshot, query: Query):
+    def _selection(self, snapshot: Snapshot, query: Query) -> tuple[Selection, Any]:
+        """The query's selection and the index it was made from (with the signal columns when
+        the query needs them or they are ready); a :class:`SignalProgress` instead of the
+        selection while the signals it needs are being computed."""
+        index = snapshot.index
+        signals = self.corpus.signals(snapshot, wait=SIGNAL_WAIT) if query.needs_signals else self.corpus.ready_signals(snapshot)
+        if isinstance(signals, SignalProgress):
+            return signals, index
+        if signals is not None:
+            for name in signals.column_names:
+                index = index.append_column(name, signals[name])
         match = self.corpus.search(snapshot, query.q, query.pairs) if query.q else None
-        return select(snapshot.index, query, match)
+        return select(index, query, match), index
+
+    def _per_snapshot(self, name: str, snapshot: Snapshot, make: Callable[[], Any]) -> Any:
+        """``make()``, kept under ``name`` until the corpus' files change."""
+        keys = tuple(f.key for f in snapshot.files)
+        kept = self._facts.get(name)
+        if kept is None or kept[0] != keys:
+            kept = self._facts[name] = (keys, make())
+        return kept[1]
+
+    def present_classes(self, snapshot: Snapshot) -> dict[str, tuple[str, int]]:
+        """The corpus' classes (:func:`classes.corpus_classes`)."""
+        return self._per_snapshot("classes", snapshot, lambda: classes.corpus_classes(snapshot.index))
+
+    def finish_reasons(self, snapshot: Snapshot) -> list[str]:
+        """The ``finish=`` values the corpus holds (``none`` for a pair without a reason)."""
+
+        def found() -> list[str]:
+            columns = [pc.fill_null(snapshot.index[f"finish_reason_{p}"], "none") for p in schema.TEACHER_NAMES]
+            values = set().union(*(pc.unique(c).to_pylist() for c in columns))
+            return [r for r in FINISH_REASONS if r in values] + sorted(values - set(FINISH_REASONS))
+
+        return self._per_snapshot("finish_reasons", snapshot, found)
+
+    def _form_facts(self, snapshot: Snapshot, query: Query) -> dict[str, Any]:
+        """What the filter form shows besides the query: the corpus' finish reasons, the class."""
+        value = ""
+        if query.wnid:
+            label, records = self.present_classes(snapshot).get(query.wnid, (labels.label_for(query.wnid), 0))
+            value = classes.ClassMatch(query.wnid, label, records).option if label else query.wnid
+        return {"finish_reasons": self.finish_reasons(snapshot), "class_value": value}
+
+    def _suggestions(self, params: dict[str, list[str]]) -> Response:
+        text = (params.get("q") or [""])[0]
+        limit = (params.get("limit") or [str(classes.SUGGESTIONS)])[0]
+        if not re.fullmatch("[0-9]{1,3}", limit) or not 1 <= int(limit) <= 100:
+            raise QueryError(f"limit={limit!r}: give a whole number from 1 to 100")
+        found = classes.suggest(text, self.present_classes(self.corpus.refresh()), int(limit))
+        return _json(200, {"q": text, "classes": [{**dataclasses.asdict(m), "option": m.option, "kind_of": m.kind_of} for m in found]})
+
+    def _pick_class(self, params: dict[str, list[str]], api: bool) -> Optional[Response]:
+        """``class=NAME`` (the class box) stands for ``wnid=``: the page redirects to the list of
+        that class, or, when the name stands for several classes or none, offers them to pick
+        from; the API uses the class, or says which ones the name stands for."""
+        if "class" not in params:
+            return None
+        text = " ".join(params.pop("class")).strip()
+        params.pop("wnid", None)
+        query = Query.from_params(params)
+        found = classes.resolve(text, self.present_classes(self.corpus.refresh())) if text else []
+        if api and len(found) == 1:
+            params["wnid"] = [found[0].wnid]
+            return None
+        if api:
+            names = ", ".join(m.option for m in found[:10]) or "no class"
+            raise QueryError(f"class={text!r} names {len(found)} classes ({names}); give wnid= instead")
+        if not text or len(found) == 1:
+            return _redirect(query.to_url("/", wnid=found[0].wnid if found else "", page=1))
+        html = pages.pick_class_page(self.source, query, text, found)
+        return Response(200, html.encode(), "text/html; charset=utf-8")
 
     def _list(self, params: dict[str, list[str]], api: bool) -> Response:
+        picked = self._pick_class(params, api)
+        if picked is not None:
+            return picked
         query = Query.from_params(params)
         snapshot = self.corpus.refresh()
-        selection = self._selection(snapshot, query)
-        rows = snapshot.index.take(selection.page(query)).to_pylist()
+        selection, index = self._selection(snapshot, query)
+        if isinstance(selection, SignalProgress):
+            return self._computing(query, selection, snapshot, api)
+        positions = selection.page(query)
+        rows = index.take(positions).to_pylist()
         for row in rows:
             row["file"] = self.corpus.relative(snapshot.files[row["file"]].path)
+        if query.q:
+            columns = search_columns(query.pairs)
+            for row, texts in zip(rows, self.corpus.rows(snapshot, positions, columns)):
+                row["hit"] = hit_snippet(texts, query.q, columns)
         if not api:
-            html = pages.list_page(self.source, query, rows, selection, snapshot.splits, snapshot.problems)
+            html = pages.list_page(self.source, query, rows, selection, snapshot.splits, snapshot.problems,
+                                   **self._form_facts(snapshot, query))
             return Response(200, html.encode(), "text/html; charset=utf-8")
         for row in rows:
             row.update(url=pages.record_url(row["id"]), image=pages.asset_url("image", row["id"]),
@@ -205,16 +300,32 @@ class Viewer:
             {
                 "source": self.source,
                 "query": query.params(),
+                "where": query.where(),
                 "total": selection.total,
                 "page": query.page,
                 "per_page": query.per_page,
                 "pages": max(1, -(-selection.total // query.per_page)),
                 "counts": selection.counts,
                 "before_status": selection.before_status,
+                **({"check_counts": selection.check_counts, "before_check": selection.before_check} if "check_1" in index.column_names else {}),
                 "records": rows,
                 "problems": list(snapshot.problems),
             },
         )
+
+    def _computing(self, query: Query, progress: SignalProgress, snapshot: Snapshot, api: bool) -> Response:
+        """The answer while the signals a query needs are being computed: the page says how far
+        it is and reloads itself; the API answers 503 with ``Retry-After``."""
+        retry = {"Retry-After": "2"}
+        message = (f"computing the answer agreement and label checks of {progress.total:,} records: "
+                   f"{progress.done:,} done; retry in a moment")
+        if api:
+            response = _json(503, {"error": message, "computing": dataclasses.asdict(progress)})
+            response.headers.update(retry)
+            return response
+        html = pages.computing_page(self.source, query, progress, snapshot.splits, snapshot.problems,
+                                    **self._form_facts(snapshot, query))
+        return Response(200, html.encode(), "text/html; charset=utf-8", headers={"Refresh": "2"})
 
     def _record(self, record_id: str, params: dict[str, list[str]], api: bool) -> Response:
         query = Query.from_params(params)
@@ -229,7 +340,9 @@ class Viewer:
         if api:
             image.update(url=pages.asset_url("image", record_id), thumbnail=pages.asset_url("thumb", record_id))
             return _json(200, {**record, "image": image})
-        selection = self._selection(snapshot, query)
+        selection, _ = self._selection(snapshot, query)
+        if isinstance(selection, SignalProgress):
+            return self._computing(query, selection, snapshot, api)
         found = (selection.positions == position).nonzero()[0]
         k = int(found[0]) if len(found) else None
         neighbours = [None, None]
@@ -278,6 +391,11 @@ def _json(status: int, payload: dict) -> Response:
     return Response(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json; charset=utf-8")
 
 
+def _redirect(location: str) -> Response:
+    """A ``303 See Other`` to ``location`` (a path on this server)."""
+    return Response(303, b"", "text/plain; charset=utf-8", headers={"Location": location})
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "imagenet-think-view"
     protocol_version = "HTTP/1.1"
@@ -297,6 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Content-Security-Policy", PAGE_POLICY if response.content_type.startswith("text/html") else "default-src 'none'")
+        for name, value in response.headers.items():
+            self.send_header(name, value)
         self.end_headers()
         if send_body:
             self.wfile.write(response.body)
@@ -315,6 +435,10 @@ class ViewServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.viewer.corpus.close()
 
     @property
     def url(self) -> str:
