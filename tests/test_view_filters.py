@@ -1,0 +1,381 @@
+"""The viewer's quality filters (label check, finish reason, agreement, token count), search hits
+in the grid, the class box, and ``export --where``: real servers on 127.0.0.1, expectations
+derived from the rows with the library's own measures (browser checks in
+test_view_browser.py)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shlex
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, quote
+
+import pyarrow.parquet as pq
+import pytest
+
+from imagenet_think import schema
+from imagenet_think.quality import agreement
+from imagenet_think.view import server as view_server
+from tests.test_view import api, get, ids_of, sample_rows, serving, write_rows
+
+PAIRS = tuple(schema.TEACHER_NAMES)
+
+
+def tokens_of(row: dict, pair: int) -> int:
+    return (len(row[f"think_{pair}"] or "") + len(row[f"answer_{pair}"] or "")) // 4
+
+
+def corpus_rows() -> list[dict]:
+    """The sample's rows with token counts, a pair without a finish reason, and a missing pair:
+    the cases the sample itself lacks."""
+    rows = []
+    for i, row in enumerate(sample_rows()):
+        row = {k: v for k, v in row.items() if k not in ("split", "file")}
+        for p in PAIRS:
+            row[f"num_tokens_{p}"] = tokens_of(row, p)
+        rows.append(row)
+    rows[4]["num_tokens_2"] = None  # one pair without a count
+    rows[7]["num_tokens_1"] = rows[7]["num_tokens_2"] = None  # a record without any
+    rows[6]["finish_reason_1"] = None  # an existing pair that recorded no reason
+    rows[9].update(status_2="missing", think_2=None, answer_2=None, finish_reason_2=None, num_tokens_2=None)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, list[dict]]:
+    rows = corpus_rows()
+    splits = [r["split"] for r in sample_rows()]
+    train, validation = splits.index("validation"), splits.count("validation")
+    assert splits == ["train"] * train + ["validation"] * validation  # the sample, in the viewer's order
+    root = tmp_path_factory.mktemp("filters") / "corpus"
+    write_rows(root / "data" / "train-00000-of-00002.parquet", rows[:12], row_group_size=5)
+    write_rows(root / "data" / "train-00001-of-00002.parquet", rows[12:train], row_group_size=5)
+    write_rows(root / "data" / "validation-00000-of-00001.parquet", rows[train:], row_group_size=5)
+    return root, rows
+
+
+@pytest.fixture(scope="module")
+def server(corpus):
+    with serving(corpus[0]) as running:
+        yield running
+
+
+def wait_for_signals(server, query: str = "check=named") -> dict:
+    """The API's answer once the quality signals are computed (503 until then)."""
+    deadline = time.monotonic() + 120
+    while True:
+        status, headers, body = get(server, "/api/records?per_page=500&" + query)
+        if status == 200:
+            return json.loads(body)
+        assert status == 503 and headers["retry-after"] == "2", (status, body)
+        assert time.monotonic() < deadline, "signals not computed in 120 s"
+        time.sleep(0.2)
+
+
+def pair_values(row: dict, pairs, field: str) -> list:
+    return [row[f"{field}_{p}"] for p in pairs if row[f"status_{p}"] != "missing" or field == "status"]
+
+
+# --- finish reason and token count (in the index from the start) -----------------------------
+
+
+def test_finish_reason_filter_looks_at_either_pair_or_the_teachers(server, corpus):
+    rows = corpus[1]
+    assert ids_of(server, "finish=length") == [r["id"] for r in rows if "length" in (r["finish_reason_1"], r["finish_reason_2"])]
+    assert ids_of(server, "finish=length&teacher=kimi") == [r["id"] for r in rows if r["finish_reason_2"] == "length"]
+    assert ids_of(server, "finish=length&teacher=glm") == [r["id"] for r in rows if r["finish_reason_1"] == "length"]
+    # none: a pair that exists but recorded no reason (the missing pair of row 9 is not one)
+    assert ids_of(server, "finish=none") == [rows[6]["id"]]
+    assert ids_of(server, "finish=stop,none&teacher=glm") == [r["id"] for r in rows if r["finish_reason_1"] in ("stop", None)]
+    assert ids_of(server, "finish=none&finish=length") == ids_of(server, "finish=length,none")
+
+
+def record_tokens(row: dict, pairs) -> float | None:
+    counts = [row[f"num_tokens_{p}"] for p in pairs if row[f"num_tokens_{p}"] is not None]
+    return max(counts) if counts else None
+
+
+def test_token_range_is_inclusive_and_uses_the_larger_pair_or_the_teachers(server, corpus):
+    rows = corpus[1]
+    counts = sorted({record_tokens(r, PAIRS) for r in rows} - {None})
+    low, high = counts[3], counts[-4]  # bounds that are some record's exact count
+    inside = [r["id"] for r in rows if record_tokens(r, PAIRS) is not None and low <= record_tokens(r, PAIRS) <= high]
+    assert ids_of(server, f"tokens_min={low}&tokens_max={high}") == inside
+    assert any(record_tokens(r, PAIRS) == low for r in rows if r["id"] in inside)
+    assert ids_of(server, f"tokens_min={high}") == [r["id"] for r in rows if (record_tokens(r, PAIRS) or -1) >= high]
+    kimi = [r["id"] for r in rows if r["num_tokens_2"] is not None and r["num_tokens_2"] <= low]
+    assert ids_of(server, f"teacher=kimi&tokens_max={low}") == kimi
+    assert rows[7]["id"] not in ids_of(server, "tokens_min=0")  # no count: left out by any bound
+
+
+def test_sort_by_tokens_puts_records_without_a_count_last(server, corpus):
+    rows = corpus[1]
+    counted = [r for r in rows if record_tokens(r, PAIRS) is not None]
+    uncounted = [r["id"] for r in rows if record_tokens(r, PAIRS) is None]
+    most = [r["id"] for r in sorted(counted, key=lambda r: -record_tokens(r, PAIRS))]
+    assert ids_of(server, "sort=-tokens") == most + uncounted
+    fewest = [r["id"] for r in sorted(counted, key=lambda r: record_tokens(r, PAIRS))]
+    assert ids_of(server, "sort=tokens") == fewest + uncounted
+    glm = sorted((r for r in rows if r["num_tokens_1"] is not None and r["status_1"] != "missing"), key=lambda r: r["num_tokens_1"])
+    assert ids_of(server, "sort=tokens&teacher=glm")[: len(glm)] == [r["id"] for r in glm]
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("agree_min=2", "agree_min='2': give a number from 0 to 1"),
+        ("agree_max=abc", "agree_max='abc': give a number from 0 to 1"),
+        ("agree_min=0.6&agree_max=0.2", "agree_min=0.6 is above agree_max=0.2"),
+        ("tokens_min=-1", "tokens_min='-1': give a whole number from 0"),
+        ("tokens_max=%D9%A3", "tokens_max='٣': give a whole number from 0"),  # an Arabic-Indic three
+        ("tokens_min=9&tokens_max=3", "tokens_min=9 is above tokens_max=3"),
+        ("check=good", "check='good': not a label check"),
+        ("finish=done", "finish='done': not a finish reason"),
+        ("sort=tokenz", "sort='tokenz'"),
+    ],
+)
+def test_bad_filter_values_are_400_with_the_reason(server, query, message):
+    status, _, body = get(server, "/api/records?" + query)
+    assert status == 400 and message in json.loads(body)["error"]
+    status, _, body = get(server, "/?" + query)
+    assert status == 400 and html.escape(message) in body.decode()
+
+
+# --- the quality signals: computed on first use, then filtered and sorted on ------------------
+
+
+def expected_checks(rows: list[dict]) -> list[dict]:
+    from imagenet_think.rewards import label_hit
+
+    return [
+        {p: label_hit(r[f"answer_{p}"], r["wnid"]).kind if r[f"answer_{p}"] else None for p in PAIRS} for r in rows
+    ]
+
+
+def expected_agreement(row: dict) -> float | None:
+    if not (row["answer_1"] and row["answer_2"]):
+        return None
+    return agreement([row["answer_1"]], [row["answer_2"]])[0]
+
+
+def test_signals_wait_for_first_use_and_the_page_says_they_are_being_computed(corpus, monkeypatch):
+    monkeypatch.setattr(view_server, "SIGNAL_WAIT", 0.0)  # answer at once, whatever the workers do
+    with serving(corpus[0]) as server:
+        for path in ("/", "/?sort=-think&finish=length", "/api/records?tokens_min=1"):
+            assert get(server, path)[0] == 200
+        # nothing was computed for those: the first label filter finds no signals yet
+        status, headers, body = get(server, "/api/records?check=missed")
+        assert status == 503 and headers["retry-after"] == "2"
+        computing = json.loads(body)["computing"]
+        assert computing["total"] == len(corpus[1]) and computing["done"] < computing["total"]
+        status, headers, body = get(server, "/?agree_min=0.1")
+        page = body.decode()
+        assert status == 200 and headers["refresh"] == "2" and "Computing the answer agreement and label checks" in page
+        assert 'href="/">without these filters</a>' in page
+        listing = wait_for_signals(server, "check=missed")
+        assert listing["total"] == sum("missed" in c.values() for c in expected_checks(corpus[1]))
+
+
+def test_label_check_filter_and_counts(server, corpus):
+    rows, checks = corpus[1], expected_checks(corpus[1])
+    listing = wait_for_signals(server, "check=named")
+    assert [r["id"] for r in listing["records"]] == [r["id"] for r, c in zip(rows, checks) if "named" in c.values()]
+    either = {k: sum(k in c.values() for c in checks) for k in ("named", "ancestor", "hedged", "missed", "unknown")}
+    assert listing["check_counts"] == {k: n for k, n in either.items() if n}
+    assert listing["before_check"] == len(rows)
+    for teacher, pair in (("glm", 1), ("kimi", 2)):
+        for kind in ("named", "missed"):
+            assert ids_of(server, f"check={kind}&teacher={teacher}") == [r["id"] for r, c in zip(rows, checks) if c[pair] == kind]
+    # the counts follow the other filters, not check= itself
+    unclosed = api(server, "/api/records?status=unclosed_think&check=named")
+    hits = [c for r, c in zip(rows, checks) if "unclosed_think" in (r["status_1"], r["status_2"])]
+    assert unclosed["before_check"] == len(hits)
+    assert unclosed["check_counts"].get("missed", 0) == sum("missed" in c.values() for c in hits)
+    page = get(server, "/?check=missed")[2].decode()
+    assert f'href="/?check=named">named <b>{either["named"]}</b></a>' in page
+
+
+def test_agreement_range_is_inclusive_and_sorts(server, corpus):
+    rows = corpus[1]
+    wait_for_signals(server)
+    scores = {r["id"]: expected_agreement(r) for r in rows}
+    known = sorted(set(s for s in scores.values() if s is not None))
+    low, high = known[2], known[-3]
+    url = f"agree_min={low!r}&agree_max={high!r}"
+    assert ids_of(server, url) == [r["id"] for r in rows if scores[r["id"]] is not None and low <= scores[r["id"]] <= high]
+    assert ids_of(server, f"agree_max={low!r}") == [r["id"] for r in rows if scores[r["id"]] is not None and scores[r["id"]] <= low]
+    listed = api(server, "/api/records?per_page=500&agree_min=0")["records"]
+    assert {r["id"]: r["agreement"] for r in listed} == {k: v for k, v in scores.items() if v is not None}
+    agreeing = sorted((r for r in rows if scores[r["id"]] is not None), key=lambda r: -scores[r["id"]])
+    without = [r["id"] for r in rows if scores[r["id"]] is None]
+    assert ids_of(server, "sort=-agree") == [r["id"] for r in agreeing] + without
+    least = sorted((r for r in rows if scores[r["id"]] is not None), key=lambda r: scores[r["id"]])
+    assert ids_of(server, "sort=agree") == [r["id"] for r in least] + without
+
+
+def test_signals_follow_a_new_file(tmp_path, corpus):
+    rows = corpus[1]
+    root = tmp_path / "regen"
+    write_rows(root / "data" / "train-00000-00000.parquet", rows[:10], row_group_size=4)
+    with serving(root) as server:
+        first = wait_for_signals(server, "agree_min=0")
+        assert [r["id"] for r in first["records"]] == [r["id"] for r in rows[:10] if expected_agreement(r) is not None]
+        write_rows(root / "data" / "train-00000-00001.parquet", rows[10:], row_group_size=4)
+        after = wait_for_signals(server, "agree_min=0")
+        assert [r["id"] for r in after["records"]] == [r["id"] for r in rows if expected_agreement(r) is not None]
+
+
+# --- search hits in the grid ----------------------------------------------------------------
+
+
+def test_search_shows_where_it_hit(server, corpus):
+    rows = corpus[1]
+    word = "Soccer"
+    listing = api(server, "/api/records?per_page=500&q=" + word)
+    assert listing["records"]
+    for record in listing["records"]:
+        row = next(r for r in rows if r["id"] == record["id"])
+        field = next(f"{f}_{p}" for p in PAIRS for f in ("think", "answer") if word.lower() in (row[f"{f}_{p}"] or "").lower())
+        hit = record["hit"]
+        text = row[field]
+        at = text.lower().index(word.lower())
+        assert hit["field"] == field and hit["match"] == text[at : at + len(word)]
+        assert " ".join(text[:at].split()).endswith(hit["before"].removeprefix("… ").strip())
+        assert " ".join(text[at + len(word) :].split()).startswith(hit["after"].removesuffix(" …").strip())
+    kimi = api(server, "/api/records?per_page=500&teacher=kimi&q=" + word)["records"]
+    assert kimi and all(r["hit"]["field"].endswith("_2") for r in kimi)
+    page = get(server, "/?q=" + word)[2].decode()
+    assert page.count('<p class="hit">') == len(listing["records"]) and f"<mark>{listing['records'][0]['hit']['match']}</mark>" in page
+
+
+def test_search_hit_is_escaped(tmp_path):
+    rows = sample_rows()
+    evil = dict(rows[0], answer_1='before <img src=x onerror="window.__xss=1"> after')
+    write_rows(tmp_path / "evil" / "data" / "train-00000-of-00001.parquet", [evil, *rows[1:3]])
+    with serving(tmp_path / "evil") as server:
+        page = get(server, "/?q=" + quote("<img src=x"))[2].decode()
+    assert "<img src=x" not in page
+    assert '<mark>&lt;img src=x</mark> onerror=&quot;window.__xss=1&quot;&gt; after' in page
+
+
+# --- the class box ---------------------------------------------------------------------------
+
+
+def test_class_suggestions_put_the_corpus_classes_first(server, corpus):
+    rows = corpus[1]
+    found = api(server, "/api/classes?q=BAN")["classes"]
+    bananas = sum(r["wnid"] == "n07753592" for r in rows)
+    assert found[0] == {"wnid": "n07753592", "label": "banana", "records": bananas, "option": "banana · n07753592",
+                        "kind_of": "edible fruit"}
+    assert all(c["records"] == 0 for c in found[1:]) and len(found) == 20
+    assert all("ban" in (c["label"] + ", " + c["option"]).lower() for c in found)
+    assert api(server, "/api/classes?q=&limit=3")["classes"][0]["records"] == max(
+        sum(r["wnid"] == w for r in rows) for w in {r["wnid"] for r in rows})
+    assert get(server, "/api/classes?limit=0")[0] == 400
+
+
+def test_a_class_name_picks_the_class_or_offers_the_candidates(server, corpus):
+    rows = corpus[1]
+    status, headers, _ = get(server, "/?status=ok&class=Banana")
+    assert status == 303 and headers["location"] == "/?status=ok&wnid=n07753592"
+    status, headers, _ = get(server, "/?class=" + quote("banana · n07753592"))  # what a suggestion fills in
+    assert status == 303 and headers["location"] == "/?wnid=n07753592"
+    status, headers, _ = get(server, "/?wnid=n07753592&class=")  # an emptied box: every class
+    assert status == 303 and headers["location"] == "/"
+    page = get(server, "/?class=crane")[2].decode()
+    assert "“crane” names" in page and 'href="/?wnid=n02012849"' in page and 'href="/?wnid=n03126707"' in page
+    assert "a kind of wading bird" in page and "a kind of lifting device" in page
+    assert "No class is named" in get(server, "/?class=xyzzyq")[2].decode()
+    assert ids_of(server, "class=banana") == [r["id"] for r in rows if r["wnid"] == "n07753592"]
+    status, _, body = get(server, "/api/records?class=crane")
+    assert status == 400 and "class='crane' names" in json.loads(body)["error"]
+    listing = get(server, "/?wnid=n07753592")[2].decode()
+    assert 'name="class" value="banana · n07753592"' in listing
+
+
+# --- export --where: the records the viewer lists ---------------------------------------------
+
+
+def exported_ids(out: Path) -> list[str]:
+    files = sorted((out / "data").glob("train-*.parquet")) + sorted((out / "data").glob("validation-*.parquet"))
+    return [i for f in files for i in pq.read_table(f, columns=["id"])["id"].to_pylist()]
+
+
+def page_command(server, query: str, which: int) -> list[str]:
+    """The export command the list page shows for ``query`` (0: export, 1: export-sft), as argv."""
+    page = get(server, "/?" + query)[2].decode()
+    commands = re.findall(r'<input type="text" readonly value="([^"]*)" aria-label="command"', page)
+    return shlex.split(html.unescape(commands[which]))
+
+
+WHERE_QUERIES = [
+    "",
+    "status=unclosed_think",
+    "teacher=kimi&q=the",
+    "finish=length,none&teacher=glm",
+    "tokens_min=60&tokens_max=130",
+    "wnid=n07753592&split=train",
+    "check=missed",
+    "check=named&agree_max=0.3&q=a",
+]
+
+
+@pytest.mark.parametrize("query", WHERE_QUERIES)
+def test_export_where_writes_exactly_the_records_the_viewer_lists(server, corpus, tmp_path, query, capsys):
+    from imagenet_think.cli import main
+
+    listed = (wait_for_signals(server, query) if "check" in query or "agree" in query else api(server, "/api/records?per_page=500&" + query))
+    argv = page_command(server, query, 0)
+    assert argv[:2] == ["imagenet-think", "export"] and argv[3] == "OUT"
+    assert argv[4:5] == (["--where"] if query else []) and parse_qs(argv[5] if query else "") == parse_qs(query)
+    argv[2], argv[3] = str(corpus[0]), str(tmp_path / "out")
+    assert main(argv[1:]) == 0, capsys.readouterr().err
+    assert exported_ids(tmp_path / "out") == [r["id"] for r in listed["records"]]
+
+
+def test_export_sft_where_keeps_the_records_the_viewer_lists(server, corpus, tmp_path, capsys):
+    from imagenet_think.cli import main
+
+    query = "status=ok&teacher=kimi&q=the&tokens_max=150"  # every record listed has a usable kimi pair
+    argv = page_command(server, query, 1)
+    assert argv[:3] == ["imagenet-think", "export-sft", str(corpus[0])] and "--teacher" in argv
+    out = tmp_path / "sft"
+    argv[argv.index("OUT")] = str(out)
+    argv[argv.index("trl")] = "llava"
+    assert main(argv[1:]) == 0, capsys.readouterr().err
+    examples = json.loads((out / "imagenet_think.json").read_text())
+    assert [e["id"] for e in examples] == ids_of(server, "split=train&" + query)
+    assert main(argv[1:] + ["--overwrite", "--limit", "2"]) == 0
+    assert [e["id"] for e in json.loads((out / "imagenet_think.json").read_text())] == ids_of(server, "split=train&" + query)[:2]
+
+
+@pytest.mark.parametrize("command", [["export", "SRC", "OUT"], ["export-sft", "SRC", "--format", "trl", "--out", "OUT"]])
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("stauts=ok", "--where 'stauts=ok': unknown parameter 'stauts'; use status, teacher"),
+        ("status=done", "--where 'status=done': status='done': not a status"),
+        ("agree_min=1.5", "--where 'agree_min=1.5': agree_min='1.5': give a number from 0 to 1"),
+        ("q=dog&sort=-think", "--where 'q=dog&sort=-think': sort= arranges the viewer's pages"),
+        ("page=2", "--where 'page=2': page= arranges the viewer's pages"),
+    ],
+)
+def test_where_errors_are_one_line_and_nothing_is_written(corpus, tmp_path, capsys, command, where, message):
+    from imagenet_think.cli import main
+
+    out = tmp_path / "out"
+    argv = [str(corpus[0]) if a == "SRC" else str(out) if a == "OUT" else a for a in command]
+    assert main([*argv, "--where", where]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"imagenet-think {command[0]}: error: {message}"), err
+    assert not out.exists()
+
+
+def test_the_page_shows_the_command_for_the_view(server):
+    page = get(server, "/?status=ok&teacher=kimi&q=red+fox&sort=-think&page=1")[2].decode()
+    source = shlex.quote(str(server.viewer.source))
+    assert f"imagenet-think export {source} OUT --where &#x27;status=ok&amp;teacher=kimi&amp;q=red+fox&#x27;" in page
+    assert "(in file order; the sort is the viewer's)" in page
