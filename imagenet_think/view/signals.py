@@ -13,11 +13,11 @@ first use (:meth:`imagenet_think.view.corpus.Corpus.signals`), ``export --where`
 
 >>> import pyarrow as pa
 >>> table = pa.table({"wnid": ["n02084071"] * 2,
-...     "answer_1": ["A dog on a red mat.", ""], "answer_2": ["A dog on a mat.", "A truck on a road."]})
+...     "answer_1": ["A dog on a mat.", ""], "answer_2": ["A dog on a rug.", "A truck on a road."]})
 >>> signal_table(table).to_pylist()[1]
 {'agreement': None, 'check_1': None, 'check_2': 'missed'}
 >>> round(signal_table(table)["agreement"][0].as_py(), 2), signal_table(table)["check_1"][0].as_py()
-(0.8, 'named')
+(0.6, 'named')
 """
 
 from __future__ import annotations
