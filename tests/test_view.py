@@ -306,7 +306,7 @@ def test_record_page_shows_both_pairs_answers_side_by_side_and_the_label_check(s
         cell = re.search(rf'<div class="text answer" data-pair="{p}">(.*?)</div>', html, re.S).group(1)
         assert {m.lower() for m in re.findall(r"<mark>(.*?)</mark>", cell)} == expected
         assert re.sub(r"</?mark>", "", cell) == row[f"answer_{p}"].replace("'", "&#x27;")
-    assert html.count("✓ names the class") == 2
+    assert html.count('class="check ') == 2  # one label check per answer (test_label_check_...)
     # the sampling settings and raw output of the generation record
     raw = row["generation"][0]["raw"]
     assert f"raw output · {len(raw):,} characters" in html
@@ -317,13 +317,16 @@ def test_record_page_shows_both_pairs_answers_side_by_side_and_the_label_check(s
     assert f"record 1 of {len(hits)}" in page
 
 
-def test_label_check_says_when_the_answer_misses_the_class(sample_server):
-    from imagenet_think.quality import mentions_label
+@pytest.mark.parametrize("kind, text", [("named", "✓ names the class"), ("missed", "✗ does not name the class"),
+                                        ("hedged", "✗ also names a competing class")])
+def test_label_check_says_what_the_answer_names(sample_server, kind, text):
+    from imagenet_think.rewards import label_hit
 
-    rows = sample_rows()
-    row = next(r for r in rows if r["answer_1"] and mentions_label(r["wnid"], r["answer_1"]) is False)
+    row, pair = next((r, p) for r in sample_rows() for p in (1, 2) if r[f"answer_{p}"] and label_hit(r[f"answer_{p}"], r["wnid"]).kind == kind)
     html = get(sample_server, "/record/" + quote(row["id"]))[2].decode()
-    assert "✗ does not name the class" in html
+    checks = re.findall(r'<span class="who">(\w+)</span> <a class="check \w+" data-check="(\w+)" href="/\?check=(\w+)"[^>]*>([^<]*)</a>', html)
+    assert [(w, c, f) for w, c, f, _ in checks][pair - 1] == (schema.TEACHER_NAMES[pair], kind, kind)
+    assert text in html
 
 
 def test_unknown_pages_and_records_are_404(sample_server):

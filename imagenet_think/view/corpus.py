@@ -36,6 +36,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
@@ -176,6 +177,20 @@ def file_signals(path: str, split: str, layout: str) -> pa.Table:
     stat = os.stat(path)
     data_file = DataFile(path, split, stat.st_size, stat.st_mtime_ns, layout, pq.read_metadata(path))
     return pa.concat_tables([SIGNAL_SCHEMA.empty_table(), *map(signal_table, data_file.row_groups(SOURCE_COLUMNS))])
+
+
+def _start_worker(niceness: int, viewer: int) -> None:
+    """Set up a worker process of :meth:`Corpus.signals`: lower its priority, and end it as soon
+    as the viewer process ``viewer`` is gone, even killed (a worker waiting for tasks would
+    otherwise never notice)."""
+    os.nice(niceness)
+
+    def watch() -> None:
+        while os.getppid() == viewer:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-viewer", daemon=True).start()
 
 
 def _no_signals(rows: int) -> pa.Table:
@@ -426,7 +441,7 @@ class Corpus:
         if self._signal_pool is None:
             self._signal_pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=os.nice, initargs=(SIGNAL_WORKER_NICENESS,),
+                initializer=_start_worker, initargs=(SIGNAL_WORKER_NICENESS, os.getpid()),
             )
         return self._signal_pool
 

@@ -6,7 +6,7 @@ Every text from the corpus goes through :func:`html.escape`; the pages load only
 The answers of the two teachers are shown side by side with the content words they share
 marked (:func:`mark_shared`); the score next to them is the Jaccard index of their word sets,
 :func:`imagenet_think.quality.agreement`.  The label check is
-:func:`imagenet_think.quality.mentions_label`.
+:func:`imagenet_think.view.signals.label_check` (what ``check=`` filters on).
 
 >>> mark_shared("A <b>red</b> fox.", "The fox is red")
 'A &lt;b&gt;<mark>red</mark>&lt;/b&gt; <mark>fox</mark>.'
@@ -338,12 +338,23 @@ def pick_class_page(source: str, query: Query, text: str, candidates: Sequence[A
     return document("pick a class", body, source, page="pick")
 
 
-def _check(verdict: Optional[bool]) -> str:
-    if verdict is None:
-        return '<span class="check unknown" title="the class has no WordNet lemmas to look for">class unknown</span>'
-    if verdict:
-        return '<span class="check yes">✓ names the class</span>'
-    return '<span class="check no">✗ does not name the class</span>'
+CHECK_TEXTS = {
+    "named": ("yes", "✓ names the class"),
+    "ancestor": ("partly", "≈ names an ancestor class only"),
+    "hedged": ("no", "✗ also names a competing class"),
+    "missed": ("no", "✗ does not name the class"),
+    "unknown": ("unknown", "class not in WordNet"),
+}
+"""How the record page words each label check (:data:`~imagenet_think.view.signals.LABEL_KINDS`)."""
+
+
+def _check(hit: Any, query: Query) -> str:
+    """A label check as a link to the records whose answers check the same."""
+    tone, text = CHECK_TEXTS[hit.kind]
+    if hit.kind == "ancestor":
+        text += f", {hit.distance} level{'s' if hit.distance > 1 else ''} up"
+    url = query.to_url("/", check=(hit.kind,), page=1)
+    return f'<a class="check {tone}" data-check="{e(hit.kind)}" href="{e(url)}" title="records with this label check">{e(text)}</a>'
 
 
 def _generation(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -380,7 +391,8 @@ def record_page(
     ``image`` is ``{"path", "bytes", "format"}`` (sizes only); ``place`` is ``(index of the record
     in the query's selection or None, selection size, previous id, next id)``.
     """
-    from imagenet_think.quality import agreement, mentions_label
+    from imagenet_think.quality import agreement
+    from imagenet_think.view.signals import label_check
 
     k, total, previous, following = place
     nav = [f'<a rel="up" href="{e(query.to_url("/", page=(k // query.per_page) + 1 if k is not None else query.page))}">↑ list</a>']
@@ -399,7 +411,7 @@ def record_page(
     checks = " ".join(
         f'<span class="who">{e(schema.TEACHER_NAMES[p])}</span> '
         + (
-            _check(mentions_label(record["wnid"] or "", answers[p], label=record["label"] or ""))
+            _check(label_check(answers[p], record["wnid"] or ""), query)
             if answers[p]
             else '<span class="check unknown">no answer</span>'
         )

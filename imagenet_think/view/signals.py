@@ -22,6 +22,8 @@ first use (:meth:`imagenet_think.view.corpus.Corpus.signals`), ``export --where`
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,6 +44,18 @@ SIGNAL_SCHEMA = pa.schema(
 """Columns :func:`signal_table` returns, one row per record."""
 
 
+def label_check(answer: str, wnid: str) -> Any:
+    """The label check of one answer: :func:`imagenet_think.rewards.label_hit` with its defaults
+    (ancestors up to three levels; naming a competing class is ``hedged``).
+
+    >>> label_check("Some canine.", "n02084071")
+    LabelHit(kind='ancestor', distance=1)
+    """
+    from imagenet_think.rewards import label_hit
+
+    return label_hit(answer, wnid)
+
+
 def _non_empty(column: pa.ChunkedArray) -> np.ndarray:
     return pc.fill_null(pc.greater(pc.utf8_length(column), 0), False).to_numpy(zero_copy_only=False)
 
@@ -50,7 +64,6 @@ def signal_table(table: pa.Table) -> pa.Table:
     """The :data:`SIGNAL_SCHEMA` columns of the records in ``table`` (which holds
     :data:`SOURCE_COLUMNS`)."""
     from imagenet_think.quality import agreement
-    from imagenet_think.rewards import label_hit
 
     answers = {p: table[f"answer_{p}"] for p in schema.TEACHER_NAMES}
     present = {p: _non_empty(answers[p]) for p in answers}
@@ -63,6 +76,6 @@ def signal_table(table: pa.Table) -> pa.Table:
     for p, column in answers.items():
         texts, kinds = column.to_pylist(), [None] * table.num_rows
         for row in np.flatnonzero(present[p]).tolist():
-            kinds[row] = label_hit(texts[row], wnids[row] or "").kind
+            kinds[row] = label_check(texts[row], wnids[row] or "").kind
         columns[f"check_{p}"] = pa.array(kinds, pa.string())
     return pa.table(columns, schema=SIGNAL_SCHEMA)
