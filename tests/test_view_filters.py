@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import multiprocessing
 import re
 import shlex
 import time
@@ -163,11 +164,14 @@ def expected_agreement(row: dict) -> float | None:
 
 def test_signals_wait_for_first_use_and_the_page_says_they_are_being_computed(corpus, monkeypatch):
     monkeypatch.setattr(view_server, "SIGNAL_WAIT", 0.0)  # answer at once, whatever the workers do
+    before = set(multiprocessing.active_children())
     with serving(corpus[0]) as server:
-        for path in ("/", "/?sort=-think&finish=length", "/api/records?tokens_min=1"):
+        for path in ("/", "/?sort=-think&finish=length&q=the", "/api/records?tokens_min=1", "/record/" + corpus[1][0]["id"]):
             assert get(server, path)[0] == 200
-        # nothing was computed for those: the first label filter finds no signals yet
+        assert set(multiprocessing.active_children()) == before  # no worker started for those
+        # the first label filter finds no signals yet and starts their computation
         status, headers, body = get(server, "/api/records?check=missed")
+        assert set(multiprocessing.active_children()) > before
         assert status == 503 and headers["retry-after"] == "2"
         computing = json.loads(body)["computing"]
         assert computing["total"] == len(corpus[1]) and computing["done"] < computing["total"]
@@ -253,12 +257,13 @@ def test_search_shows_where_it_hit(server, corpus):
 
 def test_search_hit_is_escaped(tmp_path):
     rows = sample_rows()
-    evil = dict(rows[0], answer_1='before <img src=x onerror="window.__xss=1"> after')
+    evil = dict(rows[0], answer_1="<script>a()</script> <img src=x onerror=b()> <script>c()</script>")
     write_rows(tmp_path / "evil" / "data" / "train-00000-of-00001.parquet", [evil, *rows[1:3]])
     with serving(tmp_path / "evil") as server:
-        page = get(server, "/?q=" + quote("<img src=x"))[2].decode()
-    assert "<img src=x" not in page
-    assert '<mark>&lt;img src=x</mark> onerror=&quot;window.__xss=1&quot;&gt; after' in page
+        page = get(server, "/?q=" + quote("<IMG src=x"))[2].decode()
+    assert "<script>" not in page and "<img src=x" not in page
+    assert ("&lt;script&gt;a()&lt;/script&gt; <mark>&lt;img src=x</mark> onerror=b()&gt; &lt;script&gt;c()&lt;/script&gt;</p>"
+            in page)
 
 
 # --- the class box ---------------------------------------------------------------------------
