@@ -380,7 +380,8 @@ def test_where_errors_are_one_line_and_nothing_is_written(corpus, tmp_path, caps
 
 
 def test_the_page_shows_the_command_for_the_view(server):
-    page = get(server, "/?status=ok&teacher=kimi&q=red+fox&sort=-think&page=1")[2].decode()
+    page = get(server, "/?status=ok&teacher=kimi&q=red+fox&finish=stop&finish=length&sort=-think&page=1")[2].decode()
     source = shlex.quote(str(server.viewer.source))
-    assert f"imagenet-think export {source} OUT --where &#x27;status=ok&amp;teacher=kimi&amp;q=red+fox&#x27;" in page
+    where = "status=ok&amp;teacher=kimi&amp;q=red+fox&amp;finish=stop,length"  # commas left as they are
+    assert f"imagenet-think export {source} OUT --where &#x27;{where}&#x27;" in page
     assert "(in file order; the sort is the viewer's)" in page

@@ -192,7 +192,7 @@ class Query:
 
     def to_url(self, path: str, **changes) -> str:
         """``path`` with this query (``changes`` applied) as its query string."""
-        encoded = urlencode(self.params(**changes))
+        encoded = urlencode(self.params(**changes), safe=",")
         return f"{path}?{encoded}" if encoded else path
 
     def where(self) -> str:
@@ -202,7 +202,7 @@ class Query:
         >>> Query(status=("ok",), q="red fox", sort="-think", page=3).where()
         'status=ok&q=red+fox'
         """
-        return urlencode(self.params(sort="", page=1, per_page=DEFAULT_PER_PAGE))
+        return urlencode(self.params(sort="", page=1, per_page=DEFAULT_PER_PAGE), safe=",")
 
 
 REPEATABLE = ("status", "check", "finish")

@@ -31,7 +31,7 @@ import re
 import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow.compute as pc
@@ -198,7 +198,7 @@ class Viewer:
             raise NotFound(f"no record with id {record_id!r} in {self.source}")
         return position
 
-    def _selection(self, snapshot: Snapshot, query: Query) -> tuple[Selection, Any]:
+    def _selection(self, snapshot: Snapshot, query: Query) -> tuple[Union[Selection, SignalProgress], Any]:
         """The query's selection and the index it was made from (with the signal columns when
         the query needs them or they are ready); a :class:`SignalProgress` instead of the
         selection while the signals it needs are being computed."""
@@ -260,11 +260,11 @@ class Viewer:
         params.pop("wnid", None)
         query = Query.from_params(params)
         found = classes.resolve(text, self.present_classes(self.corpus.refresh())) if text else []
-        if api and len(found) == 1:
-            params["wnid"] = [found[0].wnid]
+        if api and len(found) <= 1:
+            params["wnid"] = [found[0].wnid] if found else []
             return None
         if api:
-            names = ", ".join(m.option for m in found[:10]) or "no class"
+            names = ", ".join(m.option for m in found[:10])
             raise QueryError(f"class={text!r} names {len(found)} classes ({names}); give wnid= instead")
         if not text or len(found) == 1:
             return _redirect(query.to_url("/", wnid=found[0].wnid if found else "", page=1))
@@ -316,13 +316,10 @@ class Viewer:
     def _computing(self, query: Query, progress: SignalProgress, snapshot: Snapshot, api: bool) -> Response:
         """The answer while the signals a query needs are being computed: the page says how far
         it is and reloads itself; the API answers 503 with ``Retry-After``."""
-        retry = {"Retry-After": "2"}
-        message = (f"computing the answer agreement and label checks of {progress.total:,} records: "
-                   f"{progress.done:,} done; retry in a moment")
         if api:
-            response = _json(503, {"error": message, "computing": dataclasses.asdict(progress)})
-            response.headers.update(retry)
-            return response
+            message = (f"computing the answer agreement and label checks of {progress.total:,} records: "
+                       f"{progress.done:,} done; retry in a moment")
+            return _json(503, {"error": message, "computing": dataclasses.asdict(progress)}, {"Retry-After": "2"})
         html = pages.computing_page(self.source, query, progress, snapshot.splits, snapshot.problems,
                                     **self._form_facts(snapshot, query))
         return Response(200, html.encode(), "text/html; charset=utf-8", headers={"Refresh": "2"})
@@ -387,8 +384,9 @@ class Viewer:
         return Response(200, thumbnail, "image/jpeg", cache="max-age=60")
 
 
-def _json(status: int, payload: dict) -> Response:
-    return Response(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json; charset=utf-8")
+def _json(status: int, payload: dict, headers: Optional[dict[str, str]] = None) -> Response:
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    return Response(status, body, "application/json; charset=utf-8", headers=dict(headers or {}))
 
 
 def _redirect(location: str) -> Response:
