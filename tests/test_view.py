@@ -250,6 +250,15 @@ def test_sort_by_reasoning_and_answer_length(sample_server):
         ("sort=length", "sort='length'"),
         ("stauts=ok", "unknown parameter 'stauts'"),
         ("wnid=a&wnid=b", "wnid= given 2 times"),
+        ("agree_min=2", "agree_min='2': give a number from 0 to 1"),
+        ("agree_max=abc", "agree_max='abc': give a number from 0 to 1"),
+        ("agree_min=0.6&agree_max=0.2", "agree_min=0.6 is above agree_max=0.2"),
+        ("tokens_min=-1", "tokens_min='-1': give a whole number from 0"),
+        ("tokens_max=%D9%A3", "tokens_max='٣': give a whole number from 0"),  # an Arabic-Indic three
+        ("tokens_min=9&tokens_max=3", "tokens_min=9 is above tokens_max=3"),
+        ("check=good", "check='good': not a label check"),
+        ("finish=done", "finish='done': not a finish reason"),
+        ("sort=tokenz", "sort='tokenz'"),
     ],
 )
 def test_bad_parameters_are_400_with_the_reason(sample_server, query, message):

@@ -124,27 +124,6 @@ def test_sort_by_tokens_puts_records_without_a_count_last(server, corpus):
     assert ids_of(server, "sort=tokens&teacher=glm")[: len(glm)] == [r["id"] for r in glm]
 
 
-@pytest.mark.parametrize(
-    "query, message",
-    [
-        ("agree_min=2", "agree_min='2': give a number from 0 to 1"),
-        ("agree_max=abc", "agree_max='abc': give a number from 0 to 1"),
-        ("agree_min=0.6&agree_max=0.2", "agree_min=0.6 is above agree_max=0.2"),
-        ("tokens_min=-1", "tokens_min='-1': give a whole number from 0"),
-        ("tokens_max=%D9%A3", "tokens_max='٣': give a whole number from 0"),  # an Arabic-Indic three
-        ("tokens_min=9&tokens_max=3", "tokens_min=9 is above tokens_max=3"),
-        ("check=good", "check='good': not a label check"),
-        ("finish=done", "finish='done': not a finish reason"),
-        ("sort=tokenz", "sort='tokenz'"),
-    ],
-)
-def test_bad_filter_values_are_400_with_the_reason(server, query, message):
-    status, _, body = get(server, "/api/records?" + query)
-    assert status == 400 and message in json.loads(body)["error"]
-    status, _, body = get(server, "/?" + query)
-    assert status == 400 and html.escape(message) in body.decode()
-
-
 # --- the quality signals: computed on first use, then filtered and sorted on ------------------
 
 

@@ -76,9 +76,10 @@ def corpus_classes(index: pa.Table) -> dict[str, tuple[str, int]]:
 
 
 @functools.lru_cache(maxsize=1)
-def _wordnet() -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Every synset of the table with its lemmas, lower-cased."""
-    return tuple((w, tuple(lemma.lower() for lemma in labels.lemmas(w))) for w in labels.synset_ids())
+def _wordnet() -> tuple[list[str], list[str]]:
+    """Every lemma of the table, lower-cased, and the wnid of each (a synset once per lemma)."""
+    pairs = [(lemma.lower(), w) for w in labels.synset_ids() for lemma in labels.lemmas(w)]
+    return [lemma for lemma, _ in pairs], [w for _, w in pairs]
 
 
 def _rank(name: str, lemmas: Iterable[str]) -> Optional[tuple[int, int]]:
@@ -90,14 +91,18 @@ def _rank(name: str, lemmas: Iterable[str]) -> Optional[tuple[int, int]]:
     """
     ranks = []
     for lemma in lemmas:
+        at = lemma.find(name)
+        if at < 0:
+            continue
         if lemma == name:
-            ranks.append((0, len(lemma)))
-        elif lemma.startswith(name):
-            ranks.append((1, len(lemma)))
+            rank = 0
+        elif at == 0:
+            rank = 1
         elif re.search(rf"(?<![^\W_]){re.escape(name)}", lemma):
-            ranks.append((2, len(lemma)))
-        elif name in lemma:
-            ranks.append((3, len(lemma)))
+            rank = 2
+        else:
+            rank = 3
+        ranks.append((rank, len(lemma)))
     return min(ranks, default=None)
 
 
@@ -122,12 +127,13 @@ def suggest(text: str, present: Mapping[str, tuple[str, int]], limit: int = SUGG
             found.append((rank[0], -records, rank[1], ClassMatch(w, label, records)))
     matches = [match for *_, match in sorted(found, key=lambda f: f[:3])]
     if len(matches) < limit:
-        others = []
-        for w, lemmas in _wordnet():
-            rank = None if w in present else _rank(name, lemmas)
-            if rank is not None:
-                others.append((rank, ClassMatch(w, labels.label_for(w), 0)))
-        matches += [match for _, match in sorted(others, key=lambda f: f[0])]
+        lemmas, wnids = _wordnet()
+        containing: dict[str, list[str]] = {}  # wnid -> its lemmas holding the name, in table order
+        for i in (i for i, lemma in enumerate(lemmas) if name in lemma):
+            if wnids[i] not in present:
+                containing.setdefault(wnids[i], []).append(lemmas[i])
+        others = sorted((_rank(name, found), w) for w, found in containing.items())
+        matches += [ClassMatch(w, labels.label_for(w), 0) for _, w in others]
     return matches[:limit]
 
 

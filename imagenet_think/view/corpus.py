@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 
 from imagenet_think import normalize, schema
 from imagenet_think.view.cache import BoundedCache
-from imagenet_think.view.query import text_hits
+from imagenet_think.view.query import hit_snippet, search_columns, text_hits
 from imagenet_think.view.signals import SIGNAL_SCHEMA, SOURCE_COLUMNS, signal_table
 
 PAIR_COLUMNS = tuple(
@@ -76,6 +76,7 @@ INDEX_SCHEMA = pa.schema(
 
 IMAGE_CACHE_BYTES = 96 * 2**20
 SEARCH_CACHE_BYTES = 32 * 2**20
+HITS_CACHE_BYTES = 4 * 2**20
 SIGNAL_WORKER_NICENESS = 10
 """How much lower the priority of the worker processes computing signals is than the server's."""
 
@@ -272,6 +273,7 @@ class Corpus:
         self._lock = threading.Lock()
         self._images = BoundedCache(IMAGE_CACHE_BYTES)
         self._searches = BoundedCache(SEARCH_CACHE_BYTES)
+        self._hits = BoundedCache(HITS_CACHE_BYTES, size=lambda hit: 100 + sum(map(len, (hit or {}).values())))
         self._signals: dict[tuple, pa.Table] = {}  # per file key, kept while the file is current
         self._signal_jobs: dict[tuple, Future] = {}
         self._signal_pool: Optional[ProcessPoolExecutor] = None
@@ -360,7 +362,7 @@ class Corpus:
         """Per index row: whether the reasoning or answer of one of ``pairs`` contains ``text``
         (ignoring case).  Reads those text columns of every file once per text; results are
         cached per file, so after a refresh only new files are searched."""
-        columns = tuple(f"{field}_{p}" for p in pairs for field in ("think", "answer"))
+        columns = search_columns(pairs)
 
         def one_file(data_file: DataFile) -> np.ndarray:
             key = (*data_file.key, text.casefold(), columns)
@@ -394,6 +396,22 @@ class Corpus:
                 for i, row in part:
                     found[i] = row
         return found
+
+    def hits(self, snapshot: Snapshot, positions: Sequence[int], text: str, pairs: tuple[int, ...]) -> list[Optional[dict]]:
+        """Where the text search ``text`` hit each record at ``positions`` (:func:`hit_snippet`
+        over the reasoning and answers of ``pairs``), read for the records not in the bounded
+        cache of hits."""
+        columns = search_columns(pairs)
+        keys = []
+        for position in positions:
+            data_file, row = snapshot.locate(int(position))
+            keys.append((*data_file.key, row, text.casefold(), columns))
+        found = [self._hits.get(key) for key in keys]
+        missing = [i for i, hit in enumerate(found) if hit is None]
+        for i, texts in zip(missing, self.rows(snapshot, [positions[i] for i in missing], columns)):
+            found[i] = hit_snippet(texts, text, columns) or {}
+            self._hits.put(keys[i], found[i])
+        return [hit or None for hit in found]
 
     def signals(self, snapshot: Snapshot, wait: float = 0.0) -> Union[pa.Table, SignalProgress]:
         """The :data:`~imagenet_think.view.signals.SIGNAL_SCHEMA` columns of every record of

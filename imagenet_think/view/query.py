@@ -41,6 +41,7 @@ larger of the pairs', or the ``teacher=`` pair's; records without one are left o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Optional
@@ -170,25 +171,18 @@ class Query:
         return bool(self.check) or self.agree_min is not None or self.agree_max is not None or self.sort in SIGNAL_SORTS
 
     def params(self, **changes) -> dict[str, object]:
-        """URL parameters of this query with ``changes`` applied; defaults are left out."""
-        query = dataclasses.replace(self, **changes)
-        values = {
-            "status": ",".join(query.status),
-            "teacher": schema.TEACHER_NAMES.get(query.teacher, ""),
-            "wnid": query.wnid,
-            "q": query.q,
-            "split": query.split,
-            "check": ",".join(query.check),
-            "finish": ",".join(query.finish),
-            "agree_min": _text(query.agree_min),
-            "agree_max": _text(query.agree_max),
-            "tokens_min": _text(query.tokens_min),
-            "tokens_max": _text(query.tokens_max),
-            "sort": query.sort,
-            "page": query.page if query.page != 1 else "",
-            "per_page": query.per_page if query.per_page != DEFAULT_PER_PAGE else "",
-        }
+        """URL parameters of this query with ``changes`` applied; defaults are left out.
+
+        >>> Query(check=("named", "hedged"), tokens_max=300, page=2).params(page=1, agree_min=0.25)
+        {'check': 'named,hedged', 'agree_min': '0.25', 'tokens_max': '300'}
+        """
+        values = {**self._url_values, **{name: _url_value(name, value) for name, value in changes.items()}}
         return {name: value for name, value in values.items() if value != ""}
+
+    @functools.cached_property
+    def _url_values(self) -> dict[str, object]:
+        """Every field as the URL writes it, ``""`` for a default (kept: pages build many links)."""
+        return {f.name: _url_value(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def to_url(self, path: str, **changes) -> str:
         """``path`` with this query (``changes`` applied) as its query string."""
@@ -207,6 +201,19 @@ class Query:
 
 REPEATABLE = ("status", "check", "finish")
 """Parameters that may be given several times (or as a comma-separated list)."""
+
+
+def _url_value(name: str, value: object) -> object:
+    """A field of :class:`Query` as its URL parameter writes it; ``""`` for the default."""
+    if name in REPEATABLE:
+        return ",".join(value)
+    if name == "teacher":
+        return schema.TEACHER_NAMES.get(value, "")
+    if name in ("page", "per_page"):
+        return "" if value == {"page": 1, "per_page": DEFAULT_PER_PAGE}[name] else value
+    if name.endswith(("_min", "_max")):
+        return _text(value)
+    return value
 
 
 def _choices(params: Mapping[str, Sequence[str]], name: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:

@@ -41,7 +41,7 @@ from imagenet_think.images import image_kind
 from imagenet_think.view import classes, pages
 from imagenet_think.view.cache import BoundedCache
 from imagenet_think.view.corpus import Corpus, SignalProgress, Snapshot
-from imagenet_think.view.query import FINISH_REASONS, Query, QueryError, Selection, hit_snippet, search_columns, select
+from imagenet_think.view.query import FINISH_REASONS, Query, QueryError, Selection, select
 
 logger = logging.getLogger(__name__)
 
@@ -285,9 +285,8 @@ class Viewer:
         for row in rows:
             row["file"] = self.corpus.relative(snapshot.files[row["file"]].path)
         if query.q:
-            columns = search_columns(query.pairs)
-            for row, texts in zip(rows, self.corpus.rows(snapshot, positions, columns)):
-                row["hit"] = hit_snippet(texts, query.q, columns)
+            for row, hit in zip(rows, self.corpus.hits(snapshot, positions, query.q, query.pairs)):
+                row["hit"] = hit
         if not api:
             html = pages.list_page(self.source, query, rows, selection, snapshot.splits, snapshot.problems,
                                    **self._form_facts(snapshot, query))
