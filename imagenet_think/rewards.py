@@ -8,8 +8,9 @@ Both follow TRL's reward-function signature; :func:`easyr1_score` and :func:`com
 them to EasyR1 and verl.
 
 **What an answer names** (:func:`named_synsets`).  The text is lower-cased and cut into words
-(runs of letters and digits, so hyphens, apostrophes and spaces all separate words:
-``"hot-dog"`` reads as ``"hot dog"``).  A synset is named where one of its lemmas occurs as
+as the lexical metrics cut it (:func:`imagenet_think.text.word_tokens`: runs of letters and
+digits, each CJK ideograph a word of its own, so hyphens, apostrophes and spaces all separate
+words: ``"hot-dog"`` reads as ``"hot dog"``).  A synset is named where one of its lemmas occurs as
 whole words, or the lemma with its head word in the plural (``dogs``, ``foxes``, ``ponies``,
 ``wolves``, ``women``, ``mice``, ``cacti``, ``birds of prey``...).  Occurrences are found left
 to right, longest lemma first, and the words of one occurrence are not read again: ``"hot dog"``
@@ -45,13 +46,13 @@ LabelHit(kind='hedged', distance=None)
 from __future__ import annotations
 
 import functools
-import re
 import warnings
 from itertools import compress, count, islice
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 from imagenet_think import labels
-from imagenet_think.reasoning import THINK_CLOSE, THINK_OPEN, split_reasoning
+from imagenet_think.reasoning import THINK_CLOSE, THINK_OPEN, split_batch
+from imagenet_think.text import re_word_tokens
 
 REWARD_NAME = "imagenet_think_label"
 """Name EasyR1 prints for this reward module."""
@@ -79,8 +80,6 @@ FUNCTION_WORDS = frozenset(
 )
 """Words that never name a synset on their own (a lemma made only of these names nothing)."""
 
-_WORD = re.compile(r"[^\W_]+")
-"""A word: a run of letters and digits (any script); everything else separates words."""
 
 _IRREGULAR_PLURALS = {
     "man": "men", "woman": "women", "child": "children", "person": "people", "mouse": "mice", "louse": "lice",
@@ -159,13 +158,21 @@ def _names_nothing(words: tuple[str, ...]) -> bool:
     return all(word in FUNCTION_WORDS or len(word) == 1 or word.isdigit() for word in words)
 
 
-class _Named(NamedTuple):
-    """What one occurrence of a phrase names."""
+class _Named:
+    """What one occurrence of a phrase names: ``synsets``, and (computed on first use, as few
+    phrases ever occur) ``above()``, every ancestor of any of them, so a label in ``above()``
+    means a hyponym of it is named."""
 
-    synsets: frozenset[str]
-    """The synsets whose lemma (or its plural) the phrase is."""
-    above: frozenset[str]
-    """Every ancestor of any of them (so a label in ``above`` means a hyponym of it is named)."""
+    __slots__ = ("synsets", "_above")
+
+    def __init__(self, synsets: frozenset[str]) -> None:
+        self.synsets = synsets
+        self._above: Optional[frozenset[str]] = None
+
+    def above(self) -> frozenset[str]:
+        if self._above is None:
+            self._above = frozenset().union(*(labels.hypernym_depths(wnid) for wnid in self.synsets))
+        return self._above
 
 
 class _Index(NamedTuple):
@@ -187,8 +194,8 @@ def _index() -> _Index:
             for form in _forms(tuple(_words(lemma))):
                 if form and not _names_nothing(form):
                     found.setdefault(form, set()).add(wnid)
-    above = {wnid: frozenset(labels.hypernym_depths(wnid)) for wnid in table}
-    named = {form: _Named(frozenset(wnids), frozenset().union(*(above[w] for w in wnids))) for form, wnids in found.items()}
+    shared: dict[frozenset[str], _Named] = {}
+    named = {form: shared.setdefault(frozenset(wnids), _Named(frozenset(wnids))) for form, wnids in found.items()}
     phrases = {form: value for form, value in named.items() if len(form) > 1}
     lengths: dict[tuple[str, ...], set[int]] = {}
     for form in phrases:
@@ -205,14 +212,15 @@ _ASCII_WORDS = str.maketrans({chr(c): " " if not chr(c).isalnum() else chr(c).lo
 
 
 def _words(text: str) -> list[str]:
-    """``text`` lower-cased and cut into words: runs of letters and digits (any script).
+    """``text`` lower-cased and cut into words as the lexical metrics cut it
+    (:func:`imagenet_think.text.word_tokens`: runs of letters and digits, each CJK ideograph a word).
 
-    >>> _words("A hot-dog, Cassin's kingbird; Ærø-ferry")
-    ['a', 'hot', 'dog', 'cassin', 's', 'kingbird', 'ærø', 'ferry']
+    >>> _words("A hot-dog, Cassin's kingbird; Ærø-ferry"), _words("一只orange")
+    (['a', 'hot', 'dog', 'cassin', 's', 'kingbird', 'ærø', 'ferry'], ['一', '只', 'orange'])
     """
-    if text.isascii():  # the same words as the regular expression, several times faster
+    if text.isascii():  # the same words, several times faster
         return text.translate(_ASCII_WORDS).split()
-    return _WORD.findall(text.lower())
+    return re_word_tokens(text)
 
 
 def _occurrences(text: str) -> list[_Named]:
@@ -250,7 +258,7 @@ def named_synsets(text: str) -> set[str]:
     >>> [labels.label_for(w) for w in named_synsets("Two hot-dogs, no dogma.")]
     ['hotdog, hot dog, red hot']
     """
-    return set().union(*(named.synsets for named in _occurrences(text)))
+    return set().union(*(occurrence.synsets for occurrence in _occurrences(text)))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -284,7 +292,9 @@ def label_hit(answer: str, wnid: str, *, max_depth: int = 3, exclusive: bool = T
         return LabelHit("unknown", None)
     up, up_set, near = _label_view(wnid, max_depth)
     named, nearest = False, None
-    for synsets, above in _occurrences(answer):
+    for occurrence in _occurrences(answer):
+        synsets = occurrence.synsets
+        above = occurrence.above()
         if wnid in synsets or wnid in above:
             named = True
         elif not up_set.isdisjoint(synsets):
@@ -345,13 +355,6 @@ def _check(decay: float, max_depth: int) -> None:
         raise ValueError(f"max_depth must be at least 0, got {max_depth}")
 
 
-def _label_score(text: str, wnid: Any, decay: float, max_depth: int, exclusive: bool) -> float:
-    hit = label_hit(split_reasoning(text).answer, str(wnid), max_depth=max_depth, exclusive=exclusive)
-    if hit.kind == "unknown":
-        _report_unknown(str(wnid))
-    return hit.score(decay)
-
-
 def label_reward(
     completions: Sequence[Completion],
     wnid: Union[str, Sequence[str]],
@@ -389,10 +392,13 @@ def label_reward(
     wnids = [wnid] * len(completions) if isinstance(wnid, str) else list(wnid)
     if len(wnids) != len(completions):
         raise ValueError(f"got {len(completions)} completions but {len(wnids)} wnids")
-    return [
-        _label_score(completion_text(completion), label, decay, max_depth, exclusive)
-        for completion, label in zip(completions, wnids)
-    ]
+    answers = split_batch([completion_text(completion) for completion in completions])["answer"]
+    hits = [label_hit(answer, str(label), max_depth=max_depth, exclusive=exclusive) for answer, label in zip(answers, wnids)]
+    for hit, label in zip(hits, wnids):
+        if hit.kind == "unknown":
+            _report_unknown(str(label))
+            break
+    return [hit.score(decay) for hit in hits]
 
 
 def format_reward(completions: Sequence[Completion], **kwargs: Any) -> list[float]:
@@ -409,7 +415,8 @@ def format_reward(completions: Sequence[Completion], **kwargs: Any) -> list[floa
         >>> format_reward(["<think>Fur.</think><answer>A dog.</answer>", "<think>Fur, whiskers and", "A dog."])
         [1.0, 0.0, 0.0]
     """
-    return [1.0 if split_reasoning(completion_text(c)).status == "ok" else 0.0 for c in completions]
+    statuses = split_batch([completion_text(completion) for completion in completions])["status"]
+    return [1.0 if status == "ok" else 0.0 for status in statuses]
 
 
 def easyr1_score(

@@ -2,7 +2,9 @@
 
 :func:`measure` reads the text columns of a dataset (never its images) in Arrow batches and
 returns one small row of numbers per record: each pair's status and think/answer lengths in
-characters, and the word-set Jaccard agreement of the two answers
+characters, whether the answer names the image's WordNet class (when the dataset has ``wnid``:
+:func:`imagenet_think.rewards.label_hit` with ``exclusive=False``, as the evaluation's label
+accuracy), and the word-set Jaccard agreement of the two answers
 (:func:`imagenet_think.quality.agreement`).  :func:`summarize` turns that table into a
 JSON-able summary, :func:`format_summary` into text, :func:`write_histograms` into PNGs.
 
@@ -32,6 +34,9 @@ from imagenet_think import schema
 from imagenet_think.quality import PAIRS, agreement
 
 PERCENTILES = (5, 25, 50, 75, 95, 99)
+LABEL_KINDS = ("named", "ancestor", "missed")
+"""What an answer names of the image's class: the class or a more specific one, only an
+ancestor (at most 3 links up), or neither (``unknown`` wnids are counted apart)."""
 AGREEMENT_BINS = 10
 FIELDS = ("think", "answer")
 
@@ -52,31 +57,54 @@ def measure(dataset: Any, suffixes: Sequence[str] = PAIRS, batch_size: int = 10_
     ``dataset`` is a ``Dataset`` or ``IterableDataset``; only its :func:`text_columns` are read.
     """
     with_agreement = tuple(suffixes) == PAIRS
+    with_labels = "wnid" in (dataset.column_names or ())
+    columns = text_columns(suffixes) + (["wnid"] if with_labels else [])
     batches = [
-        measure_table(batch, suffixes, with_agreement)
-        for batch in dataset.select_columns(text_columns(suffixes)).with_format("arrow").iter(batch_size=batch_size)
+        measure_table(batch, suffixes, with_agreement, with_labels)
+        for batch in dataset.select_columns(columns).with_format("arrow").iter(batch_size=batch_size)
     ]
     if not batches:
         raise ValueError("the dataset has no rows to measure")
     return pa.concat_tables(batches)
 
 
-def measure_table(table: pa.Table, suffixes: Sequence[str] = PAIRS, with_agreement: bool = True) -> pa.Table:
+def measure_table(
+    table: pa.Table, suffixes: Sequence[str] = PAIRS, with_agreement: bool = True, with_labels: bool = False
+) -> pa.Table:
     """The :func:`measure` columns of one Arrow table holding the text columns; ``agreement``
-    (which needs ``answer_1`` and ``answer_2``) only when ``with_agreement``.
+    (which needs ``answer_1`` and ``answer_2``) only when ``with_agreement``, ``label<s>``
+    (which needs ``wnid``) only when ``with_labels``.
 
     >>> measure_table(pa.table({"status": ["ok"], "think": ["Fur."], "answer": ["A cat."]}), ("",), False).to_pylist()
     [{'status': 'ok', 'think_chars': 4, 'answer_chars': 6}]
+    >>> measure_table(pa.table({"wnid": ["n02121620"], "status": ["ok"], "think": [""], "answer": ["A feline."]}),
+    ...               ("",), False, True)["label"].to_pylist()
+    ['ancestor']
     """
     measured = {}
     for s in suffixes:
         measured[f"status{s}"] = table[f"status{s}"]
         for field in FIELDS:
             measured[f"{field}_chars{s}"] = pc.utf8_length(table[f"{field}{s}"])
+        if with_labels:
+            measured[f"label{s}"] = _label_kinds(table["wnid"].to_pylist(), table[f"status{s}"].to_pylist(), table[f"answer{s}"].to_pylist())
     if with_agreement:
         scores = agreement(table["answer_1"].to_pylist(), table["answer_2"].to_pylist())
         measured["agreement"] = pa.array(scores, pa.float32())
     return pa.table(measured)
+
+
+def _label_kinds(wnids: list, statuses: list, answers: list) -> pa.Array:
+    """:func:`imagenet_think.rewards.label_hit` kind of each answer (null for a missing pair)."""
+    from imagenet_think.rewards import label_hit
+
+    return pa.array(
+        [
+            None if status == "missing" or answer is None else label_hit(answer, wnid or "", exclusive=False).kind
+            for wnid, status, answer in zip(wnids, statuses, answers)
+        ],
+        pa.string(),
+    )
 
 
 def _distribution(values: np.ndarray) -> dict[str, float]:
@@ -100,8 +128,9 @@ def _present(table: pa.Table, column: str, suffix: str) -> np.ndarray:
 def summarize(table: pa.Table) -> dict[str, Any]:
     """JSON-able summary of a :func:`measure` table: rows; per teacher the model, the count of
     each status and the distribution (count, mean, percentiles, max) of think and answer
-    lengths in characters over the pairs that exist; and the answer agreement distribution
-    with a ``AGREEMENT_BINS``-bin histogram over [0, 1].
+    lengths in characters over the pairs that exist, and (with ``label`` columns) the count of
+    answers of each :data:`LABEL_KINDS`; and the answer agreement distribution with a
+    ``AGREEMENT_BINS``-bin histogram over [0, 1].
     """
     summary: dict[str, Any] = {"rows": table.num_rows, "teachers": {}}
     for suffix in (c[len("status") :] for c in table.column_names if c.startswith("status")):
@@ -112,6 +141,9 @@ def summarize(table: pa.Table) -> dict[str, Any]:
             "status": {e["values"]: e["counts"] for e in sorted(statuses, key=lambda e: _status_order(e["values"]))},
             **{f"{field}_chars": _distribution(_present(table, f"{field}_chars{suffix}", suffix)) for field in FIELDS},
         }
+        if f"label{suffix}" in table.column_names:
+            kinds = {e["values"]: e["counts"] for e in pc.value_counts(table[f"label{suffix}"].drop_null()).to_pylist()}
+            summary["teachers"][str(teacher or "")]["label"] = {kind: kinds.pop(kind, 0) for kind in LABEL_KINDS} | kinds
     if "agreement" in table.column_names:
         scores = table["agreement"].to_numpy()
         counts, edges = np.histogram(scores, bins=AGREEMENT_BINS, range=(0.0, 1.0))
@@ -153,6 +185,13 @@ def format_summary(summary: dict[str, Any], title: str = "ImageNet-Think") -> st
             dist = info[f"{field}_chars"]
             label = f"{field}_{t}" if t else field
             lines.append(f"{label:<14}" + "".join(f"{_number(k, dist[k]):>9}" for k in keys if k in dist))
+    labelled = {t: info["label"] for t, info in teachers.items() if "label" in info}
+    if labelled:
+        lines += ["", "answer names the class" + "".join(f"{kind:>10}" for kind in LABEL_KINDS) + "   answers"]
+        for t, kinds in labelled.items():
+            total = sum(kinds[kind] for kind in LABEL_KINDS)
+            rates = "".join(f"{kinds[kind] / total if total else 0.0:>10.3f}" for kind in LABEL_KINDS)
+            lines.append(f"{'pair ' + t if t else 'pair':<22}{rates}{total:>10}")
     if "agreement" in summary:
         agree = summary["agreement"]
         lines += ["", f"answer agreement (Jaccard of word sets): mean {agree.get('mean', 0):.3f}, median {agree.get('p50', 0):.3f}"]

@@ -87,6 +87,15 @@ def word_tokens(text: str) -> list[str]:
     return word_lists([text])[0].as_py()
 
 
+def re_word_tokens(text: str) -> list[str]:
+    """:func:`word_tokens` of one text with Python's ``re`` instead of Arrow (faster on one short text).
+
+    >>> re_word_tokens("一只猫, GLM-4.1V") == word_tokens("一只猫, GLM-4.1V")
+    True
+    """
+    return _SPAN.findall(text.lower())
+
+
 def word_spans(text: str) -> Iterator[tuple[int, int]]:
     """Where the tokens of :func:`word_tokens` lie in ``text``: (start, end) offsets, in order.
 

@@ -271,7 +271,8 @@ def test_chunk_size_does_not_change_any_score(tmp_path, sample_rows, fit):
             row = sample_rows[row_id]
             single = {"id": [row_id], "prediction": [found["prediction"][found["id"].to_pylist().index(row_id)].as_py()],
                       "finish_reason": [None], **{c: [row[c]] for c in REFERENCE_COLUMNS}}
-            assert_same_scores(score_rows(pa.table(single), lexical[1:6]), whole.slice(k, 1))
+            alone = score_rows(pa.table(single), lexical[1:6])
+            assert_same_scores(alone, whole.slice(k, 1).select(alone.column_names))  # label_reward.* come after
 
 
 def test_rouge_stemmer_and_tfidf_fit_are_recorded_and_compare_warns_when_they_differ(tmp_path, sample_rows, capsys):
@@ -364,3 +365,42 @@ def test_a_predictions_file_that_is_not_utf8_is_named(tmp_path, sample_rows, cap
     assert main(["--predictions", str(parquet), "--source", "sample", "--out", str(tmp_path / "r"), *LEXICAL]) == 2
     assert f"error: {parquet} column 'prediction' row 1: not UTF-8 text" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+PARENT_LEMMA = {  # the first lemma of each sample class's first parent, read off wordnet_nouns.tsv.gz
+    "n07753592": "edible fruit", "n07747607": "citrus", "n04254680": "ball", "n02690373": "airplane",
+    "n07734744": "vegetable", "n04285008": "car", "n03792782": "bicycle", "n02799071": "ball",
+    "n09246464": "geological formation", "n04037443": "car", "n03417042": "truck", "n09472597": "mountain",
+}  # fmt: skip
+
+
+def test_label_accuracy_of_the_model_and_of_both_teachers(tmp_path, sample_rows, capsys):
+    """Every third prediction names the class, every third its parent (reward 0.5), every third is
+    cut while reasoning (0).  Teacher 1 names the class in 21 of the 24 sample answers (rows 1002 and
+    1011 have no answer, 1016 describes a red car); teacher 2 in 23 (row 1005 has no answer)."""
+    with open(tmp_path / "p.jsonl", "w", encoding="utf-8") as handle:
+        for i, (row_id, row) in enumerate(sample_rows.items()):
+            name = row["label"].split(", ")[0]
+            output = [f"<think>Hm.</think>A {name}.", f"<think>Hm.</think>A {PARENT_LEMMA[row['wnid']]}.", f"<think>A {name}"][i % 3]
+            handle.write(json.dumps({"id": row_id, "output": output}) + "\n")
+    args = ["--predictions", str(tmp_path / "p.jsonl"), "--source", "sample", "--split", "all", "--out", str(tmp_path / "run")]
+    assert main([*args, *LEXICAL]) == 0
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())
+    figures = {(r["answers"], r["figure"]): (r["mean"], r["n"]) for r in summary["labels"]}
+    assert figures[("prediction", "named")] == (pytest.approx(8 / 24), 24)
+    assert figures[("prediction", "ancestor")] == (pytest.approx(8 / 24), 24)
+    assert figures[("prediction", "reward")] == (pytest.approx((8 + 8 * 0.5) / 24), 24)
+    assert figures[("teacher1", "named")] == figures[("teacher1", "reward")] == (pytest.approx(21 / 24), 24)
+    assert figures[("teacher2", "named")] == figures[("teacher2", "reward")] == (pytest.approx(23 / 24), 24)
+    assert figures[("teacher1", "ancestor")][0] == figures[("teacher2", "ancestor")][0] == 0.0
+    assert summary["runs"][0]["settings"]["label_reward"] == {"decay": 0.5, "max_depth": 3, "exclusive": False}
+    scores = pq.read_table(tmp_path / "run" / "scores.parquet")
+    expected = {row_id: [1.0, 0.5, 0.0][i % 3] for i, row_id in enumerate(sample_rows)}
+    assert dict(zip(scores["id"].to_pylist(), scores["label_reward.prediction"].to_pylist())) == expected
+    out = capsys.readouterr().out
+    assert "## Label accuracy" in out and "| p: teacher 1 answers | 0.875 [" in out
+    assert main([*args, "--label-exclusive", "--out", str(tmp_path / "strict"), *LEXICAL]) == 0
+    strict = json.loads((tmp_path / "strict" / "results.json").read_text())
+    assert strict["runs"][0]["settings"]["label_reward"]["exclusive"] is True
+    strict_reward = next(r["mean"] for r in strict["labels"] if (r["answers"], r["figure"]) == ("teacher2", "reward"))
+    assert strict_reward < 23 / 24  # teacher 2's descriptions name other classes too ("Style:" is a flower part)

@@ -155,3 +155,50 @@ def test_the_chart_names_models_marks_missing_metrics_and_has_one_legend():
         assert labels == ["alpha: BERTScore roberta-large layer 17", "beta"]
     finally:
         plt.close(figure)
+
+
+def label_scores():
+    """Hand-built rewards: the model names the class once, an ancestor once (0.25), misses once,
+    and one row has no wnid in the table (NaN); teacher 1 names it twice of three, teacher 2 never answered."""
+    return pa.table({
+        "id": ["a", "b", "c", "d"], "status": ["ok"] * 4,
+        "answer.jaccard.teacher1": [0.5, 0.5, 0.5, 0.5],
+        "label_reward.prediction": [1.0, 0.25, 0.0, float("nan")],
+        "label_reward.teacher1": [1.0, 1.0, 0.5, float("nan")],
+        "label_reward.teacher2": [float("nan")] * 4,
+    })  # fmt: skip
+
+
+def test_label_figures_with_bootstrap_intervals():
+    summary = summarize(label_scores(), "m", {"label_reward": {"decay": 0.5, "max_depth": 3, "exclusive": False}}, num_resamples=300)
+    figures = {(r["answers"], r["figure"]): r for r in summary["labels"]}
+    expected = {
+        ("prediction", "named"): 1 / 3, ("prediction", "ancestor"): 1 / 3, ("prediction", "reward"): 1.25 / 3,
+        ("teacher1", "named"): 2 / 3, ("teacher1", "ancestor"): 1 / 3, ("teacher1", "reward"): 2.5 / 3,
+    }  # fmt: skip
+    for key, mean in expected.items():
+        row = figures[key]
+        assert row["mean"] == pytest.approx(mean) and row["n"] == 3 and row["model"] == "m"
+        assert row["ci_low"] <= mean <= row["ci_high"]
+    named = np.array([1.0, 0.0, 0.0])  # the same bootstrap as every metric
+    assert (figures[("prediction", "named")]["ci_low"], figures[("prediction", "named")]["ci_high"]) == bootstrap_ci(named, 300)
+    assert all(math.isnan(figures[("teacher2", f)]["mean"]) and figures[("teacher2", f)]["n"] == 0 for f in ("named", "reward"))
+    assert [r["metric"] for r in summary["results"]] == ["jaccard"]  # label columns are not similarity metrics
+    table = render_markdown(summary)
+    assert "## Label accuracy" in table and "m: decay 0.5, max_depth 3, exclusive False" in table
+    assert "| m | 0.333 [" in table and "| 3 |" in table
+    assert "| m: teacher 2 answers | – | – | – | 0 |" in table
+
+
+def test_label_figures_survive_json_and_comparison(tmp_path):
+    summary = summarize(label_scores(), "m", num_resamples=50)
+    write_report(summary, tmp_path / "one")
+    loaded = load_summary(tmp_path / "one")
+    assert math.isnan(next(r["mean"] for r in loaded["labels"] if r["answers"] == "teacher2"))
+    both = combine([loaded, loaded], ["x", "y"])
+    assert {r["model"] for r in both["labels"]} == {"m [x]", "m [y]"} and len(both["labels"]) == 2 * len(loaded["labels"])
+    assert "| m [y]: teacher 1 answers | 0.667 [" in render_markdown(both)
+    older = {"runs": loaded["runs"], "results": loaded["results"]}  # written before label accuracy existed
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text(json.dumps(older))
+    assert load_summary(tmp_path / "old")["labels"] == [] and "Label accuracy" not in render_markdown(load_summary(tmp_path / "old"))

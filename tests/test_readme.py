@@ -49,3 +49,18 @@ def test_sample_commands_run_as_written(command, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(shlex.split(command)) == 0, capsys.readouterr().err
     assert capsys.readouterr().out
+
+
+def test_reward_examples_give_the_values_in_their_comments():
+    block = next(block for block in python_blocks() if "label_reward(" in block)
+    namespace: dict = {}
+    checked = 0
+    for line in block.splitlines():
+        if "  # " not in line:
+            exec(line, namespace)
+            continue
+        code, comment = line.split("  # ", 1)
+        expected = comment.split("] ", 1)[0] + "]" if "] " in comment else comment
+        assert eval(code, namespace) == eval(expected, namespace), line
+        checked += 1
+    assert checked == 6

@@ -98,3 +98,29 @@ def test_cli_unknown_or_empty_split_fails_clearly(tmp_path, sample, capsys):
     assert cli.main(["stats", str(tmp_path), "--split", "validation"]) == 2
     assert "imagenet-think stats: error: the dataset has no rows to measure" in capsys.readouterr().err
 
+
+
+def test_label_hits_per_teacher():
+    """n02084071 is dog: a beagle is a dog, a canine its parent; a cat is neither (no hedging in
+    stats); n0 is no wnid of the table; a missing pair is not an answer."""
+    dog = "n02084071"
+    texts = {
+        "wnid": [dog, dog, dog, "n0"],
+        "status_1": ["ok", "ok", "ok", "ok"], "think_1": [""] * 4, "answer_1": ["A beagle.", "A canine.", "A cat.", "A dog."],
+        "status_2": ["ok", "missing", "empty_answer", "ok"], "think_2": [""] * 4, "answer_2": ["Two dogs.", None, "", "A dog."],
+    }  # fmt: skip
+    summary = stats.summarize(stats.measure(datasets.Dataset.from_dict(texts)))
+    assert summary["teachers"]["1"]["label"] == {"named": 1, "ancestor": 1, "missed": 1, "unknown": 1}
+    assert summary["teachers"]["2"]["label"] == {"named": 1, "ancestor": 0, "missed": 1, "unknown": 1}
+    text = stats.format_summary(summary)
+    assert "pair 1                     0.333     0.333     0.333         3" in text
+    assert "pair 2                     0.500     0.000     0.500         2" in text
+
+
+def test_cli_prints_the_teachers_label_hit_rates(capsys):
+    """Of the sample's 23 train rows, teacher 1 names the class in 20 answers (rows 1002 and 1011
+    have none, 1016 describes a red car), teacher 2 in 22 (row 1005 has none)."""
+    assert cli.main(["stats", "sample"]) == 0
+    out = capsys.readouterr().out
+    assert f"pair 1                     {20 / 23:.3f}     0.000     {3 / 23:.3f}        23" in out
+    assert f"pair 2                     {22 / 23:.3f}     0.000     {1 / 23:.3f}        23" in out

@@ -18,10 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``imagenet-think stats`` (only the text columns are loaded: no image reaches the cache)."""
+    """Run ``imagenet-think stats`` (only the text columns and ``wnid`` are loaded: no image reaches the cache)."""
     from imagenet_think.loading import load_dataset
 
-    dataset = load_dataset(args.source, split=args.split, columns=text_columns())
+    dataset = load_dataset(args.source, split=args.split, columns=["wnid", *text_columns()])
     table = measure(dataset)
     summary = {"source": args.source, "split": args.split, **summarize(table)}
     if args.out:

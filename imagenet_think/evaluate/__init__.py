@@ -12,6 +12,8 @@ Modules, in the order data flows through them:
     Jaccard, overlap coefficient, TF-IDF cosine).
 ``scoring``
     Both parts against teacher 1, teacher 2 and the better of the two, in resumable chunks.
+``label_accuracy``
+    Whether the model's answers (and, as reference, the teachers') name the image's WordNet class.
 ``report``
     Means with bootstrap confidence intervals as JSON, Markdown and a bar chart.
 

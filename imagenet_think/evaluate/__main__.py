@@ -14,7 +14,8 @@ Rows scored: the evaluation subset (:mod:`imagenet_think.evaluate.subset`) of ``
 ``all`` for corpora whose validation split is tiny, such as the bundled sample).  With
 ``--predictions``, the subset ids the file predicts are scored; every id in the file must exist
 in the corpus.  Scores go to ``RUN_DIR/scores/`` chunk by chunk (a rerun skips chunks already
-scored), then ``RUN_DIR/scores.parquet`` and ``results.{json,md,png}``
+scored), then, with each answer's label reward (:mod:`imagenet_think.evaluate.label_accuracy`:
+the model's and both teachers'), ``RUN_DIR/scores.parquet`` and ``results.{json,md,png}``
 (:mod:`imagenet_think.evaluate.report`).  Option values are checked before anything is loaded,
 and every setting that changes scores is recorded in ``results.json`` as used.
 
@@ -87,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report = parser.add_argument_group("report")
     report.add_argument("--out", metavar="RUN_DIR", help="run directory (default: eval-runs/<name>)")
     report.add_argument("--name", help="model name in the report (default: --model or the predictions file stem)")
+    report.add_argument("--label-exclusive", action="store_true",
+                        help="label accuracy: an answer that also names a competing class scores 0 (label_reward's "
+                        "training default; off here, as descriptive answers name much besides the class)")
     report.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     report.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -109,7 +113,7 @@ def _scored_rows(eval_rows: pa.Table, predictions: pa.Table) -> pa.Table:
     picked = eval_rows.take(pa.array(keep, pa.int64()))
     wanted = pa.array([position[row_id] for row_id in picked["id"].to_pylist()], pa.int64())
     joined = {"id": picked["id"], **{name: predictions[name].take(wanted) for name in ("prediction", "finish_reason")}}
-    return pa.table({**joined, **{name: picked[name] for name in REFERENCE_COLUMNS}})
+    return pa.table({**joined, **{name: picked[name] for name in ("wnid", *REFERENCE_COLUMNS)}})
 
 
 def _compare(args: argparse.Namespace, out: Path) -> int:
@@ -258,6 +262,8 @@ def _bertscore_layers(settings: MetricSettings) -> int:
 def _evaluate(args: argparse.Namespace, out: Path) -> int:
     import pyarrow.parquet as pq
 
+    from imagenet_think.evaluate.label_accuracy import LabelSettings, label_rewards
+    from imagenet_think.evaluate.predictions import split_predictions
     from imagenet_think.evaluate.report import summarize
     from imagenet_think.evaluate.scoring import score_in_chunks
     from imagenet_think.evaluate.subset import load_eval_rows
@@ -265,7 +271,7 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
     settings = _metric_settings(args)
     spec = _model_spec(args) if args.model else None
     style = args.reasoning_style or (spec.reasoning_style if spec else "auto")
-    columns = ["id", *REFERENCE_COLUMNS] + (["image"] if spec else [])
+    columns = ["id", "wnid", *REFERENCE_COLUMNS] + (["image"] if spec else [])
     corpus_ids, eval_rows = load_eval_rows(args.source, args.size or None, args.split, args.validation_fraction, columns)
     predictions = _predictions_table(args, spec, corpus_ids, eval_rows, out)
     rows = _scored_rows(eval_rows, predictions)
@@ -287,8 +293,11 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
         file=sys.stderr,
     )
     scores = score_in_chunks(rows, out, args.metrics, settings, style, args.chunk_size, not args.no_progress)
+    label_settings = LabelSettings(exclusive=args.label_exclusive)
+    for name, values in label_rewards(rows, split_predictions(rows, style)["answer"].to_pylist(), label_settings).items():
+        scores = scores.append_column(name, values)
     pq.write_table(scores, out / "scores.parquet")
-    recorded = _run_settings(args, settings, style)
+    recorded = {**_run_settings(args, settings, style), "label_reward": asdict(label_settings)}
     return _publish(summarize(scores, _run_name(args), recorded, args.bootstrap, args.seed, coverage), out)
 
 

@@ -8,7 +8,9 @@ bootstrap confidence interval of that mean (``num_resamples`` resamples drawn wi
 of a run are resampled with the same example indices when their ``n`` agree).
 
 ``results.json`` holds ``{"runs": [run, ...], "results": [{"model", "part", "metric",
-"reference", "mean", "ci_low", "ci_high", "n"}, ...]}`` (NaN written as ``null``), where a run is
+"reference", "mean", "ci_low", "ci_high", "n"}, ...], "labels": [{"model", "answers", "figure", "mean",
+"ci_low", "ci_high", "n"}, ...]}`` (NaN written as ``null``; ``labels`` from the
+``label_reward.<answers>`` columns, see :mod:`imagenet_think.evaluate.label_accuracy`), where a run is
 ``{"model", "subset_size", "scored_rows", "ids_without_prediction", "predictions_outside_subset",
 "status_counts", "settings"}``: how many ids the evaluation subset held, how many of them were
 scored, which had no prediction, how many predictions fell outside the subset, the split status
@@ -38,6 +40,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import pyarrow as pa
 
+from imagenet_think.evaluate.label_accuracy import ANSWERS, COLUMN_PREFIX, FIGURES, label_figures
 from imagenet_think.evaluate.metrics import METRIC_NAMES
 from imagenet_think.evaluate.scoring import PARTS, REFERENCES
 from imagenet_think.schema import TEACHERS
@@ -106,6 +109,13 @@ def summarize(
         low, high = bootstrap_ci(values, num_resamples, seed)
         mean = float(values.mean()) if values.size else math.nan
         rows.append(dict(model=model, part=part, metric=metric, reference=reference, mean=mean, ci_low=low, ci_high=high, n=int(values.size)))
+    label_rows = []
+    for name in (n for n in scores.column_names if n.startswith(COLUMN_PREFIX)):
+        figures = label_figures(scores[name].to_numpy(zero_copy_only=False).astype(float))
+        for figure, values in figures.items():
+            low, high = bootstrap_ci(values, num_resamples, seed)
+            mean = float(values.mean()) if values.size else math.nan
+            label_rows.append(dict(model=model, answers=name[len(COLUMN_PREFIX) :], figure=figure, mean=mean, ci_low=low, ci_high=high, n=int(values.size)))
     statuses = scores["status"].value_counts().to_pylist() if "status" in scores.column_names else []
     run = {
         "model": model,
@@ -117,7 +127,7 @@ def summarize(
         "status_counts": {entry["values"]: entry["counts"] for entry in statuses},
         "settings": settings or {},
     }
-    return {"runs": [run], "results": rows}
+    return {"runs": [run], "results": rows, "labels": label_rows}
 
 
 LEXICAL_METRICS = ("rouge1_f", "rougeL_f", "jaccard", "overlap", "tfidf_cosine")
@@ -251,7 +261,39 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 if any((model, part, metric, reference) in index for model in models):
                     cells = " | ".join(_cell(index.get((model, part, metric, reference))) for model in models)
                     lines.append(f"| {part} | {metric} | {cells} |")
+    lines += _labels_table(summary)
     return "\n".join(lines) + "\n"
+
+
+LABEL_ANSWER_TITLES = {"prediction": "", "teacher1": "teacher 1 answers", "teacher2": "teacher 2 answers"}
+
+
+def _labels_table(summary: dict[str, Any]) -> list[str]:
+    """The label accuracy section: a row per (run, whose answers), a column per figure."""
+    index = {(r["model"], r["answers"], r["figure"]): r for r in summary.get("labels", [])}
+    if not index:
+        return []
+    models = list(dict.fromkeys(model for model, _, _ in index))
+    settings = "; ".join(
+        f"{run['model']}: " + ", ".join(f"{k} {v}" for k, v in run.get("settings", {}).get("label_reward", {}).items())
+        for run in summary["runs"]
+        if run["model"] in models
+    )
+    lines = [
+        "", "## Label accuracy", "",
+        "Does the answer name the image's WordNet class (`imagenet_think.rewards.label_reward` on the answer part; "
+        f"{settings})? named: reward 1.0 (the class or a more specific one); ancestor only: 0 < reward < 1; "
+        "teacher rows: the teachers' own answers on the same rows.", "",
+        "| answers | named | ancestor only | mean reward | n |", "| --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
+    for model in models:
+        for answers in ANSWERS:
+            found = [index.get((model, answers, figure)) for figure in FIGURES]
+            if any(found):
+                title = f"{model}: {LABEL_ANSWER_TITLES[answers]}" if LABEL_ANSWER_TITLES[answers] else model
+                n = next(r["n"] for r in found if r)
+                lines.append(f"| {title} | " + " | ".join(_cell(r) for r in found) + f" | {n} |")
+    return lines
 
 
 def _run_notes(run: dict[str, Any]) -> list[str]:
@@ -370,7 +412,7 @@ def load_summary(run_dir: Union[str, os.PathLike]) -> dict[str, Any]:
     for run in summary["runs"]:
         if "scored_rows" not in run and "n_rows" in run:
             run["scored_rows"] = run.pop("n_rows")
-    for row in summary["results"]:
+    for row in summary["results"] + summary.setdefault("labels", []):
         for key in ("mean", "ci_low", "ci_high"):
             row[key] = math.nan if row[key] is None else row[key]
     return summary
@@ -384,9 +426,10 @@ def combine(summaries: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[
     ['m [a]', 'm [b]']
     """
     names = [run["model"] for summary in summaries for run in summary["runs"]]
-    runs, results = [], []
+    runs, results, label_rows = [], [], []
     for summary, label in zip(summaries, labels):
         rename = {run["model"]: (f"{run['model']} [{label}]" if names.count(run["model"]) > 1 else run["model"]) for run in summary["runs"]}
         runs += [{**run, "model": rename[run["model"]]} for run in summary["runs"]]
         results += [{**row, "model": rename[row["model"]]} for row in summary["results"]]
-    return {"runs": runs, "results": results}
+        label_rows += [{**row, "model": rename[row["model"]]} for row in summary.get("labels", [])]
+    return {"runs": runs, "results": results, "labels": label_rows}
