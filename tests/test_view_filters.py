@@ -42,6 +42,7 @@ def corpus_rows() -> list[dict]:
     rows[7]["num_tokens_1"] = rows[7]["num_tokens_2"] = None  # a record without any
     rows[6]["finish_reason_1"] = None  # an existing pair that recorded no reason
     rows[9].update(status_2="missing", think_2=None, answer_2=None, finish_reason_2=None, num_tokens_2=None)
+    rows[11]["answer_1"] = rows[16]["answer_2"] = "A truck on a road."  # answers that miss their class
     return rows
 
 
@@ -316,8 +317,16 @@ def test_export_where_writes_exactly_the_records_the_viewer_lists(server, corpus
     assert argv[:2] == ["imagenet-think", "export"] and argv[3] == "OUT"
     assert argv[4:5] == (["--where"] if query else []) and parse_qs(argv[5] if query else "") == parse_qs(query)
     argv[2], argv[3] = str(corpus[0]), str(tmp_path / "out")
-    assert main(argv[1:]) == 0, capsys.readouterr().err
+    assert listed["records"] and main(argv[1:]) == 0, capsys.readouterr().err
     assert exported_ids(tmp_path / "out") == [r["id"] for r in listed["records"]]
+
+
+def test_export_where_that_keeps_nothing_says_so(corpus, tmp_path, capsys):
+    from imagenet_think.cli import main
+
+    assert main(["export", str(corpus[0]), str(tmp_path / "out"), "--where", "tokens_min=999999"]) == 2
+    assert "no rows to export (none matches --where 'tokens_min=999999')" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_export_sft_where_keeps_the_records_the_viewer_lists(server, corpus, tmp_path, capsys):
