@@ -12,8 +12,9 @@ reads only the files that are new or changed since the last look.  Published-lay
 normalised (ids, labels, statuses) by :mod:`imagenet_think.normalize`, exactly as the loader does.
 
 Records, images and text searches read the files again, one row group and only the columns
-needed; image row groups and search results are kept in bounded memory caches.  Nothing is
-ever written.
+needed; image row groups and search results are kept in bounded memory caches (requests
+arriving together for one row group or one search wait for a single read).  Nothing is ever
+written.
 
 >>> corpus = Corpus("sample")
 >>> snapshot = corpus.refresh(strict=True)
@@ -298,11 +299,9 @@ class Corpus:
         """``{"bytes", "path"}`` of the record's image as stored."""
         data_file, row = snapshot.locate(position)
         group, offset = data_file.locate(row)
-        key = (*data_file.key, group)
-        column = self._images.get(key)
-        if column is None:
-            column = data_file.read(group, ("image",))["image"].combine_chunks()
-            self._images.put(key, column)
+        column = self._images.get_or_make(
+            (*data_file.key, group), lambda: data_file.read(group, ("image",))["image"].combine_chunks()
+        )
         return column[offset].as_py()
 
     def search(self, snapshot: Snapshot, text: str, pairs: tuple[int, ...]) -> np.ndarray:
@@ -313,11 +312,7 @@ class Corpus:
 
         def one_file(data_file: DataFile) -> np.ndarray:
             key = (*data_file.key, text.casefold(), columns)
-            mask = self._searches.get(key)
-            if mask is None:
-                mask = data_file.search(text, columns)
-                self._searches.put(key, mask)
-            return mask
+            return self._searches.get_or_make(key, lambda: data_file.search(text, columns))
 
         with ThreadPoolExecutor(self.workers) as pool:
             masks = list(pool.map(one_file, snapshot.files))

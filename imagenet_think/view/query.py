@@ -5,12 +5,13 @@ back into links.  :func:`select` filters and sorts the rows of the corpus index 
 see :mod:`imagenet_think.view.corpus`) into a :class:`Selection`: the positions of the records in
 order, and the records per status under every filter but ``status=`` itself.
 
-Parameters: ``status=`` (repeatable: records where a pair has one of them), ``teacher=``
+Parameters: ``status=`` (repeatable: records where a pair has one of them; ``unknown``: a value
+outside :data:`schema.STATUSES`, as a newer or foreign file may hold), ``teacher=``
 (``glm``/``kimi`` or ``1``/``2``: status filter, text search and sort look at that pair only, and
 records where it is ``missing`` are left out), ``wnid=``, ``q=`` (text search in reasoning and
 answers, case-insensitive), ``split=``, ``sort=`` (``think``/``-think``: by reasoning length,
 shortest/longest first; ``answer``/``-answer`` likewise; default: file order), ``page=`` (from 1)
-and ``per_page=``.
+and ``per_page=`` (ASCII digits only).
 
 >>> query = Query.from_params({"status": ["unclosed_think"], "teacher": ["kimi"], "page": ["2"]})
 >>> query.pairs, query.to_url("/", page=3)
@@ -29,6 +30,7 @@ and ``per_page=``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import Optional
 from urllib.parse import urlencode
@@ -48,6 +50,10 @@ SORTS = {
 }
 """``sort=`` values and what they mean.  Lengths are in characters; a record's length is the
 longer of its pairs' (with ``teacher=``, that pair's)."""
+
+UNKNOWN_STATUS = "unknown"
+"""The ``status=`` value and count of statuses outside :data:`schema.STATUSES` (and of none)."""
+STATUS_VALUES = (*schema.STATUSES, UNKNOWN_STATUS)
 
 DEFAULT_PER_PAGE = 48
 MAX_PER_PAGE = 500
@@ -94,8 +100,8 @@ class Query:
             single[name] = values[0].strip() if values else ""
         status = tuple(dict.fromkeys(s.strip() for value in params.get("status", ()) for s in value.split(",") if s.strip()))
         for value in status:
-            if value not in schema.STATUSES:
-                raise QueryError(f"status={value!r}: not a status; use one of {', '.join(schema.STATUSES)}")
+            if value not in STATUS_VALUES:
+                raise QueryError(f"status={value!r}: not a status; use one of {', '.join(STATUS_VALUES)}")
         teacher = single.get("teacher", "")
         if teacher and teacher not in TEACHER_NUMBERS:
             raise QueryError(f"teacher={teacher!r}: use one of {', '.join(TEACHER_NUMBERS)}")
@@ -145,7 +151,7 @@ def _positive(single: Mapping[str, str], name: str, default: int, maximum: Optio
     text = single.get(name, "")
     if not text:
         return default
-    if not text.isdigit() or int(text) < 1:
+    if not re.fullmatch("[0-9]{1,18}", text) or int(text) < 1:  # str.isdigit takes "²" and "٣" too
         raise QueryError(f"{name}={text!r}: give a whole number from 1")
     if maximum is not None and int(text) > maximum:
         raise QueryError(f"{name}={text}: at most {maximum}")
@@ -197,11 +203,13 @@ def select(index: pa.Table, query: Query, text_match: Optional[np.ndarray] = Non
     text search's result, a boolean per row, computed by the caller.
 
     A record counts once for each status one of its pairs (or the ``teacher=`` pair) has;
-    statuses in :data:`schema.STATUSES` order, zeros left out.  Sorting is stable: equal
+    statuses in :data:`STATUS_VALUES` order, zeros left out.  Sorting is stable: equal
     lengths keep file order.
     """
     base = _base_mask(index, query, text_match)
     statuses = {s: _any([pc.equal(index[f"status_{p}"], s) for p in query.pairs]) & base for s in schema.STATUSES}
+    known = pa.array(schema.STATUSES)
+    statuses[UNKNOWN_STATUS] = _any([pc.invert(pc.is_in(index[f"status_{p}"], known)) for p in query.pairs]) & base
     counts = {s: int(m.sum()) for s, m in statuses.items() if m.any()}
     mask = np.logical_or.reduce([statuses[s] for s in query.status]) if query.status else base
     positions = np.flatnonzero(mask)

@@ -3,32 +3,42 @@
 Routes (``GET`` and ``HEAD``; anything else is refused)::
 
     /                   the record list; filters, sort and page in the query string
-    /record/<id>        one record (the list's query string gives previous/next)
+    /record/<id>        one record (the list's query string gives previous/next; full=1: long
+                        texts whole instead of cut)
     /api/records        the list as JSON
     /api/record/<id>    one record as JSON (image as path, size and format)
     /image/<id>         the image, its stored bytes
-    /thumb/<id>         a JPEG thumbnail made with Pillow, kept in a bounded memory cache
+    /thumb/<id>         a JPEG thumbnail made with Pillow (see :mod:`~imagenet_think.view.thumbnail`),
+                        kept in a bounded memory cache
     /static/<name>      the bundled CSS, JavaScript and icon
 
 Every other path is a 404.  No part of a request path is ever joined to a file path: ids are
 looked up in the index and static files come from a fixed table read at start, so ``..`` in any
 spelling or encoding reaches nothing.  Bound to a loopback address, the server also refuses
-requests whose ``Host`` is not a loopback name (a web page cannot then read the corpus through
-DNS rebinding).  Pages carry a Content-Security-Policy that allows only this server's own
-scripts, styles and images; corpus text is HTML-escaped.  Nothing is written anywhere.
+requests whose ``Host`` is neither a loopback address, ``localhost`` nor the name it was bound to
+(a web page cannot then read the corpus through DNS rebinding).  Every response, the standard
+library's own error pages included, carries a Content-Security-Policy that allows only this
+server's own scripts, styles and images, and ``nosniff``; corpus text is HTML-escaped.  Nothing
+is written anywhere.
+
+Under load: the listen queue holds :data:`LISTEN_BACKLOG` connections arriving together; a
+connection idle for :data:`REQUEST_TIMEOUT` seconds (a request sent half, a kept-alive
+connection not reused) is closed, so slow clients do not hold threads for ever; at most
+:data:`DECODE_SLOTS` thumbnails are decoded at once and requests arriving together for one
+thumbnail wait for a single decode.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import ipaddress
 import json
 import logging
 import socket
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from imagenet_think.images import image_kind
@@ -36,18 +46,27 @@ from imagenet_think.view import pages
 from imagenet_think.view.cache import BoundedCache
 from imagenet_think.view.corpus import Corpus, Snapshot
 from imagenet_think.view.query import Query, QueryError, select
+from imagenet_think.view.thumbnail import THUMBNAIL_SIZE, ImageTooLarge, describe, make_thumbnail, placeholder
 
 logger = logging.getLogger(__name__)
 
-THUMBNAIL_SIZE = 240
 THUMBNAIL_CACHE_BYTES = 32 * 2**20
+DECODE_SLOTS = 2
+"""Thumbnails decoded at the same time (the others wait): with the pixel limit this bounds the
+memory of a burst of thumbnail requests to about ``DECODE_SLOTS × MAX_IMAGE_PIXELS × 4`` bytes."""
+LISTEN_BACKLOG = 256
+"""Connections the listen queue holds before the server accepts them (the standard library's 5
+made a browser burst time out)."""
+REQUEST_TIMEOUT = 30.0
+"""Seconds a connection may stay silent (mid-request or between kept-alive requests) before it
+is closed."""
 
 PAGE_POLICY = (
     "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 @dataclasses.dataclass
@@ -58,11 +77,12 @@ class Response:
     cache: str = "no-store"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or address to bind) reaches this machine only.
+def is_loopback_address(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address as written (``127.0.0.0/8``,
+    ``::1``); no name is looked up.
 
-    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
-    (True, True, False)
+    >>> [is_loopback_address(h) for h in ("127.0.0.2", "::1", "LOCALHOST", "0.0.0.0", "example.com")]
+    [True, True, True, False, False]
     """
     if host.lower() in LOOPBACK_NAMES:
         return True
@@ -70,6 +90,22 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address to bind) reaches this machine only: a loopback
+    address, or a name whose addresses all are.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    if is_loopback_address(host):
+        return True
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addresses) and all(is_loopback_address(a.split("%", 1)[0]) for a in addresses)
 
 
 def _host_name(header: str) -> str:
@@ -89,34 +125,6 @@ def static_files() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def make_thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes:
-    """A JPEG no larger than ``size`` pixels a side, the EXIF orientation applied.
-
-    >>> import io; from PIL import Image
-    >>> buffer = io.BytesIO(); Image.new("RGB", (640, 320), "red").save(buffer, "PNG")
-    >>> Image.open(io.BytesIO(make_thumbnail(buffer.getvalue(), 100))).size
-    (100, 50)
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(io.BytesIO(data)) as image:
-        image.draft("RGB", (size, size))
-        thumb = ImageOps.exif_transpose(image)
-        thumb.thumbnail((size, size))
-        if thumb.mode not in ("RGB", "L"):
-            thumb = thumb.convert("RGB")
-        out = io.BytesIO()
-        thumb.save(out, "JPEG", quality=82)
-        return out.getvalue()
-
-
-PLACEHOLDER = (
-    '<svg xmlns="http://www.w3.org/2000/svg" width="240" height="240" viewBox="0 0 240 240">'
-    '<rect width="240" height="240" fill="#ddd"/><text x="120" y="125" font-family="sans-serif" font-size="16" '
-    'text-anchor="middle" fill="#666">{}</text></svg>'
-)
-
-
 class NotFound(LookupError):
     """A path or record id the viewer does not have."""
 
@@ -124,12 +132,22 @@ class NotFound(LookupError):
 class Viewer:
     """Answers requests for one corpus; :meth:`handle` maps a request target to a response."""
 
-    def __init__(self, corpus: Corpus, loopback_only: bool = True, thumbnail_size: int = THUMBNAIL_SIZE):
+    def __init__(
+        self,
+        corpus: Corpus,
+        loopback_only: bool = True,
+        thumbnail_size: int = THUMBNAIL_SIZE,
+        host_names: Collection[str] = (),
+    ):
+        """``loopback_only``: answer only requests whose ``Host`` is a loopback address,
+        ``localhost`` or one of ``host_names`` (the name the server was bound to)."""
         self.corpus = corpus
         self.loopback_only = loopback_only
+        self.host_names = frozenset(name.lower() for name in host_names)
         self.thumbnail_size = thumbnail_size
         self.static = static_files()
-        self._thumbnails = BoundedCache(THUMBNAIL_CACHE_BYTES)
+        self._thumbnails = BoundedCache(THUMBNAIL_CACHE_BYTES, size=lambda thumb: len(thumb[1]))
+        self._decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
 
     @property
     def source(self) -> str:
@@ -140,7 +158,7 @@ class Viewer:
         parts = urlsplit(target)
         api = parts.path.startswith("/api/")
         try:
-            if self.loopback_only and host and _host_name(host).lower() not in LOOPBACK_NAMES:
+            if self.loopback_only and host and not self._answers_host(_host_name(host)):
                 return self._error(403, f"this viewer answers only requests to localhost, not to {host!r}", api)
             segments = [unquote(s) for s in parts.path.split("/")[1:]]
             return self._route(segments, parse_qs(parts.query, keep_blank_values=True))
@@ -152,6 +170,9 @@ class Viewer:
             logger.error("%s: %s: %s", target, type(err).__name__, err)
             logger.debug("traceback", exc_info=True)
             return self._error(500, f"{type(err).__name__}: {err}", api)
+
+    def _answers_host(self, name: str) -> bool:
+        return is_loopback_address(name) or name.lower() in self.host_names
 
     def _route(self, segments: list[str], params: dict[str, list[str]]) -> Response:
         match segments:
@@ -217,6 +238,9 @@ class Viewer:
         )
 
     def _record(self, record_id: str, params: dict[str, list[str]], api: bool) -> Response:
+        full = params.pop("full", None)
+        if full not in (None, ["1"]):
+            raise QueryError(f"full={','.join(full)!r}: give full=1 (the whole texts) or leave it out")
         query = Query.from_params(params)
         snapshot = self.corpus.refresh()
         position = self._find(snapshot, record_id)
@@ -225,7 +249,8 @@ class Viewer:
         stored = self.corpus.image(snapshot, position)
         data = stored.get("bytes") or b""
         kind = image_kind(data)
-        image = {"path": stored.get("path"), "bytes": len(data) if data else None, "format": kind[1] if kind else None}
+        image = {"path": stored.get("path"), "bytes": len(data) if data else None, "format": kind[1] if kind else None,
+                 **describe(data)}
         if api:
             image.update(url=pages.asset_url("image", record_id), thumbnail=pages.asset_url("thumb", record_id))
             return _json(200, {**record, "image": image})
@@ -238,7 +263,7 @@ class Viewer:
                 if 0 <= j < selection.total:
                     neighbours[side] = snapshot.index["id"][int(selection.positions[j])].as_py()
         place = (k, selection.total, *neighbours)
-        html = pages.record_page(self.source, record, image, query, place, snapshot.problems)
+        html = pages.record_page(self.source, record, image, query, place, snapshot.problems, full=bool(full))
         return Response(200, html.encode(), "text/html; charset=utf-8")
 
     def _stored_image(self, record_id: str) -> tuple[Any, dict]:
@@ -259,19 +284,24 @@ class Viewer:
 
     def _thumbnail(self, record_id: str) -> Response:
         key, stored = self._stored_image(record_id)
-        key = (*key, self.thumbnail_size)
-        thumbnail = self._thumbnails.get(key)
-        if thumbnail is None:
+        content_type, body = self._thumbnails.get_or_make(
+            (*key, self.thumbnail_size), lambda: self._decode_thumbnail(record_id, stored.get("bytes"))
+        )
+        return Response(200, body, content_type, cache="max-age=60" if content_type == "image/jpeg" else "no-store")
+
+    def _decode_thumbnail(self, record_id: str, data: Optional[bytes]) -> tuple[str, bytes]:
+        """``(content type, body)``: the JPEG thumbnail, or an SVG placeholder saying why not."""
+        if not data:
+            return "image/svg+xml", placeholder("no image")
+        with self._decode_slots:
             try:
-                if not stored.get("bytes"):
-                    raise ValueError("no image bytes stored")
-                thumbnail = make_thumbnail(stored["bytes"], self.thumbnail_size)
+                return "image/jpeg", make_thumbnail(data, self.thumbnail_size)
+            except ImageTooLarge as err:
+                logger.warning("thumbnail of %s: not decoded: %s", record_id, err)
+                return "image/svg+xml", placeholder("too large to show", str(err).split(",")[0])
             except Exception as err:  # Pillow raises many types; all mean "cannot decode"
                 logger.warning("thumbnail of %s: %s", record_id, err)
-                note = "no image" if not stored.get("bytes") else "cannot decode"
-                return Response(200, PLACEHOLDER.format(note).encode(), "image/svg+xml", cache="no-store")
-            self._thumbnails.put(key, thumbnail)
-        return Response(200, thumbnail, "image/jpeg", cache="max-age=60")
+                return "image/svg+xml", placeholder("cannot decode")
 
 
 def _json(status: int, payload: dict) -> Response:
@@ -282,14 +312,28 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "imagenet-think-view"
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # StreamRequestHandler sets it on the socket
+        super().setup()
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self._answer(send_body=True)
+        self._send(self.server.viewer.handle(self.path, self.headers.get("Host")), send_body=True)
 
     def do_HEAD(self) -> None:  # noqa: N802
-        self._answer(send_body=False)
+        self._send(self.server.viewer.handle(self.path, self.headers.get("Host")), send_body=False)
 
-    def _answer(self, send_body: bool) -> None:
-        response = self.server.viewer.handle(self.path, self.headers.get("Host"))
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """The standard library's own errors (501 for other methods, 414, 431, 400 for broken
+        requests) as the viewer's error page, with the headers of every other response."""
+        self.log_error("code %d, message %s", code, message)
+        text = message or self.responses.get(code, ("error",))[0]
+        if explain:
+            text += f" ({explain})"
+        body = pages.error_page(self.server.viewer.source, code, text).encode()
+        self.close_connection = True
+        self._send(Response(code, body, "text/html; charset=utf-8"), send_body=self.command != "HEAD")
+
+    def _send(self, response: Response, send_body: bool) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -297,6 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Content-Security-Policy", PAGE_POLICY if response.content_type.startswith("text/html") else "default-src 'none'")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if send_body:
             self.wfile.write(response.body)
@@ -306,15 +352,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ViewServer(ThreadingHTTPServer):
-    """A threading HTTP server holding its :class:`Viewer`; IPv6 when ``host`` is an IPv6 address."""
+    """A threading HTTP server holding its :class:`Viewer`; IPv6 when ``host`` is an IPv6 address.
+
+    ``request_timeout``: seconds a connection may stay silent before it is closed.
+    """
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, viewer: Viewer, host: str, port: int):
+    def __init__(self, viewer: Viewer, host: str, port: int, request_timeout: float = REQUEST_TIMEOUT):
         self.viewer = viewer
+        self.request_timeout = request_timeout
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed mid-answer (client gone, timed out) is logged at DEBUG, not printed on stderr."""
+        logger.debug("connection from %s failed", client_address[0], exc_info=True)
 
     @property
     def url(self) -> str:
