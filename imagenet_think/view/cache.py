@@ -16,7 +16,7 @@ at the same time (the others wait for that result: a "single flight").
 from __future__ import annotations
 
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any, Callable, Hashable, Optional
 
@@ -39,7 +39,6 @@ class BoundedCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self._making: dict[Hashable, Future] = {}
-        self._waiting: Counter = Counter()
 
     def get(self, key: Hashable) -> Optional[Any]:
         with self._lock:
@@ -78,20 +77,11 @@ class BoundedCache:
                 self._items.move_to_end(key)
                 return item[0]
             making = self._making.get(key)
-            if making is None:
+            owner = making is None
+            if owner:
                 making = self._making[key] = Future()
-                owner = True
-            else:
-                self._waiting[key] += 1
-                owner = False
         if not owner:
-            try:
-                return making.result()
-            finally:
-                with self._lock:
-                    self._waiting[key] -= 1
-                    if not self._waiting[key]:
-                        del self._waiting[key]
+            return making.result()
         try:
             value = make()
         except BaseException as err:
@@ -105,11 +95,6 @@ class BoundedCache:
             del self._making[key]
         making.set_result(value)
         return value
-
-    def waiting(self, key: Hashable) -> int:
-        """How many callers of :meth:`get_or_make` wait now for another's making of ``key``."""
-        with self._lock:
-            return self._waiting[key]
 
     @property
     def nbytes(self) -> int:

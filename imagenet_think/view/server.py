@@ -326,6 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
         """The standard library's own errors (501 for other methods, 414, 431, 400 for broken
         requests) as the viewer's error page, with the headers of every other response."""
         self.log_error("code %d, message %s", code, message)
+        if self.request_version == "HTTP/0.9":  # set before a request line could be read: no headers would go out
+            self.request_version = self.protocol_version
         text = message or self.responses.get(code, ("error",))[0]
         if explain:
             text += f" ({explain})"

@@ -32,8 +32,8 @@ THUMBNAIL_SIZE = 240
 """Longest side of a thumbnail in pixels."""
 
 MAX_IMAGE_PIXELS = 40_000_000
-"""Most pixels the viewer decodes for one image (40 MP, e.g. 8000×5000; 120-160 MB decoded);
-also the largest image a record page shows inline."""
+"""Most pixels the viewer decodes for one image (40 MP, e.g. 8000×5000: 160 MB decoded, as Pillow
+keeps 4 bytes a pixel for RGB); also the largest image a record page shows inline."""
 
 _PLACEHOLDER = (
     '<svg xmlns="http://www.w3.org/2000/svg" width="240" height="240" viewBox="0 0 240 240">'
