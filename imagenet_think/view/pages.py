@@ -350,7 +350,7 @@ def record_page(
 {badge(record.get(f"status_{p}"))} <span class="finish">finish reason <b>{inline(record.get(f"finish_reason_{p}") or "–")}</b></span>
 {f'<span class="tokens">{tokens:,} tokens</span>' if tokens is not None else ""}</header>""",
             f"""<details class="reasoning pair-{p}" data-pair="{p}"{is_open}><summary><span class="who">{name}</span> reasoning · {len(think):,} characters</summary>
-<div class="text think">{think_html}</div></details>""",
+<div class="text think" data-pair="{p}">{think_html}</div></details>""",
             f"""<div class="answer-cell pair-{p}"><h3><span class="who">{name}</span> answer · {len(answers[p]):,} characters</h3>
 <div class="text answer" data-pair="{p}">{answer_html}</div></div>""",
             f'<details class="generation pair-{p}"><summary><span class="who">{name}</span> generation settings</summary>'
