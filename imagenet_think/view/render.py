@@ -37,6 +37,8 @@ import re
 from collections.abc import Collection
 from typing import Any, Optional
 
+from imagenet_think.text import word_spans, word_tokens
+
 MAX_SHOWN_CHARS = 30_000
 """Characters of one text shown on a record page before it is cut (about 8,000 tokens)."""
 
@@ -117,8 +119,6 @@ def shared_words(text: str, other: str) -> frozenset[str]:
     >>> sorted(shared_words("一只猫 on a mat", "猫 on the mat"))
     ['mat', '猫']
     """
-    from imagenet_think.text import word_tokens
-
     return frozenset(
         w for w in set(word_tokens(text)) & set(word_tokens(other))
         if (len(w) > 1 or not w.isascii()) and w not in UNMARKED_WORDS
@@ -150,8 +150,6 @@ class Marks:
 
     def html(self, content: str) -> str:
         """One text node as HTML."""
-        from imagenet_think.text import word_spans
-
         spans: list[tuple[int, int, str]] = []
         if self.search:
             for match in self.search.finditer(content):
