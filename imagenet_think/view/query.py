@@ -207,9 +207,10 @@ def select(index: pa.Table, query: Query, text_match: Optional[np.ndarray] = Non
     lengths keep file order.
     """
     base = _base_mask(index, query, text_match)
-    statuses = {s: _any([pc.equal(index[f"status_{p}"], s) for p in query.pairs]) & base for s in schema.STATUSES}
-    known = pa.array(schema.STATUSES)
-    statuses[UNKNOWN_STATUS] = _any([pc.invert(pc.is_in(index[f"status_{p}"], known)) for p in query.pairs]) & base
+    by_pair = {p: {s: _any([pc.equal(index[f"status_{p}"], s)]) for s in schema.STATUSES} for p in query.pairs}
+    statuses = {s: np.logical_or.reduce([by_pair[p][s] for p in query.pairs]) & base for s in schema.STATUSES}
+    unknown = [~np.logical_or.reduce(list(known.values())) for known in by_pair.values()]  # null too
+    statuses[UNKNOWN_STATUS] = np.logical_or.reduce(unknown) & base
     counts = {s: int(m.sum()) for s, m in statuses.items() if m.any()}
     mask = np.logical_or.reduce([statuses[s] for s in query.status]) if query.status else base
     positions = np.flatnonzero(mask)
