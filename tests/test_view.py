@@ -4,7 +4,6 @@ the corpus files with pyarrow (the browser checks are in test_view_browser.py)."
 from __future__ import annotations
 
 import contextlib
-import html.parser
 import http.client
 import io
 import json
@@ -14,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
 
@@ -45,11 +45,12 @@ def sample_rows() -> list[dict]:
 
 
 @contextlib.contextmanager
-def serving(source, host: str = "127.0.0.1"):
-    """A real viewer server on ``host``, port chosen by the OS, in a thread."""
+def serving(source, host: str = "127.0.0.1", **options):
+    """A real viewer server on ``host``, port chosen by the OS, in a thread; ``options`` go to
+    :class:`ViewServer`."""
     corpus = Corpus(str(source))
     corpus.refresh(strict=True)
-    server = ViewServer(Viewer(corpus), host, 0)
+    server = ViewServer(Viewer(corpus), host, 0, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -120,7 +121,7 @@ class Node:
 def parse_html(text: str) -> Node:
     """The element tree of ``text``; raises when an end tag does not close the open element."""
 
-    class Builder(html.parser.HTMLParser):
+    class Builder(HTMLParser):
         def __init__(self):
             super().__init__(convert_charrefs=True)
             self.root = self.node = Node("#document", {})

@@ -83,16 +83,8 @@ def test_a_burst_of_200_connections_is_held_in_the_listen_queue_and_all_answered
 @pytest.fixture
 def quick_timeout_server():
     """The sample served in a thread with a 1-second idle timeout."""
-    corpus = Corpus("sample")
-    corpus.refresh(strict=True)
-    server = ViewServer(Viewer(corpus), "127.0.0.1", 0, request_timeout=1.0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving("sample", request_timeout=1.0) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_half_sent_requests_are_closed_after_the_timeout_and_others_still_answered(quick_timeout_server):

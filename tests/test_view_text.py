@@ -67,7 +67,7 @@ MARKUP = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "s", "code", 
 def test_markdown_is_rendered_and_no_raw_html_link_or_image_passes(tmp_path):
     row = dict(sample_rows()[0], think_1=HOSTILE, think_2=HOSTILE, answer_1=HOSTILE, answer_2=HOSTILE)
     with serving(corpus(tmp_path, row)) as server:
-        html, page = record_page(server, row["id"])
+        _, page = record_page(server, row["id"])
     texts = page.find_all("div", class_="md")
     assert len(texts) == 4  # two reasonings, two answers
     for text in texts:
@@ -184,7 +184,7 @@ def test_marks_go_only_into_text_and_the_cut_comes_before_markdown(tmp_path):
     fence = "```\n" + "code line class\n" * (MAX_SHOWN_CHARS // 10) + "```\nafter the fence"
     row = dict(sample, think_1=think, think_2=fence)
     with serving(corpus(tmp_path, row)) as server:
-        html, page = record_page(server, row["id"], "?q=class")  # parse_html checks every tag is closed
+        _, page = record_page(server, row["id"], "?q=class")  # parse_html checks every tag is closed
     first = page.find("details", class_="pair-1", data_pair="1")
     hits = first.find_all("mark", class_="hit")
     assert len(hits) == len(re.findall("class", think, re.I)) and {h.text().lower() for h in hits} == {"class"}
@@ -203,7 +203,7 @@ def test_a_search_marks_its_hits_and_opens_the_reasonings_that_have_one(sample_s
         (r, w) for r in sample_rows() for w in word_tokens(r["think_1"])
         if len(w) > 4 and w not in r["think_2"].lower() and w in r["answer_1"].lower()
     )
-    html, page = record_page(sample_server_text, row["id"], f"?q={word.upper()}")
+    _, page = record_page(sample_server_text, row["id"], f"?q={word.upper()}")
     for p in (1, 2):
         reasoning = page.find("details", class_=f"pair-{p}", data_pair=str(p))
         assert ("open" in reasoning.attrs) == (word in row[f"think_{p}"].lower())

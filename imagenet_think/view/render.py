@@ -235,8 +235,9 @@ def markdown() -> Any:
     from markdown_it import MarkdownIt
 
     parser = MarkdownIt("zero", {"html": False, "breaks": True}).enable(list(MARKDOWN_RULES))
-    for name in ("text", "code_inline", "code_block", "fence", "th_open", "td_open"):
-        rule = {"text": _node, "code_inline": _code, "th_open": _cell("th"), "td_open": _cell("td")}.get(name, _code_block)
+    rules = {"text": _node, "code_inline": _code, "code_block": _code_block, "fence": _code_block,
+             "th_open": _cell("th"), "td_open": _cell("td")}
+    for name, rule in rules.items():
         parser.add_render_rule(name, rule)
     return parser
 
