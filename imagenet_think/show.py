@@ -1,4 +1,4 @@
-"""``imagenet-think show``: print records of a corpus, texts shortened, images summarised.
+"""Records as text for ``imagenet-think show``: texts shortened, images summarised.
 
 Multi-line texts keep their lines, indented under the value column, so a record reads top
 to bottom:
@@ -13,13 +13,10 @@ to bottom:
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from imagenet_think import schema
-from imagenet_think.cli import add_source_argument
 
 LABEL_WIDTH = 16
 
@@ -74,34 +71,3 @@ def format_record(row: Mapping[str, Any], width: int = 160) -> str:
             value = shorten(value, width) if value else "''"
         lines += _labelled(key, str(value))
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``imagenet-think show``."""
-    add_source_argument(parser)
-    parser.add_argument("--config", default="default", choices=schema.CONFIGS,
-                        help="view of the corpus: both pairs per row, one teacher, or one row per pair")
-    parser.add_argument("--split", default="train", help="split to read")
-    parser.add_argument("-n", "--num", type=int, default=3, help="records to print")
-    parser.add_argument("--width", type=int, default=160, help="characters kept of each text (0: all)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per record (images summarised)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``imagenet-think show`` (streams, so only the printed rows are read)."""
-    from imagenet_think.loading import load_dataset
-
-    if args.num < 0 or args.width < 0:
-        raise ValueError(f"-n/--num and --width must be >= 0, got {args.num} and {args.width}")
-    stream = load_dataset(args.source, args.config, split=args.split, streaming=True, decode_images=False)
-    for index, row in enumerate(stream.take(args.num)):
-        if args.json:
-            row["image"] = image_summary(row["image"])
-            row = {k: shorten(v, args.width) if isinstance(v, str) else v for k, v in row.items()}
-            if "generation" in row:
-                row["generation"] = [{**g, "raw": shorten(g["raw"] or "", args.width)} for g in row["generation"]]
-            print(json.dumps(row, ensure_ascii=False))
-            continue
-        print(f"--- record {index}")
-        print(format_record(row, args.width))
-    return 0

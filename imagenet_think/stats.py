@@ -1,4 +1,4 @@
-"""Corpus statistics and the ``imagenet-think stats`` command.
+"""Corpus statistics (what ``imagenet-think stats`` prints and plots).
 
 :func:`measure` reads the text columns of a dataset (never its images) in Arrow batches and
 returns one small row of numbers per record: each pair's status and think/answer lengths in
@@ -20,8 +20,6 @@ JSON-able summary, :func:`format_summary` into text, :func:`write_histograms` in
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imagenet_think import schema
-from imagenet_think.cli import add_source_argument
 from imagenet_think.quality import PAIRS, agreement
 
 PERCENTILES = (5, 25, 50, 75, 95, 99)
@@ -212,29 +209,3 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``imagenet-think stats``."""
-    add_source_argument(parser)
-    parser.add_argument("--split", default="train", help="split to measure")
-    parser.add_argument("--out", metavar="DIR", help="also write PNG histograms into DIR")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``imagenet-think stats`` (only the text columns are loaded: no image reaches the cache)."""
-    from imagenet_think.loading import load_dataset
-
-    dataset = load_dataset(args.source, split=args.split, columns=text_columns())
-    table = measure(dataset)
-    summary = {"source": args.source, "split": args.split, **summarize(table)}
-    if args.out:
-        summary["histograms"] = [str(p) for p in write_histograms(table, args.out)]
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(format_summary(summary, title=f"{args.source} ({args.split})"))
-        for path in summary.get("histograms", []):
-            print(f"wrote {path}")
-    return 0

@@ -1,4 +1,4 @@
-"""Hub-layout shard writer and exporter (also the ``export`` subcommand).
+"""Hub-layout shard writer and exporter (``imagenet-think export`` calls :func:`export_hub_layout`).
 
 A corpus directory looks like the Hub copy of a well-kept dataset::
 
@@ -19,7 +19,6 @@ tables of any schema as one split's shards (``export-sft --format trl`` uses it)
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -32,7 +31,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from imagenet_think import schema
-from imagenet_think.cli import add_source_argument
 from imagenet_think.fileio import atomic_write, staging_dir
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, check_split_label, validation_mask
 
@@ -430,36 +428,3 @@ def upload(out_dir: Union[str, os.PathLike], repo: str, commit_message: str = "U
         delete_patterns=["data/*.parquet"],
         commit_message=commit_message,
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``imagenet-think export``."""
-    add_source_argument(parser, default=None)
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write (README.md + data/*.parquet)")
-    parser.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION,
-                        help="share of rows in the validation split, by a hash of their id")
-    parser.add_argument("--max-shard-mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
-                        help="target size of one Parquet shard, in MiB of Arrow data")
-    parser.add_argument("--limit", type=int, help="export at most N rows per split")
-    parser.add_argument("--pretty-name", default="ImageNet-Think", help="title of the dataset card")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/data directory")
-    parser.add_argument("--push-to-hub", metavar="REPO",
-                        help="then upload README.md and data/ to this Hub dataset repo (checked before any work)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``imagenet-think export``."""
-    readme = export_hub_layout(
-        args.source,
-        args.out_dir,
-        validation_fraction=args.validation_fraction,
-        max_shard_bytes=int(args.max_shard_mb * 2**20),
-        overwrite=args.overwrite,
-        limit=args.limit,
-        push_to_hub=args.push_to_hub,
-        pretty_name=args.pretty_name,
-    )
-    counts = ", ".join(f"{split}: {size['num_examples']} rows" for split, size in split_sizes(readme.parent).items())
-    pushed = f"; pushed to https://huggingface.co/datasets/{args.push_to_hub}" if args.push_to_hub else ""
-    print(f"wrote {readme.parent} ({counts}){pushed}")
-    return 0

@@ -138,12 +138,12 @@ def test_log_level_debug_shows_the_traceback_instead(tmp_path):
 
 
 def test_a_bug_is_one_line_with_status_1(capsys, monkeypatch):
-    import imagenet_think.show
+    import imagenet_think.cli.show
 
     def broken(args):
         raise TypeError("unsupported operand")
 
-    monkeypatch.setattr(imagenet_think.show, "run", broken)
+    monkeypatch.setattr(imagenet_think.cli.show, "run", broken)
     assert main(["show"]) == 1
     assert capsys.readouterr().err == (
         "imagenet-think show: error: TypeError: unsupported operand (rerun with --log-level DEBUG for the traceback)\n"

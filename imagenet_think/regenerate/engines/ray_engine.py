@@ -49,6 +49,7 @@ from typing import Any, Mapping, Optional
 
 from imagenet_think.regenerate.engines.base import Engine, EngineUnreachable, Request, Result, event_loop
 from imagenet_think.regenerate.models import ModelSpec
+from imagenet_think.regenerate.options import per_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +147,6 @@ class Placement:
 
 
 def _numbers(values: Optional[list], option: str, names: list[str], minimum: float) -> dict[str, float]:
-    from imagenet_think.regenerate.job import per_teacher
-
     found = {}
     for name, value in per_teacher(values, option, names).items():
         try:

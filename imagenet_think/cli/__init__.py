@@ -1,8 +1,10 @@
 """The ``imagenet-think`` console script: one subcommand per module, one convention for all.
 
-Each subcommand lives in the module that does the work; the module exposes
-``add_arguments(parser)`` and ``run(args) -> int``.  Modules are imported only for the
-subcommand being run, so ``imagenet-think --help`` stays fast.
+Each subcommand's wiring is a module of this package (``cli.export``, ``cli.export_sft``,
+``cli.stats``, ``cli.show``) or a package's ``__main__`` (``regenerate``, ``evaluate``, ``view``):
+it exposes ``add_arguments(parser)`` and ``run(args) -> int`` and calls the library module
+that does the work, so library code never imports this layer.  Modules are imported only for
+the subcommand being run, so ``imagenet-think --help`` stays fast.
 
 The conventions live here, once: the corpus is the first positional argument ``SOURCE``
 (:func:`add_source_argument`, ``sample`` by default for commands that only read it), help
@@ -37,10 +39,10 @@ EPILOG = (
 )
 
 COMMANDS = {
-    "show": ("imagenet_think.show", "print records of a corpus, texts shortened, images summarised"),
-    "export": ("imagenet_think.writer", "write a corpus in Hub layout (sharded Parquet + dataset card)"),
-    "export-sft": ("imagenet_think.sft_export", "write SFT-ready data for TRL, LLaMA-Factory or LLaVA"),
-    "stats": ("imagenet_think.stats", "print corpus statistics and write histograms"),
+    "show": ("imagenet_think.cli.show", "print records of a corpus, texts shortened, images summarised"),
+    "export": ("imagenet_think.cli.export", "write a corpus in Hub layout (sharded Parquet + dataset card)"),
+    "export-sft": ("imagenet_think.cli.export_sft", "write SFT-ready data for TRL, LLaMA-Factory or LLaVA"),
+    "stats": ("imagenet_think.cli.stats", "print corpus statistics and write histograms"),
     "regenerate": ("imagenet_think.regenerate.__main__", "rebuild or extend the corpus with a VLM"),
     "evaluate": ("imagenet_think.evaluate.__main__", "score model predictions against the corpus"),
     "view": ("imagenet_think.view.__main__", "browse a corpus in a web browser (images, both teachers' reasoning)"),
@@ -210,7 +212,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     return run_command(f"{parser.prog} {args.command}", args._run, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
