@@ -30,6 +30,7 @@ and ``per_page=`` (ASCII digits only).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Optional
@@ -207,10 +208,12 @@ def select(index: pa.Table, query: Query, text_match: Optional[np.ndarray] = Non
     lengths keep file order.
     """
     base = _base_mask(index, query, text_match)
-    by_pair = {p: {s: _any([pc.equal(index[f"status_{p}"], s)]) for s in schema.STATUSES} for p in query.pairs}
-    statuses = {s: np.logical_or.reduce([by_pair[p][s] for p in query.pairs]) & base for s in schema.STATUSES}
-    unknown = [~np.logical_or.reduce(list(known.values())) for known in by_pair.values()]  # null too
-    statuses[UNKNOWN_STATUS] = np.logical_or.reduce(unknown) & base
+    known = pa.array(schema.STATUSES)
+    codes = [  # per pair, the status's place in STATUS_VALUES; unknown values and nulls the last
+        pc.fill_null(pc.index_in(index[f"status_{p}"], value_set=known), len(schema.STATUSES)).to_numpy()
+        for p in query.pairs
+    ]
+    statuses = {s: functools.reduce(np.logical_or, [c == k for c in codes]) & base for k, s in enumerate(STATUS_VALUES)}
     counts = {s: int(m.sum()) for s, m in statuses.items() if m.any()}
     mask = np.logical_or.reduce([statuses[s] for s in query.status]) if query.status else base
     positions = np.flatnonzero(mask)
