@@ -25,7 +25,7 @@ from PIL import Image
 
 from imagenet_think.view.corpus import Corpus
 from imagenet_think.view.server import DECODE_SLOTS, PAGE_POLICY, Viewer, ViewServer
-from imagenet_think.view.thumbnail import MAX_IMAGE_PIXELS, ImageTooLarge, make_thumbnail
+from imagenet_think.view.thumbnail import MAX_IMAGE_PIXELS, ImageTooLarge, describe, make_thumbnail
 from tests.test_view import api, get, ids_of, parse_html, sample_rows, serving, start_cli, stop, write_rows
 
 
@@ -204,13 +204,14 @@ def test_an_unknown_status_is_shown_and_counted(tmp_path):
 # --- images: pixel limit, one decode at a time per image, bounded memory ---------------------
 
 
-def png_of_zeros(width: int, height: int) -> bytes:
-    """A black RGB PNG of any size, written a row at a time (a 12000×12000 one is ~450 KB)."""
+def png_of_zeros(width: int, height: int, rows: int | None = None) -> bytes:
+    """A black RGB PNG of any size, written a row at a time (a 12000×12000 one is ~450 KB);
+    ``rows``: write only that many rows (a cut file whose header still says ``height``)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     packer, row = zlib.compressobj(9), b"\0" * (1 + 3 * width)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    idat = b"".join(packer.compress(row) for _ in range(height if rows is None else rows)) + packer.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
@@ -228,6 +229,11 @@ def test_jpeg_is_decoded_reduced_and_the_limit_counts_the_decoded_pixels():
     with pytest.raises(ImageTooLarge, match="2000×2000 pixels, over the limit of 1,000,000"):
         make_thumbnail(png_of_zeros(2000, 2000), 240, max_pixels=1_000_000)  # PNG has no reduced decode
     assert Image.open(io.BytesIO(make_thumbnail(png_of_zeros(1000, 1000), 240, max_pixels=1_000_000))).size == (240, 240)
+    # over twice Pillow's own limit, Pillow refuses to open it at all: the same refusal, from the header alone
+    giant = png_of_zeros(20_000, 20_000, rows=1)
+    with pytest.raises(ImageTooLarge, match=f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's own limit"):
+        make_thumbnail(giant)
+    assert describe(giant)["too_large"] == f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's own limit"
 
 
 def test_thumbnail_turns_the_image_as_its_exif_says():

@@ -298,7 +298,7 @@ class Viewer:
                 return "image/jpeg", make_thumbnail(data, self.thumbnail_size)
             except ImageTooLarge as err:
                 logger.warning("thumbnail of %s: not decoded: %s", record_id, err)
-                return "image/svg+xml", placeholder("too large to show", str(err).split(",")[0])
+                return "image/svg+xml", placeholder("too large to show", err.size)
             except Exception as err:  # Pillow raises many types; all mean "cannot decode"
                 logger.warning("thumbnail of %s: %s", record_id, err)
                 return "image/svg+xml", placeholder("cannot decode")

@@ -44,7 +44,11 @@ _PLACEHOLDER = (
 
 
 class ImageTooLarge(ValueError):
-    """An image whose decode would pass the pixel limit."""
+    """An image whose decode would pass the pixel limit; ``size`` says how large, shortly."""
+
+    def __init__(self, size: str, limit: str):
+        super().__init__(f"{size}, {limit}")
+        self.size = size
 
 
 def over_limit(size: tuple[int, int], max_pixels: int = MAX_IMAGE_PIXELS) -> str:
@@ -57,13 +61,13 @@ def over_limit(size: tuple[int, int], max_pixels: int = MAX_IMAGE_PIXELS) -> str
     """
     if size[0] * size[1] <= max_pixels:
         return ""
-    return f"{size[0]}×{size[1]} pixels, over the limit of {max_pixels:,}"
+    return str(ImageTooLarge(f"{size[0]}×{size[1]} pixels", f"over the limit of {max_pixels:,}"))
 
 
-def _pillow_limit() -> str:
+def _over_pillows_limit() -> ImageTooLarge:
     from PIL import Image
 
-    return f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's own limit"
+    return ImageTooLarge(f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels", "Pillow's own limit")
 
 
 def describe(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, Any]:
@@ -82,7 +86,7 @@ def describe(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, Any]:
         with Image.open(io.BytesIO(data)) as image:
             return {"width": image.width, "height": image.height, "too_large": over_limit(image.size, max_pixels)}
     except Image.DecompressionBombError:  # Pillow refuses to open images over twice its own limit
-        return {"width": None, "height": None, "too_large": _pillow_limit()}
+        return {"width": None, "height": None, "too_large": str(_over_pillows_limit())}
     except Exception:  # Pillow raises many types; all mean "cannot read"
         return {"width": None, "height": None, "too_large": ""}
 
@@ -101,12 +105,12 @@ def make_thumbnail(data: bytes, size: int = THUMBNAIL_SIZE, max_pixels: int = MA
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as err:
-        raise ImageTooLarge(_pillow_limit()) from err
+        raise _over_pillows_limit() from err
     with image:
-        full = image.size
+        width, height = image.size
         image.draft("RGB", (size, size))  # JPEG only: decode at 1/2, 1/4 or 1/8 scale; the size follows
         if over_limit(image.size, max_pixels):
-            raise ImageTooLarge(over_limit(full, max_pixels))
+            raise ImageTooLarge(f"{width}×{height} pixels", f"over the limit of {max_pixels:,}")
         image.thumbnail((size, size))
         thumb = ImageOps.exif_transpose(image)  # turned once small: the turn copies the image
         if thumb.mode not in ("RGB", "L"):
