@@ -360,7 +360,8 @@ def record_page(
         '<p class="keys"><kbd>←</kbd> <kbd>→</kbd> previous and next record · <kbd>u</kbd> back to the list · '
         "<kbd>e</kbd> open or close both reasonings</p>"
     )
-    body = f'{head}\n<section class="pairs-grid">\n{chr(10).join(cells)}\n</section>\n{keys}'
+    grid = "\n".join(cells)
+    body = f'{head}\n<section class="pairs-grid">\n{grid}\n</section>\n{keys}'
     return document(record["id"], body, source, problems, page="record")
 
 

@@ -192,21 +192,21 @@ def plain(text: str) -> str:
     return _TEXT_CONTROLS.sub(lambda match: _control_span(match.group().replace(_NUL_WHILE_PARSED, "\x00")), html.escape(text))
 
 
-def cut(text: str, limit: Optional[int] = MAX_SHOWN_CHARS) -> tuple[str, bool]:
+def cut(text: str, limit: Optional[int] = MAX_SHOWN_CHARS) -> str:
     """``text`` cut to at most ``limit`` characters (``None``: no limit), at the last line break
-    (or else space) in the final tenth when there is one; and whether it was cut.
+    (or else space) in the final tenth when there is one.
 
-    >>> cut("x" * 20 + " yz", 22), cut("x" * 23, 22)[0] == "x" * 22, cut("short", 22)
-    (('xxxxxxxxxxxxxxxxxxxx', True), True, ('short', False))
+    >>> cut("x" * 20 + " yz", 22), cut("x" * 23, 22) == "x" * 22, cut("short", 22)
+    ('xxxxxxxxxxxxxxxxxxxx', True, 'short')
     """
     if limit is None or len(text) <= limit:
-        return text, False
+        return text
     piece = text[:limit]
     for separator in ("\n", " "):
         at = piece.rfind(separator, limit - limit // 10 - 1)
         if at > 0:
-            return piece[:at], True
-    return piece, True
+            return piece[:at]
+    return piece
 
 
 def _node(self: Any, tokens: list, idx: int, options: Any, env: dict) -> str:
@@ -254,7 +254,7 @@ def text_html(
     >>> text_html("<script>x</script>\\x00 tail", Marks(), markdown_text=False, limit=20)
     ('&lt;script&gt;x&lt;/script&gt;<span class="ctl" title="U+0000">␀</span>', 19)
     """
-    shown, _ = cut(text, limit)
+    shown = cut(text, limit)
     if not markdown_text:
         return marks.html(shown), len(shown)
     return markdown().render(shown.replace("\x00", _NUL_WHILE_PARSED), {"marks": marks}), len(shown)
