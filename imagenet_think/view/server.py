@@ -24,7 +24,7 @@ is written anywhere.
 Under load: the listen queue holds :data:`LISTEN_BACKLOG` connections arriving together; a
 connection idle for :data:`REQUEST_TIMEOUT` seconds (a request sent half, a kept-alive
 connection not reused) is closed, so slow clients do not hold threads for ever; at most
-:data:`DECODE_SLOTS` thumbnails are decoded at once and requests arriving together for one
+:data:`DECODE_SLOTS` threads decode thumbnails (requests queue for them) and requests arriving together for one
 thumbnail wait for a single decode.
 """
 
@@ -35,7 +35,7 @@ import ipaddress
 import json
 import logging
 import socket
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Collection, Optional
@@ -52,8 +52,10 @@ logger = logging.getLogger(__name__)
 
 THUMBNAIL_CACHE_BYTES = 32 * 2**20
 DECODE_SLOTS = 2
-"""Thumbnails decoded at the same time (the others wait): with the pixel limit this bounds the
-memory of a burst of thumbnail requests to about ``DECODE_SLOTS × MAX_IMAGE_PIXELS × 4`` bytes."""
+"""Threads that decode thumbnails; requests wait for them.  With the pixel limit this bounds the
+memory of a burst of thumbnail requests to about ``DECODE_SLOTS × MAX_IMAGE_PIXELS × 4`` bytes
+(decoding in the request threads instead, each new thread's malloc arena could keep another
+freed decode's worth of memory)."""
 LISTEN_BACKLOG = 256
 """Connections the listen queue holds before the server accepts them (the standard library's 5
 made a browser burst time out)."""
@@ -147,7 +149,7 @@ class Viewer:
         self.thumbnail_size = thumbnail_size
         self.static = static_files()
         self._thumbnails = BoundedCache(THUMBNAIL_CACHE_BYTES, size=lambda thumb: len(thumb[1]))
-        self._decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+        self._decoder = ThreadPoolExecutor(DECODE_SLOTS, thread_name_prefix="view-thumbnail")
 
     @property
     def source(self) -> str:
@@ -293,15 +295,14 @@ class Viewer:
         """``(content type, body)``: the JPEG thumbnail, or an SVG placeholder saying why not."""
         if not data:
             return "image/svg+xml", placeholder("no image")
-        with self._decode_slots:
-            try:
-                return "image/jpeg", make_thumbnail(data, self.thumbnail_size)
-            except ImageTooLarge as err:
-                logger.warning("thumbnail of %s: not decoded: %s", record_id, err)
-                return "image/svg+xml", placeholder("too large to show", err.size)
-            except Exception as err:  # Pillow raises many types; all mean "cannot decode"
-                logger.warning("thumbnail of %s: %s", record_id, err)
-                return "image/svg+xml", placeholder("cannot decode")
+        try:
+            return "image/jpeg", self._decoder.submit(make_thumbnail, data, self.thumbnail_size).result()
+        except ImageTooLarge as err:
+            logger.warning("thumbnail of %s: not decoded: %s", record_id, err)
+            return "image/svg+xml", placeholder("too large to show", err.size)
+        except Exception as err:  # Pillow raises many types; all mean "cannot decode"
+            logger.warning("thumbnail of %s: %s", record_id, err)
+            return "image/svg+xml", placeholder("cannot decode")
 
 
 def _json(status: int, payload: dict) -> Response:
