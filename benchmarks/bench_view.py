@@ -12,6 +12,8 @@ filters, class suggestions, the quality signals (agreement, label checks: how lo
 are computed on first use, then filters and sorts on them), and a reload after a new shard
 appears.  The synthetic classes are not WordNet synsets, so their label checks cost nothing:
 ``signals_10k_wordnet_classes_s`` times the signals of 10,000 of the records with real classes.
+Besides wall time each measurement gives the process's CPU time (``cpu_…``: server and client
+threads together), which other load on a shared machine inflates much less.
 
     python benchmarks/bench_view.py                       # 250k rows in a temporary directory
     python benchmarks/bench_view.py --corpus /tmp/view-250k --rows 250000   # keep it for reruns
@@ -116,22 +118,24 @@ def _in_child(function, *args) -> None:
         raise RuntimeError(f"{function.__name__} failed with exit code {process.exitcode}")
 
 
-def _get(port: int, path: str) -> tuple[float, bytes]:
+def _get(port: int, path: str) -> tuple[float, bytes, float]:
+    """Wall time, body and process CPU time of one request."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     connection.request("GET", path)
     response = connection.getresponse()
     body = response.read()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     connection.close()
     if response.status != 200:
         raise RuntimeError(f"{path}: HTTP {response.status}: {body[:300]!r}")
-    return elapsed, body
+    return elapsed, body, cpu
 
 
 def _times(port: int, path: str, repeat: int) -> dict:
-    runs = [_get(port, path)[0] for _ in range(repeat)]
-    return {"first_ms": round(runs[0] * 1000, 1), "median_ms": round(statistics.median(runs) * 1000, 1)}
+    runs = [_get(port, path) for _ in range(repeat)]
+    return {"first_ms": round(runs[0][0] * 1000, 1), "median_ms": round(statistics.median(r[0] for r in runs) * 1000, 1),
+            "cpu_median_ms": round(statistics.median(r[2] for r in runs) * 1000, 1)}
 
 
 def _until_computed(port: int, path: str) -> float:
@@ -188,9 +192,10 @@ def main() -> None:
 
     results: dict = {}
     corpus = Corpus(str(corpus_dir))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     snapshot = corpus.refresh(strict=True)
     results["prepare_index_s"] = round(time.perf_counter() - start, 2)
+    results["prepare_index_cpu_s"] = round(time.process_time() - cpu, 2)
     results["rows"] = snapshot.index.num_rows
     results["index_mb"] = round(snapshot.index.nbytes / 2**20, 1)
     server = ViewServer(Viewer(corpus), "127.0.0.1", 0)
@@ -209,12 +214,13 @@ def main() -> None:
     ok = snapshot.index["status_1"].to_pylist().index("ok")
     phrase = "+".join(corpus.record(snapshot, ok)["think_1"].split()[5:7])
     results["search_two_words"] = _times(port, f"/?q={phrase}", args.repeat)
-    record_times = []
-    for position in np.random.default_rng(1).integers(0, len(ids), size=20).tolist():
-        record_times.append(_get(port, "/record/" + ids[position].as_py())[0])
+    records = [_get(port, "/record/" + ids[position].as_py())
+               for position in np.random.default_rng(1).integers(0, len(ids), size=20).tolist()]
+    record_times = [r[0] for r in records]
     results["record_pages"] = {"first_ms": round(record_times[0] * 1000, 1),
                                "median_ms": round(statistics.median(record_times) * 1000, 1),
-                               "max_ms": round(max(record_times) * 1000, 1)}
+                               "max_ms": round(max(record_times) * 1000, 1),
+                               "cpu_median_ms": round(statistics.median(r[2] for r in records) * 1000, 1)}
     results["finish_length"] = _times(port, "/?finish=length", args.repeat)
     results["tokens_range_most_first"] = _times(port, "/?tokens_min=300&tokens_max=600&sort=-tokens", args.repeat)
     results["class_suggestions"] = _times(port, "/api/classes?q=class+12", args.repeat)
@@ -230,7 +236,7 @@ def main() -> None:
     # a regenerate run adds a shard: the next page view indexes only that file
     before = set((corpus_dir / "data").iterdir())
     _in_child(make_corpus, corpus_dir, ROWS_PER_SHARD, args.image_side, 1, len(snapshot.files))
-    reload_ms, _ = _get(port, "/")
+    reload_ms = _get(port, "/")[0]
     results["reload_after_new_shard_ms"] = round(reload_ms * 1000, 1)
     results["rows_after_reload"] = corpus.snapshot.index.num_rows
     for added in set((corpus_dir / "data").iterdir()) - before:  # leave a reused corpus as it was

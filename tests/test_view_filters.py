@@ -212,6 +212,51 @@ def test_signals_follow_a_new_file(tmp_path, corpus):
         assert [r["id"] for r in after["records"]] == [r["id"] for r in rows if expected_agreement(r) is not None]
 
 
+# --- statuses and finish reasons the viewer does not know, beside the quality filters --------
+
+
+def test_unknown_statuses_and_finish_reasons_agree_with_the_quality_filters(tmp_path, capsys):
+    from imagenet_think.cli import main
+    from imagenet_think.view.signals import LABEL_KINDS
+
+    rows = corpus_rows()[:8]
+    rows[0]["status_1"], rows[1]["status_2"] = "timeout", ""  # statuses the viewer does not know
+    rows[2]["finish_reason_1"] = "eos_token"  # a finish reason outside its list
+    write_rows(tmp_path / "odd" / "data" / "train-00000-of-00001.parquet", rows)
+    checks = expected_checks(rows)
+    odd = [i for i, r in enumerate(rows) if {r["status_1"], r["status_2"]} - set(schema.STATUSES)]
+    assert odd == [0, 1]
+    with serving(tmp_path / "odd") as server:
+        wait_for_signals(server)
+        # the label checks of the records with an unknown status, counted under status=unknown ...
+        listing = api(server, "/api/records?per_page=500&status=unknown")
+        kinds = {k: sum(k in checks[i].values() for i in odd) for k in LABEL_KINDS}
+        assert any(kinds.values())
+        assert listing["before_check"] == len(odd) and listing["check_counts"] == {k: n for k, n in kinds.items() if n}
+        # ... and the unknown statuses counted and filtered under each check=
+        for kind in (k for k, n in kinds.items() if n):
+            having = [i for i, c in enumerate(checks) if kind in c.values()]
+            assert api(server, f"/api/records?check={kind}")["counts"]["unknown"] == len(set(having) & set(odd))
+            assert ids_of(server, f"status=unknown&check={kind}") == [rows[i]["id"] for i in sorted(set(having) & set(odd))]
+        page = get(server, "/?status=unknown")[2].decode()
+        assert f'href="/?status=unknown" title="a status this viewer does not know">unknown <b>{len(odd)}</b></a>' in page
+        assert '<option value="unknown" selected>unknown</option>' in page
+        assert 'href="/?status=unknown&amp;check=' in page  # the check chips keep status=unknown
+        # finish=other: a reason outside the list, offered by the form; the reason itself is not a value
+        assert ids_of(server, "finish=other") == [rows[2]["id"]]
+        assert ids_of(server, "finish=other&teacher=kimi") == []
+        assert '<option value="other">finish other</option>' in get(server, "/")[2].decode()
+        status, _, body = get(server, "/api/records?finish=eos_token")
+        assert status == 400 and "finish='eos_token': not a finish reason" in json.loads(body)["error"]
+        for bad in ("tokens_min=%C2%B2", "agree_min=%EF%BC%90.5", "page=%C2%B2&check=named"):  # ², a fullwidth 0
+            assert get(server, "/api/records?" + bad)[0] == 400, bad
+        # export --where decides as the viewer lists
+        for query in ("status=unknown", "finish=other&teacher=glm", f"status=unknown&check={next(k for k, n in kinds.items() if n)}"):
+            out = tmp_path / f"out-{len(query)}"
+            assert main(["export", str(tmp_path / "odd"), str(out), "--where", query]) == 0, capsys.readouterr().err
+            assert exported_ids(out) == ids_of(server, query)
+
+
 # --- search hits in the grid ----------------------------------------------------------------
 
 
@@ -242,8 +287,71 @@ def test_search_hit_is_escaped(tmp_path):
     with serving(tmp_path / "evil") as server:
         page = get(server, "/?q=" + quote("<IMG src=x"))[2].decode()
     assert "<script>" not in page and "<img src=x" not in page
-    assert ("&lt;script&gt;a()&lt;/script&gt; <mark>&lt;img src=x</mark> onerror=b()&gt; &lt;script&gt;c()&lt;/script&gt;</p>"
+    assert ("<bdi>&lt;script&gt;a()&lt;/script&gt; <mark>&lt;img src=x</mark> onerror=b()&gt; &lt;script&gt;c()&lt;/script&gt;</bdi></p>"
             in page)
+
+
+def test_search_hit_shows_control_and_bidi_characters_and_isolates_its_direction(tmp_path):
+    rows = sample_rows()
+    # a right-to-left override would show "post" before the match, a NUL would vanish
+    tricky = dict(rows[0], answer_1="A red\u202e fox\x00 near the ZEBRACORN\u2066 post.")
+    write_rows(tmp_path / "tricky" / "data" / "train-00000-of-00001.parquet", [tricky, *rows[1:3]])
+    with serving(tmp_path / "tricky") as server:
+        page = get(server, "/?q=zebracorn")[2].decode()
+        hit = api(server, "/api/records?q=zebracorn")["records"][0]["hit"]
+    assert hit == {"field": "answer_1", "before": "A red\u202e fox\x00 near the ", "match": "ZEBRACORN", "after": "\u2066 post."}
+    assert "\u202e" not in page and "\x00" not in page and "\u2066" not in page
+    assert ('<p class="hit"><span class="where">glm answer</span> <bdi>A red<span class="ctl" title="U+202E">\\u202e</span> '
+            'fox<span class="ctl" title="U+0000">␀</span> near the <mark>ZEBRACORN</mark>'
+            '<span class="ctl" title="U+2066">\\u2066</span> post.</bdi></p>') in page
+
+
+def asked_together(server, path: str, cache, owner, name: str, times: int = 4) -> tuple[int, set]:
+    """Send ``path`` ``times`` at once while ``owner.name`` (what fills ``cache``) waits until
+    every request has asked ``cache``; how often ``owner.name`` ran, and the bodies."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    release, calls, entered = threading.Event(), [], []
+    made, get_or_make = getattr(owner, name), cache.get_or_make
+
+    def held(*args, **kwargs):
+        calls.append(args)
+        assert release.wait(60)
+        return made(*args, **kwargs)
+
+    def counted(key, make):
+        entered.append(key)
+        return get_or_make(key, make)
+
+    setattr(owner, name, held)
+    cache.get_or_make = counted
+    try:
+        with ThreadPoolExecutor(times) as pool:
+            answers = [pool.submit(get, server, path) for _ in range(times)]
+            deadline = time.monotonic() + 30
+            while len(entered) < times and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.2)  # let the last one reach its wait
+            release.set()
+            results = [a.result() for a in answers]
+    finally:
+        setattr(owner, name, made)
+        del cache.get_or_make
+    assert len(entered) == times and all(status == 200 for status, _, _ in results)
+    return len(calls), {body for _, _, body in results}
+
+
+def test_requests_arriving_together_read_one_page_of_hits_and_the_corpus_classes_once(tmp_path):
+    from imagenet_think.view import classes
+
+    write_rows(tmp_path / "c" / "data" / "train-00000-of-00001.parquet", sample_rows())
+    with serving(tmp_path / "c") as server:
+        corpus = server.viewer.corpus
+        reads, pages = asked_together(server, "/api/records?q=banana", corpus._hits, corpus, "rows")
+        assert reads == 1 and len(pages) == 1 and all(r["hit"] for r in json.loads(pages.pop())["records"])
+        made, answers = asked_together(server, "/api/classes?q=ban", server.viewer._facts, classes, "corpus_classes")
+        assert made == 1 and len(answers) == 1 and json.loads(answers.pop())["classes"][0]["wnid"] == "n07753592"
 
 
 # --- the class box ---------------------------------------------------------------------------
@@ -271,7 +379,7 @@ def test_a_class_name_picks_the_class_or_offers_the_candidates(server, corpus):
     status, headers, _ = get(server, "/?wnid=n07753592&class=")  # an emptied box: every class
     assert status == 303 and headers["location"] == "/"
     page = get(server, "/?class=crane")[2].decode()
-    assert "“crane” names" in page and 'href="/?wnid=n02012849"' in page and 'href="/?wnid=n03126707"' in page
+    assert "“<bdi>crane</bdi>” names" in page and 'href="/?wnid=n02012849"' in page and 'href="/?wnid=n03126707"' in page
     assert "a kind of wading bird" in page and "a kind of lifting device" in page
     assert "No class is named" in get(server, "/?class=xyzzyq")[2].decode()
     assert ids_of(server, "class=banana") == [r["id"] for r in rows if r["wnid"] == "n07753592"]
@@ -279,6 +387,24 @@ def test_a_class_name_picks_the_class_or_offers_the_candidates(server, corpus):
     assert status == 400 and "class='crane' names" in json.loads(body)["error"]
     listing = get(server, "/?wnid=n07753592")[2].decode()
     assert 'name="class" value="banana · n07753592"' in listing
+
+
+def test_class_names_show_their_control_and_bidi_characters(tmp_path):
+    label = "ban\u202eana\x00, plantain"  # a corpus' own label: an override and a NUL in it
+    rows = [dict(r, label=label) if r["wnid"] == "n07753592" else r for r in sample_rows()]
+    write_rows(tmp_path / "odd" / "data" / "train-00000-of-00001.parquet", rows)
+    shown = "ban\\u202eana\\x00"
+    with serving(tmp_path / "odd") as server:
+        found = api(server, "/api/classes?q=BAN")["classes"][0]
+        assert found == {"wnid": "n07753592", "label": label, "records": sum(r["wnid"] == "n07753592" for r in rows),
+                         "option": f"{shown} · n07753592", "kind_of": "edible fruit"}
+        pages = [get(server, path)[2].decode() for path in ("/?wnid=n07753592", "/?class=ban", "/?class=x%E2%80%AEy%00")]
+    assert f'name="class" value="{shown} · n07753592"' in pages[0]
+    picked = '<bdi>ban<span class="ctl" title="U+202E">\\u202e</span>ana<span class="ctl" title="U+0000">␀</span>, plantain</bdi>'
+    assert f'<a href="/?wnid=n07753592">{picked}</a> <code><bdi>n07753592</bdi></code>' in pages[1]
+    assert ('No class is named “<bdi>x<span class="ctl" title="U+202E">\\u202e</span>y'
+            '<span class="ctl" title="U+0000">␀</span></bdi>”') in pages[2]
+    assert not any(re.search("[\x00\u202e]", page) for page in pages)
 
 
 # --- export --where: the records the viewer lists ---------------------------------------------
@@ -373,3 +499,27 @@ def test_the_page_shows_the_command_for_the_view(server):
     where = "status=ok&amp;teacher=kimi&amp;q=red+fox&amp;finish=stop,length"  # commas left as they are
     assert f"imagenet-think export {source} OUT --where &#x27;{where}&#x27;" in page
     assert "(in file order; the sort is the viewer's)" in page
+
+
+def bash_words(words: str) -> list[str]:
+    """The words bash makes of ``words`` (in a UTF-8 locale), exactly."""
+    import os
+    import subprocess
+
+    done = subprocess.run(["bash", "-c", 'printf "%s\\0" ' + words], env={**os.environ, "LC_ALL": "C.UTF-8"},
+                          capture_output=True, check=True)
+    return done.stdout.decode().split("\0")[:-1]
+
+
+def test_the_command_shown_runs_as_shown_whatever_the_path_holds(tmp_path):
+    # a right-to-left override would show the path reordered; a tab would not show at all
+    root = tmp_path / "runs\u202eevil\tdir" / "corpus"
+    write_rows(root / "data" / "train-00000-of-00001.parquet", sample_rows()[:3])
+    with serving(root) as server:
+        page = get(server, "/?status=ok&q=it%27s+a&split=train")[2].decode()
+    commands = [html.unescape(c) for c in re.findall(r'<input type="text" readonly value="([^"]*)" aria-label="command"', page)]
+    assert len(commands) == 2 and all(c.isprintable() for c in commands), commands
+    where = ["--where", "status=ok&q=it%27s+a&split=train"]
+    assert bash_words(commands[0].removeprefix("imagenet-think ")) == ["export", str(root), "OUT", *where]
+    assert bash_words(commands[1].removeprefix("imagenet-think ")) == [
+        "export-sft", str(root), "--format", "trl", "--out", "OUT", "--split", "train", *where]

@@ -29,6 +29,7 @@ from typing import Optional
 import pyarrow as pa
 
 from imagenet_think import labels
+from imagenet_think.view.render import printable
 
 WNID = re.compile(r"\bn[0-9]{8}\b")
 """A WordNet noun id as ImageNet writes it."""
@@ -47,8 +48,14 @@ class ClassMatch:
 
     @property
     def option(self) -> str:
-        """How the class box shows it: the label's first lemma and the wnid (``banana · n07753592``)."""
-        return f"{self.label.split(', ')[0]} · {self.wnid}"
+        """How the class box shows it: the label's first lemma and the wnid (``banana · n07753592``),
+        characters that do not print (in a corpus' own labels) written as escapes
+        (:func:`~imagenet_think.view.render.printable`), so an option shows what it is.
+
+        >>> ClassMatch("n07753592", "ban\\u202eana, plantain", 2).option
+        'ban\\\\u202eana · n07753592'
+        """
+        return f"{printable(self.label.split(', ')[0])} · {printable(self.wnid)}"
 
     @property
     def kind_of(self) -> str:

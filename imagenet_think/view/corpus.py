@@ -12,9 +12,11 @@ reads only the files that are new or changed since the last look.  Published-lay
 normalised (ids, labels, statuses) by :mod:`imagenet_think.normalize`, exactly as the loader does.
 
 Records, images and text searches read the files again, one row group and only the columns
-needed; image row groups and search results are kept in bounded memory caches.  The quality
-signals (answer agreement and label checks, :mod:`imagenet_think.view.signals`) are computed
-per file on first use, in worker processes, and kept with the file's index.  Nothing is ever
+needed; image row groups, search results and search hits are kept in bounded memory caches
+(requests arriving together for one row group, one search or one page's hits wait for a single
+read).  The quality signals (answer agreement and label checks,
+:mod:`imagenet_think.view.signals`) are computed per file on first use, in worker processes,
+and kept with the file's index.  Nothing is ever
 written.
 
 >>> corpus = Corpus("sample")
@@ -273,7 +275,7 @@ class Corpus:
         self._lock = threading.Lock()
         self._images = BoundedCache(IMAGE_CACHE_BYTES)
         self._searches = BoundedCache(SEARCH_CACHE_BYTES)
-        self._hits = BoundedCache(HITS_CACHE_BYTES, size=lambda hit: 100 + sum(map(len, (hit or {}).values())))
+        self._hits = BoundedCache(HITS_CACHE_BYTES, size=lambda page: sum(100 + sum(map(len, (hit or {}).values())) for hit in page))
         self._signals: dict[tuple, pa.Table] = {}  # per file key, kept while the file is current
         self._signal_jobs: dict[tuple, Future] = {}
         self._signal_pool: Optional[ProcessPoolExecutor] = None
@@ -351,11 +353,9 @@ class Corpus:
         """``{"bytes", "path"}`` of the record's image as stored."""
         data_file, row = snapshot.locate(position)
         group, offset = data_file.locate(row)
-        key = (*data_file.key, group)
-        column = self._images.get(key)
-        if column is None:
-            column = data_file.read(group, ("image",))["image"].combine_chunks()
-            self._images.put(key, column)
+        column = self._images.get_or_make(
+            (*data_file.key, group), lambda: data_file.read(group, ("image",))["image"].combine_chunks()
+        )
         return column[offset].as_py()
 
     def search(self, snapshot: Snapshot, text: str, pairs: tuple[int, ...]) -> np.ndarray:
@@ -366,11 +366,7 @@ class Corpus:
 
         def one_file(data_file: DataFile) -> np.ndarray:
             key = (*data_file.key, text.casefold(), columns)
-            mask = self._searches.get(key)
-            if mask is None:
-                mask = data_file.search(text, columns)
-                self._searches.put(key, mask)
-            return mask
+            return self._searches.get_or_make(key, lambda: data_file.search(text, columns))
 
         with ThreadPoolExecutor(self.workers) as pool:
             masks = list(pool.map(one_file, snapshot.files))
@@ -399,19 +395,17 @@ class Corpus:
 
     def hits(self, snapshot: Snapshot, positions: Sequence[int], text: str, pairs: tuple[int, ...]) -> list[Optional[dict]]:
         """Where the text search ``text`` hit each record at ``positions`` (:func:`hit_snippet`
-        over the reasoning and answers of ``pairs``), read for the records not in the bounded
-        cache of hits."""
+        over the reasoning and answers of ``pairs``; ``None`` where it did not), kept per page
+        in a bounded cache (requests arriving together for one page wait for a single read)."""
         columns = search_columns(pairs)
-        keys = []
+        records = []
         for position in positions:
             data_file, row = snapshot.locate(int(position))
-            keys.append((*data_file.key, row, text.casefold(), columns))
-        found = [self._hits.get(key) for key in keys]
-        missing = [i for i, hit in enumerate(found) if hit is None]
-        for i, texts in zip(missing, self.rows(snapshot, [positions[i] for i in missing], columns)):
-            found[i] = hit_snippet(texts, text, columns) or {}
-            self._hits.put(keys[i], found[i])
-        return [hit or None for hit in found]
+            records.append((*data_file.key, row))
+        return self._hits.get_or_make(
+            (text.casefold(), columns, tuple(records)),
+            lambda: [hit_snippet(texts, text, columns) for texts in self.rows(snapshot, positions, columns)],
+        )
 
     def signals(self, snapshot: Snapshot, wait: float = 0.0) -> Union[pa.Table, SignalProgress]:
         """The :data:`~imagenet_think.view.signals.SIGNAL_SCHEMA` columns of every record of

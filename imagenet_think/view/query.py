@@ -8,17 +8,20 @@ order, and the records per status (and per label check) under every filter but `
 (:func:`parse_where`) and keeps the rows :func:`matches` keeps (:func:`where_mask`), so an export
 holds exactly the records the viewer lists.
 
-Parameters: ``status=`` (repeatable: records where a pair has one of them), ``teacher=``
+Parameters: ``status=`` (repeatable: records where a pair has one of them; ``unknown``: a value
+outside :data:`schema.STATUSES`, as a newer or foreign file may hold), ``teacher=``
 (``glm``/``kimi`` or ``1``/``2``: status, label check and finish reason filters, token count,
 text search and sort look at that pair only, and records where it is ``missing`` are left out),
 ``wnid=``, ``q=`` (text search in reasoning and answers, case-insensitive), ``split=``,
 ``check=`` (repeatable, :data:`~imagenet_think.view.signals.LABEL_KINDS`: records where a pair's
 answer has that label check), ``finish=`` (repeatable, :data:`FINISH_REASONS`: records where a
-pair stopped so; ``none``: a pair without a recorded reason), ``agree_min=`` / ``agree_max=``
+pair stopped so; ``none``: a pair without a recorded reason; ``other``: a reason outside the
+list), ``agree_min=`` / ``agree_max=``
 (bounds, inclusive, of the two answers' agreement, 0 to 1; records without two answers are
 left out), ``tokens_min=`` / ``tokens_max=`` (bounds, inclusive, of the token count: the
 larger of the pairs', or the ``teacher=`` pair's; records without one are left out),
-``sort=`` (:data:`SORTS`; default: file order), ``page=`` (from 1) and ``per_page=``.
+``sort=`` (:data:`SORTS`; default: file order), ``page=`` (from 1) and ``per_page=``.  Numbers
+are written in ASCII digits only.
 
 >>> query = Query.from_params({"status": ["unclosed_think"], "teacher": ["kimi"], "page": ["2"]})
 >>> query.pairs, query.to_url("/", page=3)
@@ -69,15 +72,22 @@ SORTS = {
 token count) is the larger of its pairs' (with ``teacher=``, that pair's).  Records without a
 token count or an agreement score come last either way."""
 
-FINISH_REASONS = ("stop", "length", "abort", "content_filter", "tool_calls", "none")
-"""``finish=`` values: the engines' ``finish_reason`` (``length``: cut at the token limit), and
-``none`` for a pair without one (the published copy records none)."""
+FINISH_REASONS = ("stop", "length", "abort", "content_filter", "tool_calls", "none", "other")
+"""``finish=`` values: the engines' ``finish_reason`` (``length``: cut at the token limit),
+``none`` for a pair without one (the published copy records none), and ``other`` for a reason
+outside this list (as a newer engine or a foreign file may write; the record page shows it)."""
+
+_NAMED_FINISH_REASONS = FINISH_REASONS[:-2]
 
 SIGNAL_SORTS = ("agree", "-agree")
 """Sorts that need the :mod:`~imagenet_think.view.signals` columns."""
 
 VIEW_ONLY = ("sort", "page", "per_page")
 """Parameters that arrange the viewer's pages rather than choose records (not taken by ``--where``)."""
+
+UNKNOWN_STATUS = "unknown"
+"""The ``status=`` value and count of statuses outside :data:`schema.STATUSES` (and of none)."""
+STATUS_VALUES = (*schema.STATUSES, UNKNOWN_STATUS)
 
 DEFAULT_PER_PAGE = 48
 MAX_PER_PAGE = 500
@@ -128,7 +138,7 @@ class Query:
             if name not in REPEATABLE and len(values) > 1:
                 raise QueryError(f"{name}= given {len(values)} times; give it once")
             single[name] = values[0].strip() if values else ""
-        status = _choices(params, "status", schema.STATUSES, "a status")
+        status = _choices(params, "status", STATUS_VALUES, "a status")
         teacher = single.get("teacher", "")
         if teacher and teacher not in TEACHER_NUMBERS:
             raise QueryError(f"teacher={teacher!r}: use one of {', '.join(TEACHER_NUMBERS)}")
@@ -280,7 +290,7 @@ def _positive(single: Mapping[str, str], name: str, default: int, maximum: Optio
     text = single.get(name, "")
     if not text:
         return default
-    if not text.isdigit() or int(text) < 1:
+    if not re.fullmatch("[0-9]{1,18}", text) or int(text) < 1:  # str.isdigit takes "²" and "٣" too
         raise QueryError(f"{name}={text!r}: give a whole number from 1")
     if maximum is not None and int(text) > maximum:
         raise QueryError(f"{name}={text}: at most {maximum}")
@@ -294,18 +304,39 @@ def _any(masks: list[pa.ChunkedArray]) -> np.ndarray:
     return pc.fill_null(result, False).to_numpy(zero_copy_only=False)
 
 
-def _pair_equal(index: pa.Table, query: Query, field: str, value: str) -> np.ndarray:
-    """Rows where one of the query's pairs has ``field`` equal to ``value``."""
-    return _any([pc.equal(index[f"{field}_{p}"], value) for p in query.pairs])
+def _value_masks(
+    index: pa.Table, query: Query, field: str, values: Sequence[str], rest: str = ""
+) -> dict[str, np.ndarray]:
+    """Per value of ``values``: the rows where one of the query's pairs has ``field`` (the
+    column ``FIELD_P``) equal to it; with ``rest``, under that name too the rows where a pair
+    has a value outside ``values`` or none.  One ``index_in`` per pair for all the values.
+
+    >>> index = pa.table({"status_1": ["ok", "timeout"], "status_2": ["ok", None]})
+    >>> {k: v.tolist() for k, v in _value_masks(index, Query(), "status", ("ok", "missing"), "unknown").items()}
+    {'ok': [True, False], 'missing': [False, False], 'unknown': [False, True]}
+    """
+    codes = [  # per pair, each row's value as its place in values; others and nulls: len(values)
+        pc.fill_null(pc.index_in(index[f"{field}_{p}"], value_set=pa.array(values, pa.string())), len(values)).to_numpy()
+        for p in query.pairs
+    ]
+    names = (*values, rest) if rest else tuple(values)
+    return {name: functools.reduce(np.logical_or, [c == k for c in codes]) for k, name in enumerate(names)}
 
 
 def _finished(index: pa.Table, pair: int, reasons: Sequence[str]) -> pa.ChunkedArray:
-    """Rows whose pair ``pair`` stopped for one of ``reasons`` (``none``: exists, no reason recorded)."""
-    named = [r for r in reasons if r != "none"]
+    """Rows whose pair ``pair`` stopped for one of ``reasons`` (``none``: exists, no reason
+    recorded; ``other``: a reason outside :data:`FINISH_REASONS`).
+
+    >>> index = pa.table({"finish_reason_1": ["stop", "eos_token", None], "status_1": ["ok"] * 3})
+    >>> [_finished(index, 1, [r]).to_pylist() for r in ("stop", "other", "none")]
+    [[True, False, False], [False, True, False], [False, False, True]]
+    """
     column = index[f"finish_reason_{pair}"]
-    mask = pc.is_in(column, pa.array(named, pa.string()))
+    mask = pc.is_in(column, pa.array([r for r in reasons if r in _NAMED_FINISH_REASONS], pa.string()))
     if "none" in reasons:
         mask = pc.or_(mask, pc.and_(pc.is_null(column), pc.not_equal(index[f"status_{pair}"], "missing")))
+    if "other" in reasons:
+        mask = pc.or_(mask, pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, pa.array(_NAMED_FINISH_REASONS)))))
     return mask
 
 
@@ -328,8 +359,11 @@ def _within(values: np.ndarray, low: Optional[float], high: Optional[float]) -> 
     return keep
 
 
-def _masks(index: pa.Table, query: Query, text_match: Optional[np.ndarray]) -> dict[str, np.ndarray]:
-    """The rows each filter of ``query`` keeps, by parameter (filters not in use left out)."""
+def _masks(
+    index: pa.Table, query: Query, text_match: Optional[np.ndarray], by_value: Optional[Mapping[str, Mapping[str, np.ndarray]]] = None
+) -> dict[str, np.ndarray]:
+    """The rows each filter of ``query`` keeps, by parameter (filters not in use left out);
+    ``by_value``: the :func:`_value_masks` of ``status`` and ``check`` when already computed."""
     masks = {}
     if query.split:
         masks["split"] = _any([pc.equal(index["split"], query.split)])
@@ -345,9 +379,11 @@ def _masks(index: pa.Table, query: Query, text_match: Optional[np.ndarray]) -> d
         masks["agree"] = _within(_numbers(index["agreement"]), query.agree_min, query.agree_max)
     if query.tokens_min is not None or query.tokens_max is not None:
         masks["tokens"] = _within(_larger(index, query, "num_tokens"), query.tokens_min, query.tokens_max)
-    for name in ("status", "check"):
-        if getattr(query, name):
-            masks[name] = np.logical_or.reduce([_pair_equal(index, query, name, v) for v in getattr(query, name)])
+    for name, values, rest in (("status", schema.STATUSES, UNKNOWN_STATUS), ("check", LABEL_KINDS, "")):
+        chosen = getattr(query, name)
+        if chosen:
+            value_masks = (by_value or {}).get(name) or _value_masks(index, query, name, values, rest)
+            masks[name] = np.logical_or.reduce([value_masks[v] for v in chosen])
     return masks
 
 
@@ -393,8 +429,9 @@ class Selection:
         return self.positions[first : first + query.per_page]
 
 
-def _counts(index: pa.Table, query: Query, field: str, values: Sequence[str], base: np.ndarray) -> dict[str, int]:
-    counted = {v: int((_pair_equal(index, query, field, v) & base).sum()) for v in values}
+def _counts(value_masks: Mapping[str, np.ndarray], base: np.ndarray) -> dict[str, int]:
+    """Rows of ``base`` per value (:func:`_value_masks`), zeros left out."""
+    counted = {v: int(np.count_nonzero(mask & base)) for v, mask in value_masks.items()}
     return {v: n for v, n in counted.items() if n}
 
 
@@ -412,16 +449,19 @@ def select(index: pa.Table, query: Query, text_match: Optional[np.ndarray] = Non
     text search's result, a boolean per row, computed by the caller.
 
     A record counts once for each status one of its pairs (or the ``teacher=`` pair) has;
-    statuses in :data:`schema.STATUSES` order, zeros left out; label checks likewise.  Sorting
+    statuses in :data:`STATUS_VALUES` order, zeros left out; label checks likewise.  Sorting
     is stable: equal keys keep file order, records without a key come last.
     """
-    masks = _masks(index, query, text_match)
-    base = _all(masks, index.num_rows, leave_out="status")
-    counts = _counts(index, query, "status", schema.STATUSES, base)
-    check_counts, before_check = {}, 0
+    by_value = {"status": _value_masks(index, query, "status", schema.STATUSES, rest=UNKNOWN_STATUS)}
     if "check_1" in index.column_names:
+        by_value["check"] = _value_masks(index, query, "check", LABEL_KINDS)
+    masks = _masks(index, query, text_match, by_value)
+    base = _all(masks, index.num_rows, leave_out="status")
+    counts = _counts(by_value["status"], base)
+    check_counts, before_check = {}, 0
+    if "check" in by_value:
         check_base = _all(masks, index.num_rows, leave_out="check")
-        check_counts, before_check = _counts(index, query, "check", LABEL_KINDS, check_base), int(check_base.sum())
+        check_counts, before_check = _counts(by_value["check"], check_base), int(check_base.sum())
     positions = np.flatnonzero(_all(masks, index.num_rows))
     if query.sort:
         key = _sort_key(index, query)[positions]

@@ -3,35 +3,45 @@
 Routes (``GET`` and ``HEAD``; anything else is refused)::
 
     /                   the record list; filters, sort and page in the query string
-    /record/<id>        one record (the list's query string gives previous/next)
+    /record/<id>        one record (the list's query string gives previous/next; full=1: long
+                        texts whole instead of cut)
     /api/records        the list as JSON (503 with Retry-After while the quality signals a
                         filter needs are still being computed)
     /api/classes        classes matching ``q=`` (a name or wnid), the corpus' first, as JSON
     /api/record/<id>    one record as JSON (image as path, size and format)
     /image/<id>         the image, its stored bytes
-    /thumb/<id>         a JPEG thumbnail made with Pillow, kept in a bounded memory cache
+    /thumb/<id>         a JPEG thumbnail made with Pillow (see :mod:`~imagenet_think.view.thumbnail`),
+                        kept in a bounded memory cache
     /static/<name>      the bundled CSS, JavaScript and icon
 
 Every other path is a 404.  No part of a request path is ever joined to a file path: ids are
 looked up in the index and static files come from a fixed table read at start, so ``..`` in any
 spelling or encoding reaches nothing.  Bound to a loopback address, the server also refuses
-requests whose ``Host`` is not a loopback name (a web page cannot then read the corpus through
-DNS rebinding).  Pages carry a Content-Security-Policy that allows only this server's own
-scripts, styles and images; corpus text is HTML-escaped.  Nothing is written anywhere.
+requests whose ``Host`` is neither a loopback address, ``localhost`` nor the name it was bound to
+(a web page cannot then read the corpus through DNS rebinding).  Every response, the standard
+library's own error pages included, carries a Content-Security-Policy that allows only this
+server's own scripts, styles and images, and ``nosniff``; corpus text is HTML-escaped.  Nothing
+is written anywhere.
+
+Under load: the listen queue holds :data:`LISTEN_BACKLOG` connections arriving together; a
+connection idle for :data:`REQUEST_TIMEOUT` seconds (a request sent half, a kept-alive
+connection not reused) is closed, so slow clients do not hold threads for ever; at most
+:data:`DECODE_SLOTS` threads decode thumbnails (requests queue for them) and requests arriving together for one
+thumbnail wait for a single decode.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import ipaddress
 import json
 import logging
 import re
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Collection, Optional, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow.compute as pc
@@ -42,18 +52,29 @@ from imagenet_think.view import classes, pages
 from imagenet_think.view.cache import BoundedCache
 from imagenet_think.view.corpus import Corpus, SignalProgress, Snapshot
 from imagenet_think.view.query import FINISH_REASONS, Query, QueryError, Selection, select
+from imagenet_think.view.thumbnail import THUMBNAIL_SIZE, ImageTooLarge, describe, make_thumbnail, placeholder
 
 logger = logging.getLogger(__name__)
 
-THUMBNAIL_SIZE = 240
 THUMBNAIL_CACHE_BYTES = 32 * 2**20
+DECODE_SLOTS = 2
+"""Threads that decode thumbnails; requests wait for them.  With the pixel limit this bounds the
+memory of a burst of thumbnail requests to about ``DECODE_SLOTS × MAX_IMAGE_PIXELS × 4`` bytes
+(decoding in the request threads instead, each new thread's malloc arena could keep another
+freed decode's worth of memory)."""
+LISTEN_BACKLOG = 256
+"""Connections the listen queue holds before the server accepts them (the standard library's 5
+made a browser burst time out)."""
+REQUEST_TIMEOUT = 30.0
+"""Seconds a connection may stay silent (mid-request or between kept-alive requests) before it
+is closed."""
 
 PAGE_POLICY = (
     "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 @dataclasses.dataclass
@@ -65,16 +86,20 @@ class Response:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+FACTS_KEPT = 4
+"""Facts of the corpus the filter form shows (its classes, its finish reasons) kept in memory:
+those of the current files and of the files before."""
 SIGNAL_WAIT = 1.0
 """Seconds a request that filters on the quality signals waits for them before it answers that
 they are still being computed (the page then reloads itself)."""
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or address to bind) reaches this machine only.
+def is_loopback_address(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address as written (``127.0.0.0/8``,
+    ``::1``); no name is looked up.
 
-    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
-    (True, True, False)
+    >>> [is_loopback_address(h) for h in ("127.0.0.2", "::1", "LOCALHOST", "0.0.0.0", "example.com")]
+    [True, True, True, False, False]
     """
     if host.lower() in LOOPBACK_NAMES:
         return True
@@ -82,6 +107,22 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address to bind) reaches this machine only: a loopback
+    address, or a name whose addresses all are.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    if is_loopback_address(host):
+        return True
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addresses) and all(is_loopback_address(a.split("%", 1)[0]) for a in addresses)
 
 
 def _host_name(header: str) -> str:
@@ -101,34 +142,6 @@ def static_files() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def make_thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes:
-    """A JPEG no larger than ``size`` pixels a side, the EXIF orientation applied.
-
-    >>> import io; from PIL import Image
-    >>> buffer = io.BytesIO(); Image.new("RGB", (640, 320), "red").save(buffer, "PNG")
-    >>> Image.open(io.BytesIO(make_thumbnail(buffer.getvalue(), 100))).size
-    (100, 50)
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(io.BytesIO(data)) as image:
-        image.draft("RGB", (size, size))
-        thumb = ImageOps.exif_transpose(image)
-        thumb.thumbnail((size, size))
-        if thumb.mode not in ("RGB", "L"):
-            thumb = thumb.convert("RGB")
-        out = io.BytesIO()
-        thumb.save(out, "JPEG", quality=82)
-        return out.getvalue()
-
-
-PLACEHOLDER = (
-    '<svg xmlns="http://www.w3.org/2000/svg" width="240" height="240" viewBox="0 0 240 240">'
-    '<rect width="240" height="240" fill="#ddd"/><text x="120" y="125" font-family="sans-serif" font-size="16" '
-    'text-anchor="middle" fill="#666">{}</text></svg>'
-)
-
-
 class NotFound(LookupError):
     """A path or record id the viewer does not have."""
 
@@ -136,13 +149,23 @@ class NotFound(LookupError):
 class Viewer:
     """Answers requests for one corpus; :meth:`handle` maps a request target to a response."""
 
-    def __init__(self, corpus: Corpus, loopback_only: bool = True, thumbnail_size: int = THUMBNAIL_SIZE):
+    def __init__(
+        self,
+        corpus: Corpus,
+        loopback_only: bool = True,
+        thumbnail_size: int = THUMBNAIL_SIZE,
+        host_names: Collection[str] = (),
+    ):
+        """``loopback_only``: answer only requests whose ``Host`` is a loopback address,
+        ``localhost`` or one of ``host_names`` (the name the server was bound to)."""
         self.corpus = corpus
         self.loopback_only = loopback_only
+        self.host_names = frozenset(name.lower() for name in host_names)
         self.thumbnail_size = thumbnail_size
         self.static = static_files()
-        self._thumbnails = BoundedCache(THUMBNAIL_CACHE_BYTES)
-        self._facts: dict[str, tuple[tuple, Any]] = {}
+        self._thumbnails = BoundedCache(THUMBNAIL_CACHE_BYTES, size=lambda thumb: len(thumb[1]))
+        self._decoder = ThreadPoolExecutor(DECODE_SLOTS, thread_name_prefix="view-thumbnail")
+        self._facts = BoundedCache(FACTS_KEPT, size=lambda _: 1)  # counts values, not bytes
 
     @property
     def source(self) -> str:
@@ -153,7 +176,7 @@ class Viewer:
         parts = urlsplit(target)
         api = parts.path.startswith("/api/")
         try:
-            if self.loopback_only and host and _host_name(host).lower() not in LOOPBACK_NAMES:
+            if self.loopback_only and host and not self._answers_host(_host_name(host)):
                 return self._error(403, f"this viewer answers only requests to localhost, not to {host!r}", api)
             segments = [unquote(s) for s in parts.path.split("/")[1:]]
             return self._route(segments, parse_qs(parts.query, keep_blank_values=True))
@@ -165,6 +188,9 @@ class Viewer:
             logger.error("%s: %s: %s", target, type(err).__name__, err)
             logger.debug("traceback", exc_info=True)
             return self._error(500, f"{type(err).__name__}: {err}", api)
+
+    def _answers_host(self, name: str) -> bool:
+        return is_loopback_address(name) or name.lower() in self.host_names
 
     def _route(self, segments: list[str], params: dict[str, list[str]]) -> Response:
         match segments:
@@ -213,24 +239,22 @@ class Viewer:
         return select(index, query, match), index
 
     def _per_snapshot(self, name: str, snapshot: Snapshot, make: Callable[[], Any]) -> Any:
-        """``make()``, kept under ``name`` until the corpus' files change."""
-        keys = tuple(f.key for f in snapshot.files)
-        kept = self._facts.get(name)
-        if kept is None or kept[0] != keys:
-            kept = self._facts[name] = (keys, make())
-        return kept[1]
+        """``make()``, kept under ``name`` and the corpus' files (made once however many
+        requests ask for it together; the least recently used of :data:`FACTS_KEPT` go)."""
+        return self._facts.get_or_make((name, tuple(f.key for f in snapshot.files)), make)
 
     def present_classes(self, snapshot: Snapshot) -> dict[str, tuple[str, int]]:
         """The corpus' classes (:func:`classes.corpus_classes`)."""
         return self._per_snapshot("classes", snapshot, lambda: classes.corpus_classes(snapshot.index))
 
     def finish_reasons(self, snapshot: Snapshot) -> list[str]:
-        """The ``finish=`` values the corpus holds (``none`` for a pair without a reason)."""
+        """The ``finish=`` values the corpus holds (``none`` for a pair without a reason,
+        ``other`` for reasons outside :data:`FINISH_REASONS`)."""
 
         def found() -> list[str]:
             columns = [pc.fill_null(snapshot.index[f"finish_reason_{p}"], "none") for p in schema.TEACHER_NAMES]
             values = set().union(*(pc.unique(c).to_pylist() for c in columns))
-            return [r for r in FINISH_REASONS if r in values] + sorted(values - set(FINISH_REASONS))
+            return [r for r in FINISH_REASONS if r in values or r == "other" and values - set(FINISH_REASONS)]
 
         return self._per_snapshot("finish_reasons", snapshot, found)
 
@@ -324,6 +348,9 @@ class Viewer:
         return Response(200, html.encode(), "text/html; charset=utf-8", headers={"Refresh": "2"})
 
     def _record(self, record_id: str, params: dict[str, list[str]], api: bool) -> Response:
+        full = params.pop("full", None)
+        if full not in (None, ["1"]):
+            raise QueryError(f"full={','.join(full)!r}: give full=1 (the whole texts) or leave it out")
         query = Query.from_params(params)
         snapshot = self.corpus.refresh()
         position = self._find(snapshot, record_id)
@@ -332,7 +359,8 @@ class Viewer:
         stored = self.corpus.image(snapshot, position)
         data = stored.get("bytes") or b""
         kind = image_kind(data)
-        image = {"path": stored.get("path"), "bytes": len(data) if data else None, "format": kind[1] if kind else None}
+        image = {"path": stored.get("path"), "bytes": len(data) if data else None, "format": kind[1] if kind else None,
+                 **describe(data)}
         if api:
             image.update(url=pages.asset_url("image", record_id), thumbnail=pages.asset_url("thumb", record_id))
             return _json(200, {**record, "image": image})
@@ -347,7 +375,7 @@ class Viewer:
                 if 0 <= j < selection.total:
                     neighbours[side] = snapshot.index["id"][int(selection.positions[j])].as_py()
         place = (k, selection.total, *neighbours)
-        html = pages.record_page(self.source, record, image, query, place, snapshot.problems)
+        html = pages.record_page(self.source, record, image, query, place, snapshot.problems, full=bool(full))
         return Response(200, html.encode(), "text/html; charset=utf-8")
 
     def _stored_image(self, record_id: str) -> tuple[Any, dict]:
@@ -368,19 +396,23 @@ class Viewer:
 
     def _thumbnail(self, record_id: str) -> Response:
         key, stored = self._stored_image(record_id)
-        key = (*key, self.thumbnail_size)
-        thumbnail = self._thumbnails.get(key)
-        if thumbnail is None:
-            try:
-                if not stored.get("bytes"):
-                    raise ValueError("no image bytes stored")
-                thumbnail = make_thumbnail(stored["bytes"], self.thumbnail_size)
-            except Exception as err:  # Pillow raises many types; all mean "cannot decode"
-                logger.warning("thumbnail of %s: %s", record_id, err)
-                note = "no image" if not stored.get("bytes") else "cannot decode"
-                return Response(200, PLACEHOLDER.format(note).encode(), "image/svg+xml", cache="no-store")
-            self._thumbnails.put(key, thumbnail)
-        return Response(200, thumbnail, "image/jpeg", cache="max-age=60")
+        content_type, body = self._thumbnails.get_or_make(
+            (*key, self.thumbnail_size), lambda: self._decode_thumbnail(record_id, stored.get("bytes"))
+        )
+        return Response(200, body, content_type, cache="max-age=60" if content_type == "image/jpeg" else "no-store")
+
+    def _decode_thumbnail(self, record_id: str, data: Optional[bytes]) -> tuple[str, bytes]:
+        """``(content type, body)``: the JPEG thumbnail, or an SVG placeholder saying why not."""
+        if not data:
+            return "image/svg+xml", placeholder("no image")
+        try:
+            return "image/jpeg", self._decoder.submit(make_thumbnail, data, self.thumbnail_size).result()
+        except ImageTooLarge as err:
+            logger.warning("thumbnail of %s: not decoded: %s", record_id, err)
+            return "image/svg+xml", placeholder("too large to show", err.size)
+        except Exception as err:  # Pillow raises many types; all mean "cannot decode"
+            logger.warning("thumbnail of %s: %s", record_id, err)
+            return "image/svg+xml", placeholder("cannot decode")
 
 
 def _json(status: int, payload: dict, headers: Optional[dict[str, str]] = None) -> Response:
@@ -397,14 +429,30 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "imagenet-think-view"
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # StreamRequestHandler sets it on the socket
+        super().setup()
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self._answer(send_body=True)
+        self._send(self.server.viewer.handle(self.path, self.headers.get("Host")), send_body=True)
 
     def do_HEAD(self) -> None:  # noqa: N802
-        self._answer(send_body=False)
+        self._send(self.server.viewer.handle(self.path, self.headers.get("Host")), send_body=False)
 
-    def _answer(self, send_body: bool) -> None:
-        response = self.server.viewer.handle(self.path, self.headers.get("Host"))
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """The standard library's own errors (501 for other methods, 414, 431, 400 for broken
+        requests) as the viewer's error page, with the headers of every other response."""
+        self.log_error("code %d, message %s", code, message)
+        if self.request_version == "HTTP/0.9":  # set before a request line could be read: no headers would go out
+            self.request_version = self.protocol_version
+        text = message or self.responses.get(code, ("error",))[0]
+        if explain:
+            text += f" ({explain})"
+        body = pages.error_page(self.server.viewer.source, code, text).encode()
+        self.close_connection = True
+        self._send(Response(code, body, "text/html; charset=utf-8"), send_body=self.command != "HEAD")
+
+    def _send(self, response: Response, send_body: bool) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -414,6 +462,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Security-Policy", PAGE_POLICY if response.content_type.startswith("text/html") else "default-src 'none'")
         for name, value in response.headers.items():
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if send_body:
             self.wfile.write(response.body)
@@ -423,12 +473,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ViewServer(ThreadingHTTPServer):
-    """A threading HTTP server holding its :class:`Viewer`; IPv6 when ``host`` is an IPv6 address."""
+    """A threading HTTP server holding its :class:`Viewer`; IPv6 when ``host`` is an IPv6 address.
+
+    ``request_timeout``: seconds a connection may stay silent before it is closed.
+    """
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, viewer: Viewer, host: str, port: int):
+    def __init__(self, viewer: Viewer, host: str, port: int, request_timeout: float = REQUEST_TIMEOUT):
         self.viewer = viewer
+        self.request_timeout = request_timeout
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
@@ -436,6 +491,10 @@ class ViewServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.viewer.corpus.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed mid-answer (client gone, timed out) is logged at DEBUG, not printed on stderr."""
+        logger.debug("connection from %s failed", client_address[0], exc_info=True)
 
     @property
     def url(self) -> str:

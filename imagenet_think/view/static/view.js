@@ -27,8 +27,10 @@
           options.replaceChildren.apply(options, (found.classes || []).map(function (match) {
             var option = document.createElement("option");
             option.value = match.option;
-            option.label = match.label + (match.kind_of ? " (a kind of " + match.kind_of + ")" : "") +
-              (match.records ? " · " + match.records + " records" : "");
+            // the value names the class (characters that do not print escaped); the label adds what tells classes apart
+            var notes = [match.kind_of ? "a kind of " + match.kind_of : "", match.records ? match.records + " records" : ""];
+            var label = notes.filter(Boolean).join(" · ");
+            if (label) { option.label = label; }
             return option;
           }));
         })
