@@ -284,6 +284,35 @@ def test_requests_arriving_together_for_one_thumbnail_wait_for_one_decode(tmp_pa
     assert Image.open(io.BytesIO(bodies.pop())).size == (240, 160)
 
 
+def test_a_value_the_cache_cannot_keep_fails_its_callers_and_is_made_again():
+    from imagenet_think.view.cache import BoundedCache
+
+    cache = BoundedCache(100, size=len)
+    released, entered, results = threading.Event(), threading.Event(), []
+
+    def held_none():
+        entered.set()
+        assert released.wait(30)
+        return None  # len(None) fails: the value cannot be sized
+
+    def ask(make):
+        try:
+            results.append(cache.get_or_make("key", make))
+        except TypeError as err:
+            results.append(type(err))
+
+    owner = threading.Thread(target=ask, args=(held_none,), daemon=True)
+    owner.start()
+    assert entered.wait(30)
+    waiter = threading.Thread(target=ask, args=(lambda: b"never made",), daemon=True)
+    waiter.start()
+    time.sleep(0.2)  # the waiter is waiting for the owner's value
+    released.set()
+    owner.join(30), waiter.join(30)
+    assert not owner.is_alive() and not waiter.is_alive() and results == [TypeError, TypeError]
+    assert cache.get_or_make("key", lambda: b"made") == b"made"  # nothing left half-made
+
+
 def rss_kib(pid: int) -> dict[str, int]:
     """``VmRSS`` (now) and ``VmHWM`` (peak so far) of a process, in KiB, from /proc."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)

@@ -69,7 +69,8 @@ class BoundedCache:
         """The value of ``key``; when missing, ``make()`` is called and its value kept.
 
         Callers asking for a key that another thread is making wait for that result instead
-        of making it again; an exception of ``make`` reaches all of them and nothing is kept.
+        of making it again; an exception of ``make`` (or of sizing its value) reaches all of
+        them and nothing is kept, so the next caller makes it again.
         """
         with self._lock:
             item = self._items.get(key)
@@ -84,12 +85,12 @@ class BoundedCache:
             return making.result()
         try:
             value = make()
+            size = self._size(value)
         except BaseException as err:
             with self._lock:
                 del self._making[key]
             making.set_exception(err)
             raise
-        size = self._size(value)
         with self._lock:
             self._put(key, value, size)
             del self._making[key]
