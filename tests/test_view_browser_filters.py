@@ -27,6 +27,9 @@ def test_class_box_suggests_classes_and_picks_one(browser, sample_url):
     options = lambda d: [o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, "#class-options option")]  # noqa: E731
     WebDriverWait(browser, 30).until(lambda d: "banana · n07753592" in options(d))
     assert options(browser)[0] == "banana · n07753592"  # the corpus' class before WordNet's others
+    bananas = sum(r["wnid"] == "n07753592" for r in ROWS)
+    first = browser.find_element(By.CSS_SELECTOR, "#class-options option")
+    assert first.get_attribute("label") == f"a kind of edible fruit · {bananas} records"  # the value names the class
     box.clear()
     box.send_keys("banana · n07753592")  # what picking the suggestion fills in: applied at once
     WebDriverWait(browser, 30).until(lambda d: d.current_url == sample_url + "?wnid=n07753592")
