@@ -6,8 +6,14 @@ length and entropy (reasoning 1-4 KB, answers 0.5-2 KB, cut from a 64 MB stream 
 so no two rows share text), 1,000 classes, statuses mixed as in a real run (about 4 % cut while
 reasoning), and small JPEGs (``--image-side``).  Then, in one process: prepares the index
 (``Corpus.refresh``), starts the real server on 127.0.0.1 in a thread and times HTTP requests
-with ``http.client``: the first page, a deep page, filters, sort, text search (first and cached),
-record pages, the thumbnails of a page, and a reload after a new shard appears.
+with ``http.client``: the first page, a deep page, filters, sort, text search (first and cached,
+with the hits shown), record pages, the thumbnails of a page, the finish reason and token
+filters, class suggestions, the quality signals (agreement, label checks: how long until they
+are computed on first use, then filters and sorts on them), and a reload after a new shard
+appears.  The synthetic classes are not WordNet synsets, so their label checks cost nothing:
+``signals_10k_wordnet_classes_s`` times the signals of 10,000 of the records with real classes.
+Besides wall time each measurement gives the process's CPU time (``cpu_…``: server and client
+threads together), which other load on a shared machine inflates much less.
 
     python benchmarks/bench_view.py                       # 250k rows in a temporary directory
     python benchmarks/bench_view.py --corpus /tmp/view-250k --rows 250000   # keep it for reruns
@@ -112,22 +118,55 @@ def _in_child(function, *args) -> None:
         raise RuntimeError(f"{function.__name__} failed with exit code {process.exitcode}")
 
 
-def _get(port: int, path: str) -> tuple[float, bytes]:
+def _get(port: int, path: str) -> tuple[float, bytes, float]:
+    """Wall time, body and process CPU time of one request."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     connection.request("GET", path)
     response = connection.getresponse()
     body = response.read()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     connection.close()
     if response.status != 200:
         raise RuntimeError(f"{path}: HTTP {response.status}: {body[:300]!r}")
-    return elapsed, body
+    return elapsed, body, cpu
 
 
 def _times(port: int, path: str, repeat: int) -> dict:
-    runs = [_get(port, path)[0] for _ in range(repeat)]
-    return {"first_ms": round(runs[0] * 1000, 1), "median_ms": round(statistics.median(runs) * 1000, 1)}
+    runs = [_get(port, path) for _ in range(repeat)]
+    return {"first_ms": round(runs[0][0] * 1000, 1), "median_ms": round(statistics.median(r[0] for r in runs) * 1000, 1),
+            "cpu_median_ms": round(statistics.median(r[2] for r in runs) * 1000, 1)}
+
+
+def _until_computed(port: int, path: str) -> float:
+    """Seconds until ``path`` (a filter on the quality signals) stops answering 503."""
+    start = time.perf_counter()
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        if response.status == 200:
+            return time.perf_counter() - start
+        if response.status != 503:
+            raise RuntimeError(f"{path}: HTTP {response.status}")
+        time.sleep(0.5)
+
+
+def _signals_with_wordnet_classes(corpus, snapshot, rows: int = 10_000) -> float:
+    """Seconds :func:`signal_table` takes on the answers of ``rows`` records given real WordNet classes."""
+    import pyarrow as pa
+
+    from imagenet_think.labels import synset_ids
+    from imagenet_think.view.signals import SOURCE_COLUMNS, signal_table
+
+    table = pa.concat_tables(snapshot.files[0].row_groups(SOURCE_COLUMNS)).slice(0, rows)
+    classes = np.random.default_rng(2).choice(synset_ids(), size=table.num_rows)
+    table = table.set_column(table.column_names.index("wnid"), "wnid", pa.array(classes.tolist()))
+    start = time.perf_counter()
+    signal_table(table)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -153,9 +192,10 @@ def main() -> None:
 
     results: dict = {}
     corpus = Corpus(str(corpus_dir))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     snapshot = corpus.refresh(strict=True)
     results["prepare_index_s"] = round(time.perf_counter() - start, 2)
+    results["prepare_index_cpu_s"] = round(time.process_time() - cpu, 2)
     results["rows"] = snapshot.index.num_rows
     results["index_mb"] = round(snapshot.index.nbytes / 2**20, 1)
     server = ViewServer(Viewer(corpus), "127.0.0.1", 0)
@@ -174,12 +214,19 @@ def main() -> None:
     ok = snapshot.index["status_1"].to_pylist().index("ok")
     phrase = "+".join(corpus.record(snapshot, ok)["think_1"].split()[5:7])
     results["search_two_words"] = _times(port, f"/?q={phrase}", args.repeat)
-    record_times = []
-    for position in np.random.default_rng(1).integers(0, len(ids), size=20).tolist():
-        record_times.append(_get(port, "/record/" + ids[position].as_py())[0])
+    records = [_get(port, "/record/" + ids[position].as_py())
+               for position in np.random.default_rng(1).integers(0, len(ids), size=20).tolist()]
+    record_times = [r[0] for r in records]
     results["record_pages"] = {"first_ms": round(record_times[0] * 1000, 1),
                                "median_ms": round(statistics.median(record_times) * 1000, 1),
-                               "max_ms": round(max(record_times) * 1000, 1)}
+                               "max_ms": round(max(record_times) * 1000, 1),
+                               "cpu_median_ms": round(statistics.median(r[2] for r in records) * 1000, 1)}
+    results["finish_length"] = _times(port, "/?finish=length", args.repeat)
+    results["tokens_range_most_first"] = _times(port, "/?tokens_min=300&tokens_max=600&sort=-tokens", args.repeat)
+    results["class_suggestions"] = _times(port, "/api/classes?q=class+12", args.repeat)
+    results["signals_computed_s"] = round(_until_computed(port, "/api/records?check=unknown"), 1)
+    results["check_unknown"] = _times(port, "/?check=unknown&teacher=kimi", args.repeat)
+    results["agreement_range_most_first"] = _times(port, "/?agree_min=0.05&agree_max=0.2&sort=-agree", args.repeat)
     for label, query in (("thumbnails_first_page", "/api/records"), ("thumbnails_longest_page", "/api/records?sort=-think")):
         thumbs = [r["thumbnail"] for r in json.loads(_get(port, query)[1])["records"]]
         start = time.perf_counter()
@@ -189,14 +236,16 @@ def main() -> None:
     # a regenerate run adds a shard: the next page view indexes only that file
     before = set((corpus_dir / "data").iterdir())
     _in_child(make_corpus, corpus_dir, ROWS_PER_SHARD, args.image_side, 1, len(snapshot.files))
-    reload_ms, _ = _get(port, "/")
+    reload_ms = _get(port, "/")[0]
     results["reload_after_new_shard_ms"] = round(reload_ms * 1000, 1)
     results["rows_after_reload"] = corpus.snapshot.index.num_rows
     for added in set((corpus_dir / "data").iterdir()) - before:  # leave a reused corpus as it was
         added.unlink()
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    results["signals_10k_wordnet_classes_s"] = round(_signals_with_wordnet_classes(corpus, snapshot), 1)  # after: not the server's memory
     results["load_average_after"] = os.getloadavg()
     server.shutdown()
+    server.server_close()  # and the worker processes of the signals
     print(json.dumps(results, indent=1))
     if tmp:
         tmp.cleanup()

@@ -166,8 +166,10 @@ def render_card(
     source: Optional[str] = None,
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
     note: Optional[str] = None,
+    where: Optional[str] = None,
 ) -> str:
-    """Full README.md text for shards of the given per-split ``sizes``; ``note`` is shown first."""
+    """Full README.md text for shards of the given per-split ``sizes``; ``note`` is shown first,
+    ``where`` is the query that selected the rows (``export --where``)."""
     note_block = f"\n> **Note.** {note}\n" if note else ""
     columns = markdown_table(("column", "feature"), ((f"`{n}`", repr(f)) for n, f in schema.features("default").items()))
     return f"""{_yaml_header(sizes, pretty_name)}
@@ -176,7 +178,7 @@ def render_card(
 ImageNet-21k images, each with two (thinking, answer) pairs from two reasoning vision-language
 models, in the layout of the published corpus [`{schema.HUB_REPO}`](https://huggingface.co/datasets/{schema.HUB_REPO})
 (arXiv [2510.01582](https://arxiv.org/abs/2510.01582)) plus provenance columns.
-Written by `imagenet-think` {__version__}{f" from `{source}`" if source else ""}.
+Written by `imagenet-think` {__version__}{f" from `{source}`" if source else ""}.{f" Rows: those `imagenet-think view` lists for `{where}` (`export --where`)." if where else ""}
 
 {split_table(sizes, "rows")}
 

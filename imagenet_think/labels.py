@@ -105,3 +105,13 @@ def hypernym_depths(wnid: str, max_depth: Optional[int] = None) -> dict[str, int
                 next_frontier.extend(table[parent][0])
         frontier, depth = next_frontier, depth + 1
     return depths
+
+
+def synset_ids() -> list[str]:
+    """Every wnid of the table: the ImageNet-21k synsets and their ancestors, in table order.
+
+    >>> ids = synset_ids()
+    >>> "n02084071" in ids and "n00001740" in ids
+    True
+    """
+    return list(_synsets())

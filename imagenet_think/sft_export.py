@@ -80,6 +80,8 @@ from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES, ShardWriter, is_shard
 if TYPE_CHECKING:
     import datasets
 
+    from imagenet_think.view.query import Query
+
 FORMATS = ("trl", "llamafactory", "llava")
 FILE_FORMATS = {"trl": ("parquet", "jsonl"), "llamafactory": ("jsonl", "parquet"), "llava": ("json", "jsonl")}
 """File formats each format can be written as; the first is the default."""
@@ -242,20 +244,27 @@ def export_sft(
     source_name: Optional[str] = None,
     batch_size: int = 256,
     progress: bool = False,
+    where: Optional[str] = None,
 ) -> dict:
     """Write the SFT examples of ``source`` (``default``-config records) into ``out_dir``.
 
     ``source`` is a ``datasets.Dataset``, ``IterableDataset`` or ``pa.Table``; ``limit``
     keeps its first records.  ``split`` names the trl export's split; ``name`` the data file
     of the others (default :data:`DEFAULT_NAME`); ``max_shard_bytes`` sizes trl Parquet
-    shards; ``source_name`` is how the trl card names the source.  ``out_dir`` must be absent
+    shards; ``source_name`` is how the trl card names the source.  ``where`` (the viewer's query
+    string, :func:`imagenet_think.view.query.parse_where`: ``"status=ok&q=dog"``) keeps the
+    records ``imagenet-think view`` lists for it, as records of the split ``split``; ``limit``
+    then counts those.  ``out_dir`` must be absent
     or empty unless ``overwrite`` (then a previous export there is replaced).  Returns counts
     and the path written (the directory for trl, else the data file):
     ``{"records", "examples", "images", "path"}``, where ``images`` counts distinct records
     with an exported example.
     """
+    from imagenet_think.view.query import parse_where
+
     file_format, data_file = check_request(format, file_format, name, split, think, system_prompt)
     check_options(teacher, think, image_placement, on_unusable)
+    query = parse_where(where) if where else None
     if limit is not None and limit < 0:
         raise ValueError(f"`limit` must be >= 0, got {limit}")
     target = Path(out_dir).resolve()
@@ -271,9 +280,10 @@ def export_sft(
 
     with staging_dir(target) as staging:
         with _example_writer(staging, format, file_format, data_file, split, max_shard_bytes) as write, tqdm(
-            total=_length(source, limit), unit="record", desc=f"export-sft {format}", disable=not progress
+            total=None if query else _length(source, limit), unit="record", desc=f"export-sft {format}",
+            disable=not progress,
         ) as bar:
-            for batch in _batches(source, batch_size, limit):
+            for batch in _batches(source, batch_size, limit, query, split):
                 examples = sft_table(batch, **options)
                 counts["records"] += batch.num_rows
                 counts["examples"] += examples.num_rows
@@ -287,7 +297,7 @@ def export_sft(
                 )
         if format == "trl":
             skipped = counts["records"] * len(teachers_of(teacher)) - counts["examples"]
-            settings = _card_settings(options, split, source_name, skipped)
+            settings = _card_settings(options, split, source_name, skipped, query.where() if query else None)
             _write_trl_card(staging, file_format, split, think, counts["examples"], settings)
         elif format == "llamafactory":
             entry = llamafactory_dataset_info(data_file, system_prompt is not None)
@@ -434,8 +444,10 @@ def _write_trl_card(
         handle.write(card)
 
 
-def _card_settings(options: Mapping[str, Any], split: str, source_name: Optional[str], skipped: int) -> dict[str, str]:
-    """The rows of the trl card's settings table."""
+def _card_settings(
+    options: Mapping[str, Any], split: str, source_name: Optional[str], skipped: int, where: Optional[str] = None
+) -> dict[str, str]:
+    """The rows of the trl card's settings table (``where``: the query that chose the records)."""
     teachers = teachers_of(options["teacher"])
     names = ", ".join(f"{t} = `{schema.TEACHERS[t]}`" for t in teachers)
     system_prompt = options["system_prompt"]
@@ -446,6 +458,7 @@ def _card_settings(options: Mapping[str, Any], split: str, source_name: Optional
         "image": f"{options['image_placement']} the question",
         "system prompt": "none" if system_prompt is None else json.dumps(system_prompt, ensure_ascii=False),
         "pairs used": f"status {' or '.join(options['require_status'])}; {skipped} other pairs skipped",
+        **({"records": f"those `imagenet-think view` lists for `{where}` (`--where`)"} if where else {}),
     }
 
 
@@ -465,8 +478,24 @@ def _length(source: Source, limit: Optional[int]) -> Optional[int]:
     return total if limit is None else min(total, limit)
 
 
-def _batches(source: Source, batch_size: int, limit: Optional[int]) -> Iterator[pa.Table]:
-    """Arrow batches of ``source`` with the images as stored structs (never decoded)."""
+def _batches(
+    source: Source, batch_size: int, limit: Optional[int], where: Optional["Query"] = None, split: str = "train"
+) -> Iterator[pa.Table]:
+    """Arrow batches of ``source`` with the images as stored structs (never decoded): its first
+    ``limit`` records, of those ``where`` keeps (:func:`imagenet_think.view.query.where_mask`)."""
+    if where is not None:
+        from imagenet_think.view.query import where_mask
+
+        kept = 0
+        for batch in _batches(source, batch_size, None):
+            if limit is not None and kept >= limit:
+                return
+            batch = batch.filter(pa.array(where_mask(batch, where, split)))
+            batch = batch if limit is None else batch.slice(0, limit - kept)
+            kept += batch.num_rows
+            if batch.num_rows:
+                yield batch
+        return
     if isinstance(source, pa.Table):
         table = source if limit is None else source.slice(0, limit)
         yield from (pa.Table.from_batches([b]) for b in table.to_batches(max_chunksize=batch_size))

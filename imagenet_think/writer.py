@@ -37,6 +37,8 @@ from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, ch
 if TYPE_CHECKING:
     import datasets
 
+    from imagenet_think.view.query import Query
+
 ROWS_PER_ROW_GROUP = 100
 """Rows per Parquet row group (``datasets`` uses 100 for image datasets)."""
 
@@ -298,9 +300,11 @@ def corpus_batches(
     batch_size: int = 10 * ROWS_PER_ROW_GROUP,
     desc: str = "export",
     progress: bool = True,
+    where: Optional["Query"] = None,
 ) -> Iterator[pa.Table]:
     """``default``-config Arrow batches of every dataset of ``splits`` in turn (``Dataset`` or
-    ``IterableDataset``, :func:`corpus_splits`; ``limit`` rows of each at most), images as
+    ``IterableDataset``, :func:`corpus_splits`; ``limit`` rows of each at most, of those
+    ``where`` keeps: the records ``imagenet-think view`` lists for that query), images as
     stored structs, the published six columns normalised; a progress bar per split
     (``"<desc> <split>"``) unless ``progress=False``.  The sample's 24 rows are 23 ``train``
     rows and one ``validation`` row:
@@ -312,27 +316,42 @@ def corpus_batches(
     import datasets
     from tqdm.auto import tqdm
 
+    if where is not None:
+        from imagenet_think.view.query import where_mask
+
     for name, dataset in splits.items():
         total = None if isinstance(dataset, datasets.IterableDataset) else len(dataset)
-        total = limit if total is None else total if limit is None else min(total, limit)
-        rows = 0
+        if where is None:
+            total = limit if total is None else total if limit is None else min(total, limit)
+        read = rows = 0  # rows of the source read, rows kept
         with tqdm(desc=f"{desc} {name}", unit="row", total=total, disable=not progress) as bar:
             for batch in dataset.with_format("arrow").iter(batch_size=batch_size):
-                if limit is not None:
-                    batch = batch.slice(0, limit - rows)
-                if batch.num_rows == 0:
+                if limit is not None and rows >= limit:
                     break
-                batch = _default_rows(batch, name, rows)
-                rows += batch.num_rows
+                if limit is not None and where is None:
+                    batch = batch.slice(0, limit - rows)  # normalise no row that is not kept
+                batch = _default_rows(batch, name, read)
+                read += batch.num_rows
                 bar.update(batch.num_rows)
-                yield batch
+                if where is not None:
+                    batch = batch.filter(pa.array(where_mask(batch, where, name)))
+                    batch = batch if limit is None else batch.slice(0, limit - rows)
+                rows += batch.num_rows
+                if batch.num_rows:
+                    yield batch
 
 
 def _write_splits(
-    splits: Mapping[str, Any], data_dir: Path, validation_fraction: float, max_shard_bytes: int, limit: Optional[int]
+    splits: Mapping[str, Any],
+    data_dir: Path,
+    validation_fraction: float,
+    max_shard_bytes: int,
+    limit: Optional[int],
+    where: Optional["Query"] = None,
 ) -> dict[str, list[Path]]:
     """Write the rows of every dataset of ``splits`` (``Dataset`` or ``IterableDataset``; ``limit``
-    rows of each at most) as shards of about ``max_shard_bytes`` (Arrow bytes) into ``data_dir``.
+    rows of each at most, of those ``where`` keeps) as shards of about ``max_shard_bytes`` (Arrow
+    bytes) into ``data_dir``.
 
     Each row goes to the split its id hashes to at ``validation_fraction``, whichever split it
     came in: the published copy is one ``train`` split holding ids of both, and a file whose
@@ -347,7 +366,7 @@ def _write_splits(
         written[split].append(write_shard(pa.concat_tables(pending[split]), path, split, validation_fraction))
         pending[split] = []
 
-    for batch in corpus_batches(splits, limit):
+    for batch in corpus_batches(splits, limit, where=where):
         mask = validation_mask(batch["id"].to_pylist(), validation_fraction)
         for split, part in (("train", batch.filter(pc.invert(mask))), ("validation", batch.filter(mask))):
             row_bytes = max(1, part.nbytes // max(1, part.num_rows))
@@ -372,6 +391,7 @@ def export_hub_layout(
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     overwrite: bool = False,
     limit: Optional[int] = None,
+    where: Optional[str] = None,
     push_to_hub: Optional[str] = None,
     **card_info,
 ) -> Path:
@@ -381,7 +401,9 @@ def export_hub_layout(
     id, a ``save_to_disk`` directory, or a loaded ``Dataset`` / ``DatasetDict`` /
     ``IterableDataset`` of ``default``-config rows, e.g. after
     :func:`imagenet_think.quality.apply_filters`.  Shards hold about ``max_shard_bytes`` of
-    Arrow data; ``limit`` keeps the first rows of each split; every row lands in the split its id
+    Arrow data; ``where`` (the viewer's query string, :func:`imagenet_think.view.query.parse_where`:
+    ``"status=ok&q=dog"``) keeps the records ``imagenet-think view`` lists for it; ``limit`` keeps
+    the first rows of each split; every row lands in the split its id
     hashes to at ``validation_fraction`` (the loader's split), whatever split it came in.  Everything is written in a
     staging directory next to ``out_dir`` and moved into place at the end; an existing
     ``out_dir/data`` is only replaced with ``overwrite=True``, and only when it holds nothing
@@ -397,25 +419,29 @@ def export_hub_layout(
     ...     split_sizes(readme.parent)["train"]["num_examples"] == len(clean) < len(ds)
     True
     """
+    from imagenet_think.view.query import parse_where
+
     check_fraction(validation_fraction)
+    query = parse_where(where) if where else None
     if push_to_hub:
         check_hub_access(push_to_hub)
     out_dir = Path(out_dir).resolve()
     check_replaceable(out_dir / "data", overwrite, is_shard_file)
     splits = corpus_splits(source, validation_fraction)
     with staging_dir(out_dir) as staging:
-        for split, shards in _write_splits(splits, staging / "data", validation_fraction, max_shard_bytes, limit).items():
+        shards_by_split = _write_splits(splits, staging / "data", validation_fraction, max_shard_bytes, limit, query)
+        for split, shards in shards_by_split.items():
             for index, shard in enumerate(shards):
                 shard.rename(shard.with_name(shard_name(split, index, len(shards))))
         if not (staging / "data").exists():
-            raise ValueError(f"{_describe(source)}: no rows to export")
+            raise ValueError(f"{_describe(source)}: no rows to export" + (f" (none matches --where {where!r})" if where else ""))
         out_dir.mkdir(parents=True, exist_ok=True)
         if (out_dir / "data").exists():
             check_replaceable(out_dir / "data", overwrite, is_shard_file)  # as it is now, after the export
             shutil.rmtree(out_dir / "data")
         os.replace(staging / "data", out_dir / "data")
     card_info.setdefault("source", source if isinstance(source, str) else None)
-    readme = write_card(out_dir, validation_fraction=validation_fraction, **card_info)
+    readme = write_card(out_dir, validation_fraction=validation_fraction, where=query.where() if query else None, **card_info)
     if push_to_hub:
         upload(out_dir, push_to_hub)
     return readme

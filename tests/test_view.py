@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,7 +26,7 @@ from imagenet_think import schema
 from imagenet_think.loading import sample_dir
 from imagenet_think.text import word_tokens
 from imagenet_think.view.corpus import Corpus
-from imagenet_think.view.pages import UNMARKED_WORDS
+from imagenet_think.view.render import UNMARKED_WORDS
 from imagenet_think.view.server import Viewer, ViewServer
 
 SAMPLE_FILES = sorted(sample_dir().glob("data/*.parquet"))
@@ -44,11 +45,12 @@ def sample_rows() -> list[dict]:
 
 
 @contextlib.contextmanager
-def serving(source, host: str = "127.0.0.1"):
-    """A real viewer server on ``host``, port chosen by the OS, in a thread."""
+def serving(source, host: str = "127.0.0.1", **options):
+    """A real viewer server on ``host``, port chosen by the OS, in a thread; ``options`` go to
+    :class:`ViewServer`."""
     corpus = Corpus(str(source))
     corpus.refresh(strict=True)
-    server = ViewServer(Viewer(corpus), host, 0)
+    server = ViewServer(Viewer(corpus), host, 0, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -82,6 +84,70 @@ def api(server: ViewServer, path: str) -> dict:
 
 def ids_of(server: ViewServer, query: str) -> list[str]:
     return [r["id"] for r in api(server, "/api/records?per_page=500&" + query)["records"]]
+
+
+class Node:
+    """An element of a page parsed with the standard library: ``tag``, ``attrs``, ``children``
+    (nodes and texts, character references resolved)."""
+
+    VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+
+    def __init__(self, tag: str, attrs: dict, parent: "Node | None" = None):
+        self.tag, self.attrs, self.parent, self.children = tag, attrs, parent, []
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def elements(self):
+        for child in self.children:
+            if isinstance(child, Node):
+                yield child
+                yield from child.elements()
+
+    def find_all(self, tag: str | None = None, class_: str | None = None, **attrs) -> list["Node"]:
+        return [
+            n for n in self.elements()
+            if (tag is None or n.tag == tag)
+            and (class_ is None or class_ in (n.attrs.get("class") or "").split())
+            and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())
+        ]
+
+    def find(self, tag: str | None = None, class_: str | None = None, **attrs) -> "Node":
+        found = self.find_all(tag, class_, **attrs)
+        assert len(found) == 1, (tag, class_, attrs, len(found))
+        return found[0]
+
+
+def parse_html(text: str) -> Node:
+    """The element tree of ``text``; raises when an end tag does not close the open element."""
+
+    class Builder(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.root = self.node = Node("#document", {})
+
+        def handle_starttag(self, tag, attrs):
+            node = Node(tag, dict(attrs), self.node)
+            self.node.children.append(node)
+            if tag not in Node.VOID:
+                self.node = node
+
+        def handle_endtag(self, tag):
+            assert tag == self.node.tag, f"</{tag}> closes <{self.node.tag}>"
+            self.node = self.node.parent
+
+        def handle_data(self, data):
+            self.node.children.append(data)
+
+    builder = Builder()
+    builder.feed(text)
+    builder.close()
+    assert builder.node is builder.root, f"<{builder.node.tag}> left open"
+    return builder.root
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +333,15 @@ def test_sort_by_reasoning_and_answer_length(sample_server):
         ("sort=length", "sort='length'"),
         ("stauts=ok", "unknown parameter 'stauts'"),
         ("wnid=a&wnid=b", "wnid= given 2 times"),
+        ("agree_min=2", "agree_min='2': give a number from 0 to 1"),
+        ("agree_max=abc", "agree_max='abc': give a number from 0 to 1"),
+        ("agree_min=0.6&agree_max=0.2", "agree_min=0.6 is above agree_max=0.2"),
+        ("tokens_min=-1", "tokens_min='-1': give a whole number from 0"),
+        ("tokens_max=%D9%A3", "tokens_max='٣': give a whole number from 0"),  # an Arabic-Indic three
+        ("tokens_min=9&tokens_max=3", "tokens_min=9 is above tokens_max=3"),
+        ("check=good", "check='good': not a label check"),
+        ("finish=done", "finish='done': not a finish reason"),
+        ("sort=tokenz", "sort='tokenz'"),
     ],
 )
 def test_bad_parameters_are_400_with_the_reason(sample_server, query, message):
@@ -309,21 +384,32 @@ def test_record_page_shows_both_pairs_answers_side_by_side_and_the_label_check(s
     row = rows[0]
     status, headers, body = get(sample_server, "/record/" + row["id"])
     html = body.decode()
+    page = parse_html(html)
     assert status == 200 and "script-src 'self'" in headers["content-security-policy"]
+    for p, name in schema.TEACHER_NAMES.items():
+        reasoning = page.find("details", class_=f"pair-{p}", data_pair=str(p))
+        assert words(reasoning.find("div", class_="think").text()) == words(row[f"think_{p}"])
+        assert words(reasoning.find("summary").text()) == f"{name} reasoning · {len(row[f'think_{p}']):,} characters"
+        assert words(page.find("header", class_=f"pair-{p}").find("h2").text()) == f"{name} {row[f'model_{p}']}"
+        assert f"finish reason <b><bdi>{row[f'finish_reason_{p}']}</bdi></b>" in html
+    # the answers are Markdown: bold, numbered and bulleted lists become elements, no text is lost
+    # (but the numbers of a numbered list, which the list shows itself)
     for p in (1, 2):
-        assert f"<div class=\"text think\">{row[f'think_{p}']}</div>".replace("'", "&#x27;") in html
-        assert f"reasoning · {len(row[f'think_{p}']):,} characters" in html
-        assert row[f"model_{p}"] in html and f"finish reason <b>{row[f'finish_reason_{p}']}</b>" in html
+        answer = row[f"answer_{p}"]
+        cell = page.find("div", class_="answer", data_pair=str(p))
+        assert [s.text() for s in cell.find_all("strong")] == re.findall(r"\*\*(.+?)\*\*", answer)
+        assert len(cell.find_all("li")) == len(re.findall(r"^(?:\d+\.|[-*]) ", answer, re.M)) > 0
+        assert word_tokens(cell.text()) == word_tokens(re.sub(r"^\d+\. ", "", answer, flags=re.M))
+        assert "**" not in cell.text()
     # the words the two answers share (as the agreement score counts them) are marked in both,
     # but for single letters and the short list of function words
     shared = set(word_tokens(row["answer_1"])) & set(word_tokens(row["answer_2"]))
     expected = {w for w in shared if (len(w) > 1 or not w.isascii()) and w not in UNMARKED_WORDS}
     assert "banana" in expected and "on" in shared and "on" not in expected
     for p in (1, 2):
-        cell = re.search(rf'<div class="text answer" data-pair="{p}">(.*?)</div>', html, re.S).group(1)
-        assert {m.lower() for m in re.findall(r"<mark>(.*?)</mark>", cell)} == expected
-        assert re.sub(r"</?mark>", "", cell) == row[f"answer_{p}"].replace("'", "&#x27;")
-    assert html.count("✓ names the class") == 2
+        cell = page.find("div", class_="answer", data_pair=str(p))
+        assert {m.text().lower() for m in cell.find_all("mark")} == expected
+    assert html.count('class="check ') == 2  # one label check per answer (test_label_check_...)
     # the sampling settings and raw output of the generation record
     raw = row["generation"][0]["raw"]
     assert f"raw output · {len(raw):,} characters" in html
@@ -334,13 +420,27 @@ def test_record_page_shows_both_pairs_answers_side_by_side_and_the_label_check(s
     assert f"record 1 of {len(hits)}" in page
 
 
-def test_label_check_says_when_the_answer_misses_the_class(sample_server):
-    from imagenet_think.quality import mentions_label
+def test_label_check_says_what_the_answer_names(tmp_path):
+    from imagenet_think.rewards import label_hit
 
-    rows = sample_rows()
-    row = next(r for r in rows if r["answer_1"] and mentions_label(r["wnid"], r["answer_1"]) is False)
-    html = get(sample_server, "/record/" + quote(row["id"]))[2].decode()
-    assert "✗ does not name the class" in html
+    words = {"named": "✓ names the class", "ancestor": "≈ names an ancestor class only, 1 level up",
+             "hedged": "✗ also names a competing class", "missed": "✗ does not name the class"}
+    rows = sample_rows()[:6]
+    answers = ["A truck on a road.", "Some edible fruit.", "A banana and an orange.", "A banana."]
+    rows = [dict(rows[0], id=f"{rows[0]['id']}_{i}", answer_1=answer) for i, answer in enumerate(answers)] + rows
+    write_rows(tmp_path / "checks" / "data" / "train-00000-of-00001.parquet", rows)
+    kinds = set()
+    with serving(tmp_path / "checks") as server:
+        for row in rows:
+            html = get(server, "/record/" + quote(row["id"]))[2].decode()
+            checks = re.findall(r'<span class="who">(\w+)</span> <a class="check \w+" data-check="(\w+)" href="/\?check=(\w+)"[^>]*>([^<]*)</a>', html)
+            answered = [p for p in (1, 2) if row[f"answer_{p}"]]  # an empty one says "no answer"
+            for pair, (who, kind, linked, text) in zip(answered, checks, strict=True):
+                hit = label_hit(row[f"answer_{pair}"], row["wnid"])
+                assert (who, kind, linked) == (schema.TEACHER_NAMES[pair], hit.kind, hit.kind)
+                assert text == words[hit.kind]
+                kinds.add(kind)
+    assert {"named", "ancestor", "hedged", "missed"} <= kinds
 
 
 def test_unknown_pages_and_records_are_404(sample_server):

@@ -102,6 +102,11 @@ def loaded_width(driver, image) -> int:
     return driver.execute_script("return arguments[0].naturalWidth", image)
 
 
+def without_markup(text: str) -> str:
+    """``text`` as its Markdown shows: no ``**``, no list markers (the browser draws those)."""
+    return re.sub(r"^(?:\d+\.|[-*]) ", "", text.replace("**", ""), flags=re.M)
+
+
 def console_errors(driver) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
@@ -127,8 +132,8 @@ def test_list_record_image_and_status_filter(browser, sample_url):
         assert reasoning.get_attribute("open") is None  # collapsed until asked for
         reasoning.find_element(By.TAG_NAME, "summary").click()
         assert visible_text(reasoning.find_element(By.CSS_SELECTOR, ".think")) == " ".join(first[f"think_{pair}"].split())
-        answer = browser.find_element(By.CSS_SELECTOR, f".answer[data-pair='{pair}']")
-        assert visible_text(answer) == " ".join(first[f"answer_{pair}"].split())
+        answer = browser.find_element(By.CSS_SELECTOR, f".answer[data-pair='{pair}']")  # Markdown: bold, lists
+        assert visible_text(answer) == " ".join(without_markup(first[f"answer_{pair}"]).split())
     assert loaded_width(browser, browser.find_element(By.ID, "record-image")) == original[0]  # the stored image
 
     browser.get(sample_url + "?status=unclosed_think")
@@ -181,6 +186,89 @@ def test_corpus_text_is_shown_not_run(browser, tmp_path):
         assert browser.find_element(By.CSS_SELECTOR, "article.card .label").get_attribute("textContent") == XSS
         assert browser.execute_script("return window.__xss === undefined")
         assert browser.find_elements(By.CSS_SELECTOR, "img[src='x']") == []
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+def test_record_page_keeps_each_teacher_in_its_own_labelled_column_wide_and_at_phone_width(browser, sample_url):
+    from selenium.webdriver.common.by import By
+
+    from imagenet_think import schema
+
+    first = SAMPLE.drop_columns(["image"]).to_pylist()[0]
+    try:
+        for width in (1280, 390):
+            browser.set_window_size(width, 900)
+            browser.get(sample_url + "record/" + quote(first["id"]))
+            assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
+            columns = {}
+            for pair, name in schema.TEACHER_NAMES.items():
+                cells = browser.find_elements(By.CSS_SELECTOR, f".pairs-grid > .pair-{pair}")
+                labels = [c.find_element(By.CSS_SELECTOR, "h2, summary, h3").text for c in cells]
+                assert len(cells) == 4 and all(label.lower().startswith(name) for label in labels), labels
+                rects = [c.rect for c in cells]  # head, reasoning, answer, generation: one box, top to bottom
+                assert {(r["x"], r["width"]) for r in rects} == {(rects[0]["x"], rects[0]["width"])}
+                for upper, lower in zip(rects, rects[1:]):
+                    assert lower["y"] == pytest.approx(upper["y"] + upper["height"], abs=1), (width, pair, labels)
+                columns[pair] = rects
+            glm, kimi = columns[1], columns[2]
+            if width == 1280:  # side by side, rows lined up
+                assert glm[0]["x"] + glm[0]["width"] < kimi[0]["x"]
+                assert [r["y"] for r in glm] == [r["y"] for r in kimi]
+            else:  # one under the other, apart
+                assert glm[0]["x"] == kimi[0]["x"] and glm[-1]["y"] + glm[-1]["height"] < kimi[0]["y"]
+        assert console_errors(browser) == []
+    finally:
+        browser.set_window_size(1280, 900)
+
+
+def test_a_search_hit_is_marked_and_its_reasoning_open_on_the_record_page(browser, sample_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from imagenet_think.text import word_tokens
+
+    rows = SAMPLE.drop_columns(["image"]).to_pylist()
+    row, word = next((r, w) for r in rows for w in word_tokens(r["think_2"]) if len(w) > 4 and w not in r["think_1"].lower())
+    browser.get(sample_url + "?q=" + word.upper())
+    card = next(c for c in browser.find_elements(By.CSS_SELECTOR, "article.card") if c.get_attribute("data-id") == row["id"])
+    card.find_element(By.CSS_SELECTOR, "a.record-id").click()
+    WebDriverWait(browser, 30).until(lambda d: "/record/" in d.current_url)
+    assert browser.find_element(By.CSS_SELECTOR, "details.reasoning.pair-1").get_attribute("open") is None
+    assert browser.find_element(By.CSS_SELECTOR, "details.reasoning.pair-2").get_attribute("open") is not None
+    hits = browser.find_elements(By.CSS_SELECTOR, "details.reasoning.pair-2 mark.hit")
+    assert len(hits) == row["think_2"].lower().count(word) and all(h.is_displayed() and h.text.lower() == word for h in hits)
+    assert {h.value_of_css_property("display") for h in hits} == {"inline"}  # in the text, not a snippet box of the grid
+    assert console_errors(browser) == []
+
+
+def test_markdown_and_hidden_characters_shown_safely(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    rows = SAMPLE.to_pylist()
+    odd_id = "n07753592_nul\x00id\u202eLTR"
+    markdown = "# Title\n**bold** <script>window.__xss = 1</script>\n\n| a | b |\n|:--|--:|\n| 1 | 2 |\n\n[x](javascript:window.__xss=2)"
+    row = dict(rows[0], id=odd_id, think_1=markdown, answer_1=markdown + "\n\nand \u202ereversed")
+    out = tmp_path / "odd" / "data"
+    out.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([row, *rows[1:4]], schema=SAMPLE.schema), out / "train-00000-of-00001.parquet")
+    process, url = serve(str(tmp_path / "odd"))
+    try:
+        browser.get(url)
+        shown = "n07753592_nul␀id\\u202eLTR"
+        assert visible_text(browser.find_element(By.CSS_SELECTOR, "article.card .record-id")) == shown
+        browser.find_element(By.CSS_SELECTOR, "article.card a.record-id").click()
+        assert visible_text(browser.find_element(By.CSS_SELECTOR, "h1.record-id")) == shown
+        browser.find_element(By.CSS_SELECTOR, "details.reasoning.pair-1 summary").click()
+        think = browser.find_element(By.CSS_SELECTOR, "details.reasoning.pair-1 .md")
+        assert think.find_element(By.TAG_NAME, "h1").text == "Title" and think.find_element(By.TAG_NAME, "strong").text == "bold"
+        assert "<script>window.__xss = 1</script>" in think.text and "[x](javascript:window.__xss=2)" in think.text
+        assert [c.text for c in think.find_elements(By.TAG_NAME, "td")] == ["1", "2"]
+        answer = browser.find_element(By.CSS_SELECTOR, ".answer[data-pair='1']")
+        assert visible_text(answer).endswith("and \\u202ereversed")
+        assert browser.execute_script("return window.__xss === undefined")
+        assert console_errors(browser) == []  # no style attribute, script or link broke the page's policy
     finally:
         process.terminate()
         process.communicate(timeout=30)

@@ -130,6 +130,37 @@ def add_source_argument(parser: argparse.ArgumentParser, default: Optional[str] 
     parser.add_argument("--source", dest="source", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
+WHERE_HELP = (
+    "keep only the records `imagenet-think view` lists for this query string (its URL after the ?), "
+    "e.g. 'status=ok&teacher=kimi&q=dog'; keys: status, teacher, wnid, q, split, check, finish, agree_min, "
+    "agree_max, tokens_min, tokens_max (the viewer shows the command for its current view)"
+)
+
+
+def add_where_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--where QUERY``, the viewer's query string (check it with :func:`check_where`)."""
+    parser.add_argument("--where", metavar="QUERY", help=WHERE_HELP)
+
+
+def check_where(where: Optional[str]) -> None:
+    """Raise a ``ValueError`` naming ``--where`` when it is not a query the viewer takes.
+
+    >>> check_where("status=ok&q=dog")
+    >>> check_where("status=done")
+    Traceback (most recent call last):
+    ...
+    imagenet_think.view.query.QueryError: --where 'status=done': status='done': not a status; use one of ok, ...
+    """
+    if where is None:
+        return
+    from imagenet_think.view.query import QueryError, parse_where
+
+    try:
+        parse_where(where)
+    except QueryError as err:
+        raise QueryError(f"--where {where!r}: {err}") from None
+
+
 def add_log_level_argument(parser: argparse.ArgumentParser, default: str = argparse.SUPPRESS) -> None:
     """Add ``--log-level`` (``DEBUG`` also turns a one-line error into its traceback)."""
     parser.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imagenet_think.cli import add_shard_size_argument, add_source_argument
+from imagenet_think.cli import add_shard_size_argument, add_source_argument, add_where_argument, check_where
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES, export_hub_layout, split_sizes
 
@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION,
                         help="share of rows in the validation split, by a hash of their id")
     add_shard_size_argument(parser, "target size of one Parquet shard, in MiB of Arrow data", DEFAULT_MAX_SHARD_BYTES)
-    parser.add_argument("--limit", type=int, help="export at most N rows per split")
+    add_where_argument(parser)
+    parser.add_argument("--limit", type=int, help="export at most N rows per split (of those --where keeps)")
     parser.add_argument("--pretty-name", default="ImageNet-Think", help="title of the dataset card")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the Parquet shards of an earlier export in OUT_DIR/data (never other files)")
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``imagenet-think export``."""
+    check_where(args.where)
     readme = export_hub_layout(
         args.source,
         args.out_dir,
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         max_shard_bytes=args.max_shard_bytes,
         overwrite=args.overwrite,
         limit=args.limit,
+        where=args.where,
         push_to_hub=args.push_to_hub,
         pretty_name=args.pretty_name,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imagenet_think import schema
-from imagenet_think.cli import add_shard_size_argument, add_source_argument
+from imagenet_think.cli import add_shard_size_argument, add_source_argument, add_where_argument, check_where
 from imagenet_think.sft import DEFAULT_REQUIRE_STATUS, IMAGE_PLACEMENTS, THINK_MODES, teachers_of
 from imagenet_think.sft_export import DEFAULT_NAME, FORMATS, check_replaceable, check_request, export_sft
 from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES
@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace the previous export in OUT (never a directory holding other files)")
     parser.add_argument("--split", default="train",
                         help="split of the source to export, and the split name of a trl export (default: train)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="export only the first N records")
+    add_where_argument(parser)
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="export only the first N records (of those --where keeps)")
     parser.add_argument("--file-format", default=None,
                         help="trl: parquet (images embedded) or jsonl (an image folder: metadata.jsonl + "
                              "images/); llamafactory: jsonl or parquet; llava: json or jsonl (default: the first)")
@@ -60,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from imagenet_think.loading import load_dataset
 
     teacher = "both" if args.teacher == "both" else int(args.teacher)
+    check_where(args.where)
     check_request(args.format, args.file_format, args.name, args.split, args.think, args.system_prompt)
     check_replaceable(args.out, args.overwrite)
     summary = export_sft(
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         max_shard_bytes=args.max_shard_bytes,
         source_name=args.source,
         progress=True,
+        where=args.where,
     )
     pairs = summary["records"] * len(teachers_of(teacher))
     print(

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     snapshot = corpus.refresh(strict=True)
     loopback = is_loopback(args.host)
     try:
-        server = ViewServer(Viewer(corpus, loopback_only=loopback), args.host, args.port)
+        server = ViewServer(Viewer(corpus, loopback_only=loopback, host_names=(args.host,)), args.host, args.port)
     except OSError as err:
         raise OSError(f"cannot listen on {args.host} port {args.port}: {err.strerror or err}; "
                       "pick another --port (0 picks a free one)") from err

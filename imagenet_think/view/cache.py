@@ -2,17 +2,22 @@
 
 The viewer keeps image row groups, text-search results and thumbnails in memory this way, so a
 long browsing session never grows without bound (nothing is cached on disk).
+:meth:`BoundedCache.get_or_make` computes a missing value once however many threads ask for it
+at the same time (the others wait for that result: a "single flight").
 
 >>> cache = BoundedCache(max_bytes=10)
 >>> cache.put("a", b"12345"); cache.put("b", b"123456")
 >>> cache.get("a") is None, cache.get("b")
 (True, b'123456')
+>>> cache.get_or_make("c", lambda: b"789"), cache.get_or_make("c", lambda: b"never made")
+(b'789', b'789')
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from typing import Any, Callable, Hashable, Optional
 
 
@@ -33,6 +38,7 @@ class BoundedCache:
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._making: dict[Hashable, Future] = {}
 
     def get(self, key: Hashable) -> Optional[Any]:
         with self._lock:
@@ -45,16 +51,51 @@ class BoundedCache:
     def put(self, key: Hashable, value: Any) -> None:
         size = self._size(value)
         with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            if size > self.max_bytes:
-                return
-            self._items[key] = (value, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
+            self._put(key, value, size)
+
+    def _put(self, key: Hashable, value: Any, size: int) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= old[1]
+        if size > self.max_bytes:
+            return
+        self._items[key] = (value, size)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._bytes -= dropped
+
+    def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The value of ``key``; when missing, ``make()`` is called and its value kept.
+
+        Callers asking for a key that another thread is making wait for that result instead
+        of making it again; an exception of ``make`` (or of sizing its value) reaches all of
+        them and nothing is kept, so the next caller makes it again.
+        """
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+                return item[0]
+            making = self._making.get(key)
+            owner = making is None
+            if owner:
+                making = self._making[key] = Future()
+        if not owner:
+            return making.result()
+        try:
+            value = make()
+            size = self._size(value)
+        except BaseException as err:
+            with self._lock:
+                del self._making[key]
+            making.set_exception(err)
+            raise
+        with self._lock:
+            self._put(key, value, size)
+            del self._making[key]
+        making.set_result(value)
+        return value
 
     @property
     def nbytes(self) -> int:

@@ -1,4 +1,5 @@
-// imagenet-think view: keyboard shortcuts and auto-applying filters. The pages work without it.
+// imagenet-think view: keyboard shortcuts, auto-applying filters, class suggestions and copy
+// buttons. The pages work without it (the class box is then a plain form field).
 "use strict";
 (function () {
   function follow(rel) {
@@ -10,7 +11,50 @@
     form.querySelectorAll("select").forEach(function (select) {
       select.addEventListener("change", function () { form.submit(); });
     });
+    var box = form.querySelector("input[name=class]");
+    var options = document.getElementById("class-options");
+    var asked = "";
+    var timer = null;
+    // suggestions from /api/classes as the user types; picking one (a value ending in its wnid) applies it
+    var suggest = function () {
+      var text = box.value.trim();
+      if (text === asked) { return; }
+      asked = text;
+      fetch("/api/classes?limit=20&q=" + encodeURIComponent(text), { headers: { Accept: "application/json" } })
+        .then(function (response) { return response.json(); })
+        .then(function (found) {
+          if (found.q !== box.value.trim()) { return; }  // the user typed on meanwhile
+          options.replaceChildren.apply(options, (found.classes || []).map(function (match) {
+            var option = document.createElement("option");
+            option.value = match.option;
+            // the value names the class (characters that do not print escaped); the label adds what tells classes apart
+            var notes = [match.kind_of ? "a kind of " + match.kind_of : "", match.records ? match.records + " records" : ""];
+            var label = notes.filter(Boolean).join(" · ");
+            if (label) { option.label = label; }
+            return option;
+          }));
+        })
+        .catch(function () { asked = ""; });
+    };
+    if (box && options) {
+      box.addEventListener("input", function () {
+        var picked = Array.prototype.some.call(options.options, function (o) { return o.value === box.value; });
+        if (picked && /\bn[0-9]{8}$/.test(box.value)) { form.submit(); return; }
+        clearTimeout(timer);
+        timer = setTimeout(suggest, 150);
+      });
+      box.addEventListener("focus", suggest);
+    }
   }
+  document.querySelectorAll("button.copy").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var field = document.getElementById(button.getAttribute("data-copy"));
+      field.select();
+      var done = function () { button.textContent = "copied"; };
+      if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () { document.execCommand("copy"); done(); }); }
+      else { document.execCommand("copy"); done(); }
+    });
+  });
   document.addEventListener("keydown", function (event) {
     var target = event.target;
     if (event.altKey || event.ctrlKey || event.metaKey) { return; }
