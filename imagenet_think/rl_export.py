@@ -241,12 +241,16 @@ def export_rl(
     source_name: Optional[str] = None,
     batch_size: int = 256,
     progress: bool = False,
+    where: Optional[str] = None,
 ) -> dict:
     """Write the RL prompts of every image of ``source`` into ``out_dir`` as ``format``.
 
     ``source`` is anything :func:`imagenet_think.writer.corpus_splits` takes (``"sample"``, a
     corpus directory, a Hub id, a loaded ``Dataset`` / ``DatasetDict`` / ``IterableDataset``
-    of ``default``-config rows); ``limit`` keeps the first rows of each of its splits.  Each
+    of ``default``-config rows); ``where`` (the viewer's query string,
+    :func:`imagenet_think.view.query.parse_where`: ``"status=ok&q=dog"``) keeps the images
+    ``imagenet-think view`` lists for it; ``limit`` keeps the first rows of each of its splits
+    (of those ``where`` keeps).  Each
     row lands in the split its id hashes to at ``validation_fraction``; shards hold about
     ``max_shard_bytes`` of Arrow data (a shard closes between batches of ``batch_size`` source
     rows); ``source_name`` is how the card names the source (default: ``source`` when it is a
@@ -263,6 +267,9 @@ def export_rl(
     check_format(format)
     check_prompt(prompt)
     check_fraction(validation_fraction)
+    from imagenet_think.view.query import parse_where
+
+    query = parse_where(where) if where else None
     if limit is not None and limit < 0:
         raise ValueError(f"`limit` must be >= 0, got {limit}")
     target = Path(out_dir).resolve()
@@ -275,17 +282,19 @@ def export_rl(
             staging / "data", "validation", max_shard_bytes
         ) as validation:
             writers = {"train": train, "validation": validation}
-            for batch in corpus_batches(splits, limit, batch_size, f"export-rl {format}", progress):
+            for batch in corpus_batches(splits, limit, batch_size, f"export-rl {format}", progress, query):
                 mask = validation_mask(batch["id"].to_pylist(), validation_fraction)
                 for split, part in (("train", batch.filter(pc.invert(mask))), ("validation", batch.filter(mask))):
                     writer = writers[split]
                     writer.write(rl_table(part, format, prompt, split, writer.num_rows))
         counts = {split: writer.num_rows for split, writer in writers.items()}
         if not any(counts.values()):
-            raise ValueError(f"{source_name or 'the source'}: no rows to export")
+            matches = f" (none matches --where {where!r})" if where else ""
+            raise ValueError(f"{source_name or 'the source'}: no rows to export{matches}")
         shards = {split: [f"data/{path.name}" for path in writer.paths] for split, writer in writers.items() if writer.paths}
         settings = {
             "source": f"`{source_name}`" if source_name else "a loaded dataset",
+            **({"images": f"those `imagenet-think view` lists for `{query.where()}` (`--where`)"} if query else {}),
             "validation": f"rows whose CRC-32 of `id` falls below {validation_fraction} of the hash range",
         }
         _write_rl_card(staging, format, prompt, shards, settings)

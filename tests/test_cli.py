@@ -58,12 +58,12 @@ def test_a_default_of_zero_is_shown_in_help():
 
 
 def test_the_shard_size_is_in_mib_and_the_old_spelling_still_works(tmp_path):
-    for command in ("export", "export-sft"):
+    for command in ("export", "export-sft", "export-rl"):
         parser = subparser(command)
         help_text = " ".join(parser.format_help().split())
         assert "--max-shard-mib MIB" in help_text and "in MiB of Arrow data (default: 500)" in help_text
         assert "--max-shard-mb" not in help_text  # hidden, still accepted
-        required = ["--format", "trl", "--out", "o"] if command == "export-sft" else ["sample", "o"]
+        required = ["--format", "trl", "--out", "o"] if command != "export" else ["sample", "o"]
         given = [parser.parse_args([*required, option, "1.5"]).max_shard_bytes for option in ("--max-shard-mib", "--max-shard-mb")]
         assert given == [int(1.5 * 2**20)] * 2
     assert main(["export", "sample", str(tmp_path / "out"), "--max-shard-mib", "0.01"]) == 0

@@ -471,7 +471,26 @@ def test_export_sft_where_keeps_the_records_the_viewer_lists(server, corpus, tmp
     assert [e["id"] for e in json.loads((out / "imagenet_think.json").read_text())] == ids_of(server, "split=train&" + query)[:2]
 
 
-@pytest.mark.parametrize("command", [["export", "SRC", "OUT"], ["export-sft", "SRC", "--format", "trl", "--out", "OUT"]])
+@pytest.mark.parametrize("query", ["teacher=kimi&q=the", "check=named&agree_max=0.3&q=a"])
+def test_export_rl_where_keeps_the_images_the_viewer_lists(server, corpus, tmp_path, query, capsys):
+    from imagenet_think.cli import main
+
+    listed = wait_for_signals(server, query) if "check" in query else api(server, "/api/records?per_page=500&" + query)
+    out = tmp_path / "rl"
+    assert main(["export-rl", str(corpus[0]), "--format", "trl", "--out", str(out), "--where", query]) == 0, capsys.readouterr().err
+    assert listed["records"] and exported_ids(out) == [r["id"] for r in listed["records"]]
+    said = re.findall(r"\| images \| those `imagenet-think view` lists for `([^`]*)` \(`--where`\) \|", (out / "README.md").read_text())
+    assert len(said) == 1 and parse_qs(said[0]) == parse_qs(query)
+    assert main(["export-rl", str(corpus[0]), "--format", "trl", "--out", str(out), "--overwrite", "--where", query, "--limit", "1"]) == 0
+    first = [next((r["id"] for r in listed["records"] if r["split"] == split), None) for split in ("train", "validation")]
+    assert exported_ids(out) == [i for i in first if i]  # the first image each split keeps
+    assert main(["export-rl", str(corpus[0]), "--format", "trl", "--out", str(tmp_path / "none"), "--where", "tokens_min=999999"]) == 2
+    assert "no rows to export (none matches --where 'tokens_min=999999')" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("command", [["export", "SRC", "OUT"], ["export-sft", "SRC", "--format", "trl", "--out", "OUT"],
+                                     ["export-rl", "SRC", "--format", "verl", "--out", "OUT"]])
 @pytest.mark.parametrize(
     "where, message",
     [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imagenet_think.cli import add_source_argument
+from imagenet_think.cli import add_shard_size_argument, add_source_argument, add_where_argument, check_where
 from imagenet_think.rl_export import DEFAULT_PROMPT, FORMATS, check_prompt, export_rl
 from imagenet_think.sft_export import check_replaceable
 from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction
@@ -25,16 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"the question of every image (default: {DEFAULT_PROMPT!r})".replace("%", "%%"))
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the previous export in OUT (never a directory holding other files)")
+    add_where_argument(parser)
     parser.add_argument("--limit", type=int, default=None, metavar="N",
-                        help="export only the first N rows of each split of the source")
+                        help="export only the first N rows of each split of the source (of those --where keeps)")
     parser.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION,
                         help="share of images in the validation split, by a hash of their id")
-    parser.add_argument("--max-shard-mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
-                        help="target size of a Parquet shard in MB")
+    add_shard_size_argument(parser, "target size of a Parquet shard, in MiB of Arrow data", DEFAULT_MAX_SHARD_BYTES)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``imagenet-think export-rl``; bad input prints a one-line error and returns 2."""
+    check_where(args.where)
     check_prompt(args.prompt)
     check_fraction(args.validation_fraction)
     check_replaceable(args.out, args.overwrite)
@@ -46,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction,
         limit=args.limit,
         overwrite=args.overwrite,
-        max_shard_bytes=int(args.max_shard_mb * 2**20),
+        max_shard_bytes=args.max_shard_bytes,
         progress=True,
+        where=args.where,
     )
     reward = {"trl": "label_reward + format_reward", "easyr1": "easyr1_score", "verl": "compute_score"}[args.format]
     print(
