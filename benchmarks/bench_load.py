@@ -16,11 +16,9 @@ import argparse
 import io
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 READER = r"""

