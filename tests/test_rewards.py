@@ -22,6 +22,8 @@ The synsets used, with their rows in ``imagenet_think/data/wordnet_nouns.tsv.gz`
     n02012849 / n03126707           crane (the bird) / crane (the machine)
     n02330245 / n03793489           mouse / mouse, computer mouse
     n03792782                       mountain bike, all-terrain bike, off-roader
+    n01732789  n01732244            black rat snake, blacksnake, ...    (rat snake -> colubrid -> snake)
+    n02333909  n02331046            black rat, roof rat, Rattus rattus  (a rodent)
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ DOG, CANINE, DOMESTIC_ANIMAL, CARNIVORE, ANIMAL, PLACENTAL, MAMMAL = (
     "n02084071", "n02083346", "n01317541", "n02075296", "n00015388", "n01886756", "n01861778",
 )  # fmt: skip
 BEAGLE, PUPPY, CAT, HORSE, HOTDOG = "n02088364", "n01322604", "n02121620", "n02374451", "n07697537"
+BLACK_RAT_SNAKE, BLACK_RAT = "n01732789", "n02333909"
 MINE, PERSON, OPERATING_ROOM, VITAMIN_C = "n03768132", "n00007846", "n03850245", "n15093298"
 CRANE_BIRD, CRANE_MACHINE, MOUSE, COMPUTER_MOUSE, MOUNTAIN_BIKE = (
     "n02012849", "n03126707", "n02330245", "n03793489", "n03792782",
@@ -124,6 +127,17 @@ def test_longest_match_first():
     assert named_synsets("A hot dog on a plate.") & {HOTDOG, DOG} == {HOTDOG}
     assert label_hit("A hot dog.", DOG) == LabelHit("missed", None)
     assert label_reward(["A hot-dog."], HOTDOG) == [1.0]
+
+
+def test_the_longest_of_several_phrases_starting_at_one_word():
+    # "black rat snake" starts with "black rat", a rodent: read shortest first, the answer would
+    # name a rat and then "snake", an ancestor three links up
+    assert "black rat snake" in TABLE[BLACK_RAT_SNAKE][1] and "black rat" in TABLE[BLACK_RAT][1]
+    snake = TABLE[TABLE[TABLE[BLACK_RAT_SNAKE][0][0]][0][0]][0][0]
+    assert "snake" in TABLE[snake][1]
+    assert named_synsets("A black rat snake on a branch.") & {BLACK_RAT_SNAKE, BLACK_RAT, snake} == {BLACK_RAT_SNAKE}
+    assert label_hit("A black rat snake on a branch.", BLACK_RAT_SNAKE) == LabelHit("named", 0)
+    assert label_hit("A black rat and a snake.", BLACK_RAT_SNAKE) == LabelHit("ancestor", 3)
 
 
 def test_whole_words_only():
