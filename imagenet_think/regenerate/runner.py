@@ -682,6 +682,7 @@ class ShardWriter:
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)  # no pid left behind to be read as a holder's
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 
