@@ -146,6 +146,18 @@ def test_the_first_writer_records_the_sharding_and_another_is_refused(tmp_path):
         pass
 
 
+def test_the_lock_file_names_its_holder_only_while_held(tmp_path):
+    import os
+
+    out = tmp_path / "out"
+    with runner.ShardWriter(out, shard_index=0, num_shards=1):
+        assert runner.lock_path(out, 0).read_text() == f"{os.getpid()}\n"
+    assert runner.lock_path(out, 0).read_text() == ""  # refused or done: no pid to mistake for a holder
+    with pytest.raises(ValueError):
+        runner.ShardWriter(out, shard_index=0, num_shards=3).open()  # another sharding: refused after the lock
+    assert runner.lock_path(out, 0).read_text() == ""
+
+
 def test_without_a_record_the_files_present_must_fit_the_sharding(tmp_path):
     """An output directory from before the record (or whose record was deleted): its files say
     which sharding wrote them; a sharding they fit is recorded, another is refused naming a row."""
@@ -332,13 +344,25 @@ def test_bad_options_are_clear_errors(tmp_path, capsys):
     assert cli.main(base + ["--engine", "transformers", "--base-url", "http://x:8000/v1", "--teachers", "glm"]) == 2
     assert cli.main(base + ["--engine-arg", "novalue"]) == 2
     assert cli.main(base + ["--max-in-flight", "0"]) == 2
+    # the run's settings are refused before the lock, the selection or a model load
+    bad = [("--max-attempts", "0"), ("--retry-delay", "-0.5"), ("--unreachable-after", "0"), ("--max-failure-rate", "1.5"),
+           ("--rows-per-file", "0"), ("--request-timeout", "0")]
+    for option, value in bad:
+        assert cli.main(base + [option, value]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert errors == [
         "imagenet-think regenerate: error: shard index must be in [0, 2), got 3",
         "imagenet-think regenerate: error: --base-url is not used by the transformers engine",
         "imagenet-think regenerate: error: --engine-arg expects KEY=VALUE, got 'novalue'",
         "imagenet-think regenerate: error: --max-in-flight must be at least 1, got 0",
+        "imagenet-think regenerate: error: --max-attempts must be at least 1, got 0",
+        "imagenet-think regenerate: error: --retry-delay must be >= 0, got -0.5",
+        "imagenet-think regenerate: error: --unreachable-after must be > 0, got 0.0",
+        "imagenet-think regenerate: error: --max-failure-rate must be in [0, 1], got 1.5",
+        "imagenet-think regenerate: error: --rows-per-file must be at least 1, got 0",
+        "imagenet-think regenerate: error: --request-timeout must be > 0, got 0.0",
     ]
+    assert not (tmp_path / "out").exists()
 
 
 # --- the real engine on a tiny model -----------------------------------------------------

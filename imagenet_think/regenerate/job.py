@@ -170,8 +170,6 @@ def open_engines(args: argparse.Namespace, plan: Any) -> Iterator[dict[int, Any]
         from imagenet_think.regenerate.engines import ray_engine
 
         placements = ray_engine.placement(args, teachers)
-        if args.engine != "auto":
-            engine_settings(args, teachers, args.engine)  # bad options fail before Ray starts
         ray_engine.connect(args.ray)
         kind = ray_engine.default_engine() if args.engine == "auto" else args.engine
         settings = engine_settings(args, teachers, kind)
@@ -194,13 +192,19 @@ def open_engines(args: argparse.Namespace, plan: Any) -> Iterator[dict[int, Any]
 
 def check_options(args: argparse.Namespace) -> None:
     """Reject contradictory options, and check the Hub when pushing, before any work."""
-    from imagenet_think.regenerate import runner, sources
+    from imagenet_think.regenerate import runner, scheduler, sources
     from imagenet_think.writer import check_hub_access
 
     runner.check_shard(args.num_shards, args.shard_index)
     sources.check_max_pixels(args.max_pixels)
-    if args.max_in_flight is not None and args.max_in_flight < 1:
-        raise ValueError(f"--max-in-flight must be at least 1, got {args.max_in_flight}")
+    scheduler.check_settings(
+        max_in_flight=args.max_in_flight, max_attempts=args.max_attempts, retry_delay=args.retry_delay,
+        unreachable_after=args.unreachable_after, max_failure_rate=args.max_failure_rate,
+    )
+    if args.rows_per_file < 1:
+        raise ValueError(f"--rows-per-file must be at least 1, got {args.rows_per_file}")
+    if not args.request_timeout > 0:
+        raise ValueError(f"--request-timeout must be > 0, got {args.request_timeout}")
     if args.push_to_hub and args.num_shards > 1 and not args.card_only:
         raise ValueError(
             "--push-to-hub with --num-shards > 1: push once, after every shard has finished, with --card-only --push-to-hub REPO"
@@ -211,6 +215,12 @@ def check_options(args: argparse.Namespace) -> None:
         ray_engine.check_options(args)
     elif args.replicas or args.replica_cpus or args.replica_gpus or args.ray_data:
         raise ValueError("--replicas, --replica-cpus, --replica-gpus and --ray-data place Ray actors: add --ray [ADDRESS]")
+    if not args.card_only:  # the teachers and engine options, before the lock and the selection
+        from imagenet_think.regenerate import engines
+
+        teachers = resolve_teachers(args.teachers, args.pair_1, args.pair_2, args.registry, key_values(args.sampling, "--sampling"))
+        if args.engine != "auto" or args.ray is None:  # --ray's "auto" is decided on the cluster
+            engine_settings(args, teachers, engines.default_engine() if args.engine == "auto" else args.engine)
     if args.push_to_hub:
         check_hub_access(args.push_to_hub)
 

@@ -182,6 +182,34 @@ def failure_summary(stats: RunStats, max_failure_rate: float) -> Optional[str]:
     return f"{stats.failed} of {done} images failed ({stats.failed / done:.1%}, more than --max-failure-rate {max_failure_rate:.1%})"
 
 
+def check_settings(
+    *,
+    max_in_flight: Optional[int] = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    retry_delay: float = DEFAULT_RETRY_DELAY,
+    unreachable_after: float = DEFAULT_UNREACHABLE_AFTER,
+    max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE,
+) -> None:
+    """Raise a ``ValueError`` naming the first of :class:`Scheduler`'s settings out of range, so
+    a command can refuse it before any work.
+
+    >>> check_settings(max_attempts=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: `max_attempts` must be at least 1, got 0
+    """
+    problems = [
+        (max_in_flight is not None and max_in_flight < 1, f"`max_in_flight` must be at least 1, got {max_in_flight}"),
+        (max_attempts < 1, f"`max_attempts` must be at least 1, got {max_attempts}"),
+        (not retry_delay >= 0, f"`retry_delay` must be >= 0, got {retry_delay}"),
+        (not unreachable_after > 0, f"`unreachable_after` must be > 0, got {unreachable_after}"),
+        (not 0 <= max_failure_rate <= 1, f"`max_failure_rate` must be in [0, 1], got {max_failure_rate}"),
+    ]
+    for wrong, message in problems:
+        if wrong:
+            raise ValueError(message)
+
+
 class Scheduler:
     """Streams items through ``engines`` (pair number -> open engine) into ``writer``.
 
@@ -208,10 +236,10 @@ class Scheduler:
         unknown = sorted(set(engines) - set(schema.TEACHERS))
         if unknown:
             raise ValueError(f"engines for unknown pairs {unknown}; pairs are {sorted(schema.TEACHERS)}")
-        if max_attempts < 1 or (max_in_flight is not None and max_in_flight < 1):
-            raise ValueError("`max_attempts` and `max_in_flight` must be at least 1")
-        if retry_delay < 0 or unreachable_after <= 0 or not 0 <= max_failure_rate <= 1:
-            raise ValueError("`retry_delay` must be >= 0, `unreachable_after` > 0, `max_failure_rate` in [0, 1]")
+        check_settings(
+            max_in_flight=max_in_flight, max_attempts=max_attempts, retry_delay=retry_delay,
+            unreachable_after=unreachable_after, max_failure_rate=max_failure_rate,
+        )
         self.engines = dict(sorted(engines.items()))
         self.writer = writer
         self.windows = {pair: max_in_flight or engine.max_in_flight for pair, engine in self.engines.items()}
