@@ -407,7 +407,8 @@ def export_hub_layout(
     hashes to at ``validation_fraction`` (the loader's split), whatever split it came in.  Everything is written in a
     staging directory next to ``out_dir`` and moved into place at the end; an existing
     ``out_dir/data`` is only replaced with ``overwrite=True``, and only when it holds nothing
-    but Parquet files (:func:`imagenet_think.fileio.check_replaceable`).  ``push_to_hub`` names a Hub
+    but Parquet files (:func:`imagenet_think.fileio.check_replaceable`); so is an existing
+    ``out_dir/README.md``.  ``push_to_hub`` names a Hub
     dataset repo to upload the result to; access is checked before any work.
 
     >>> import imagenet_think, tempfile
@@ -427,6 +428,8 @@ def export_hub_layout(
         check_hub_access(push_to_hub)
     out_dir = Path(out_dir).resolve()
     check_replaceable(out_dir / "data", overwrite, is_shard_file)
+    if (out_dir / "README.md").exists() and not overwrite:
+        raise FileExistsError(f"{out_dir}/README.md exists: pass `overwrite=True` to replace it with this export's card")
     splits = corpus_splits(source, validation_fraction)
     with staging_dir(out_dir) as staging:
         shards_by_split = _write_splits(splits, staging / "data", validation_fraction, max_shard_bytes, limit, query)

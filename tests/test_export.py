@@ -98,6 +98,18 @@ def test_overwrite_replaces_an_earlier_export_but_never_a_foreign_file(tmp_path,
     assert files_of(tmp_path) == before
 
 
+def test_a_readme_in_out_dir_is_replaced_only_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("my notes")
+    assert main(["export", "sample", str(out), "--limit", "2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"imagenet-think export: error: {out}/README.md exists: pass --overwrite to replace it with this export's card")
+    assert files_of(tmp_path) == {"out/README.md": b"my notes"}  # nothing written
+    assert main(["export", "sample", str(out), "--limit", "2", "--overwrite"]) == 0
+    assert "ImageNet-Think" in (out / "README.md").read_text() and split_sizes(out)["train"]["num_examples"] == 2
+
+
 def run_export(tmp_path, env_changes: dict) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT")}
     env.update(HF_HOME=str(tmp_path / "hf-home"), **env_changes)

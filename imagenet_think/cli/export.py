@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="export at most N rows per split (of those --where keeps)")
     parser.add_argument("--pretty-name", default="ImageNet-Think", help="title of the dataset card")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the Parquet shards of an earlier export in OUT_DIR/data (never other files)")
+                        help="replace OUT_DIR/README.md and the Parquet shards of an earlier export in OUT_DIR/data "
+                             "(never other files)")
     parser.add_argument("--push-to-hub", metavar="REPO",
                         help="then upload README.md and data/ to this Hub dataset repo (checked before any work)")
 
