@@ -175,11 +175,11 @@ def test_busy_and_gateway_answers_are_no_answers_and_busy_carries_retry_after():
         assert engine.probe()
         sim.fault(429, 30, retry_after=7)  # chat requests only: /models still answers
         with pytest.raises(EngineBusy, match="HTTP 429") as caught:
-            engine.generate([request])
+            engine.generate([request], busy_for=0)
         assert caught.value.retry_after == 7.0 and engine.probe()
         sim.fault(503, 30, retry_after=30, retry_after_as="date", models=True)
         with pytest.raises(EngineBusy, match="HTTP 503") as caught:
-            engine.generate([request])
+            engine.generate([request], busy_for=0)
         assert 28 <= caught.value.retry_after <= 30  # an HTTP-date has whole seconds
         assert not engine.probe()
         sim.fault(502, 30, models=True)
@@ -190,7 +190,7 @@ def test_busy_and_gateway_answers_are_no_answers_and_busy_carries_retry_after():
         assert not engine.probe()
         sim.fault(503, 30)  # no Retry-After
         with pytest.raises(EngineBusy) as caught:
-            engine.generate([request])
+            engine.generate([request], busy_for=0)
         assert caught.value.retry_after is None
         sim.fault(503, 30, models=True)
         with pytest.raises(EngineUnreachable, match=r"the glm server at .* answers HTTP 503 \(busy\): rerun when it serves requests"):
@@ -198,3 +198,28 @@ def test_busy_and_gateway_answers_are_no_answers_and_busy_carries_retry_after():
         sim.fault(503, 0)  # over
         (result,) = engine.generate([request])
     assert result.error is None
+
+
+def test_generate_waits_out_a_busy_server_and_gives_up_only_after_busy_for():
+    """The batch API evaluate uses: a burst of 429s delays the run (each refused request sent
+    again after the server's Retry-After), it does not stop it; a server busy for longer than
+    ``busy_for`` with no answer in between raises EngineBusy."""
+    import time
+
+    from imagenet_think.regenerate.engines import EngineBusy
+    from tests.fixtures.sim_server import SimProcess
+
+    requests = [Request(str(i), png((40, 30), (i, 0, 0))) for i in range(6)]
+    with SimProcess(step_ms=1) as sim, glm_engine(sim.url) as engine:
+        sim.fault(429, 1.0, retry_after=0.25)
+        start = time.monotonic()
+        results = engine.generate(requests, busy_for=5)
+        took = time.monotonic() - start
+        stats = sim.stats()
+        assert [r.id for r in results] == [r.id for r in requests] and all(r.error is None and r.raw for r in results)
+        assert stats["faulted"] >= 4 and 1.0 <= took < 5  # refused at first, answered once the burst was over
+        sim.fault(503, 30, retry_after=0.2)
+        start = time.monotonic()
+        with pytest.raises(EngineBusy, match="HTTP 503"):
+            engine.generate(requests, busy_for=1.0)
+        assert 1.0 <= time.monotonic() - start < 3

@@ -196,6 +196,20 @@ def test_model_run_with_the_tiny_glm4v_on_cpu(tmp_path):
     assert summary["runs"][0]["scored_rows"] == 3 and summary["runs"][0]["settings"]["reasoning_style"] == "glm"
 
 
+def test_model_run_on_a_server_waits_out_a_burst_of_429s(tmp_path):
+    pytest.importorskip("openai")
+    from tests.fixtures.sim_server import SimProcess
+
+    args = ["--model", "glm", "--engine", "openai", "--source", "sample", "--split", "all", "--size", "4"]
+    with SimProcess(step_ms=1) as sim:
+        sim.fault(429, 1.0, retry_after=0.3)  # every request refused for a second
+        assert main([*args, "--base-url", sim.url, "--out", str(tmp_path / "run"), *LEXICAL]) == 0
+        faulted = sim.stats()["faulted"]
+    generated = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert len(generated) == 4 and all(g["prediction"] for g in generated) and faulted >= 4
+    assert not (tmp_path / "run" / "generation_errors.jsonl").read_text()
+
+
 @pytest.mark.slow
 def test_unreadable_image_is_reported_and_left_out(tmp_path, sample_copy):
     import pyarrow as pa

@@ -65,7 +65,17 @@ import time
 from collections.abc import Iterable, Mapping, Sized
 from typing import TYPE_CHECKING, Any, Optional
 
-from imagenet_think.regenerate.engines.base import EngineBusy, EngineUnreachable, Request, Result, event_loop, request_image
+from imagenet_think.regenerate.engines.base import (
+    DEFAULT_RETRY_DELAY,
+    DEFAULT_UNREACHABLE_AFTER,
+    MAX_RETRY_DELAY,
+    EngineBusy,
+    EngineUnreachable,
+    Request,
+    Result,
+    event_loop,
+    request_image,
+)
 from imagenet_think.regenerate.runner import (
     RunStats,
     ShardWriter,
@@ -84,11 +94,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_RETRY_DELAY = 1.0
-MAX_RETRY_DELAY = 30.0
-"""Longest wait between two tries of a request (a longer ``Retry-After`` is cut to it)."""
-DEFAULT_UNREACHABLE_AFTER = 120.0
-"""Seconds a server may fail every request (or keep requests in flight) and answer none before the run stops."""
 DEFAULT_MAX_FAILURE_RATE = 0.05
 EARLY_STOP_IMAGES = 1000
 """The run stops early when more than ``max_failure_rate`` of ``max(images done, this)`` failed."""

@@ -284,6 +284,14 @@ class EngineUnreachable(ConnectionError):
         self.timed_out = timed_out
 
 
+DEFAULT_RETRY_DELAY = 1.0
+"""Seconds before a request's first retry (doubled each time)."""
+MAX_RETRY_DELAY = 30.0
+"""Longest wait between two tries of a request (a longer ``Retry-After`` is cut to it)."""
+DEFAULT_UNREACHABLE_AFTER = 120.0
+"""Seconds a server may fail every request (or keep requests in flight) and answer none before the run stops."""
+
+
 class EngineBusy(EngineUnreachable):
     """The server answered "busy, come back later" (HTTP 429 rate limited, 503 overloaded)
     without looking at the request.
@@ -337,31 +345,54 @@ class Engine(ABC):
         drops this request only."""
         return False
 
-    def generate(self, requests: Sequence[Request]) -> list[Result]:
+    def generate(self, requests: Sequence[Request], busy_for: float = DEFAULT_UNREACHABLE_AFTER) -> list[Result]:
         """Run every request, :attr:`max_in_flight` at a time; results in request order.
 
-        Failed requests come back with ``error`` set; :class:`EngineUnreachable` or a fatal
-        engine error is raised (the requests still outstanding are cancelled).
+        Failed requests come back with ``error`` set.  A request answered "busy"
+        (:class:`EngineBusy`: HTTP 429, 503) is sent again after the server's ``Retry-After``
+        (else :data:`DEFAULT_RETRY_DELAY` seconds, doubled each time; at most
+        :data:`MAX_RETRY_DELAY`), as often as needed while the engine answers something, and
+        :class:`EngineBusy` is raised once nothing but "busy" came back for ``busy_for``
+        seconds.  :class:`EngineUnreachable` or a fatal engine error is raised at once (the
+        requests still outstanding are cancelled).
         """
+        import heapq
+
         results: list[Optional[Result]] = [None] * len(requests)
         pending: dict[Future, int] = {}
+        later: list[tuple[float, int]] = []  # (when, index) of requests refused as busy
+        refusals = [0] * len(requests)
+        queued = iter(range(len(requests)))
+        answered = time.monotonic()  # the start, or the last answer
         try:
-            for index, request in enumerate(requests):
-                pending[self.submit(request)] = index
-                while len(pending) >= self.max_in_flight:
-                    self._collect(pending, results)
-            while pending:
-                self._collect(pending, results)
+            while True:
+                while len(pending) < self.max_in_flight and later and later[0][0] <= time.monotonic():
+                    index = heapq.heappop(later)[1]
+                    pending[self.submit(requests[index])] = index
+                while len(pending) < self.max_in_flight and (index := next(queued, None)) is not None:
+                    pending[self.submit(requests[index])] = index
+                if not pending and not later:
+                    return results  # type: ignore[return-value]
+                due = max(0.0, later[0][0] - time.monotonic()) if later else None
+                if not pending:
+                    time.sleep(due or 0.0)
+                    continue
+                done, _ = wait(pending, timeout=due, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    try:
+                        results[index] = future.result()
+                    except EngineBusy as busy:
+                        if time.monotonic() - answered >= busy_for:
+                            raise
+                        refusals[index] += 1
+                        wait_s = DEFAULT_RETRY_DELAY * 2 ** (refusals[index] - 1) if busy.retry_after is None else busy.retry_after
+                        heapq.heappush(later, (time.monotonic() + min(wait_s, MAX_RETRY_DELAY), index))
+                    else:
+                        answered = time.monotonic()
         finally:
             for future in pending:
                 future.cancel()
-        return results  # type: ignore[return-value]
-
-    @staticmethod
-    def _collect(pending: dict[Future, int], results: list) -> None:
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            results[pending.pop(future)] = future.result()
 
     def generation_entry(self, pair: int, result: Result) -> dict[str, Any]:
         """One element of the ``generation`` column for ``result`` (see :func:`generation_entry`)."""
