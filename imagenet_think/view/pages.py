@@ -217,7 +217,7 @@ def _export(source: str, query: Query, total: int) -> str:
 
 
 def _pager(query: Query, total: int) -> str:
-    pages = max(1, -(-total // query.per_page))
+    pages = query.page_count(total)
     first = (query.page - 1) * query.per_page
     shown = f"{first + 1:,}–{min(first + query.per_page, total):,} of {total:,}" if first < total else f"none of {total:,}"
     links = []

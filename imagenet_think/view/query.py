@@ -180,6 +180,14 @@ class Query:
         """
         return bool(self.check) or self.agree_min is not None or self.agree_max is not None or self.sort in SIGNAL_SORTS
 
+    def page_count(self, total: int) -> int:
+        """Pages of :attr:`per_page` records that ``total`` records fill (the last one partly; at least one).
+
+        >>> Query(per_page=48).page_count(97), Query(per_page=48).page_count(96), Query().page_count(0)
+        (3, 2, 1)
+        """
+        return max(1, -(-total // self.per_page))
+
     def params(self, **changes) -> dict[str, object]:
         """URL parameters of this query with ``changes`` applied; defaults are left out.
 

@@ -327,7 +327,7 @@ class Viewer:
                 "total": selection.total,
                 "page": query.page,
                 "per_page": query.per_page,
-                "pages": max(1, -(-selection.total // query.per_page)),
+                "pages": query.page_count(selection.total),
                 "counts": selection.counts,
                 "before_status": selection.before_status,
                 **({"check_counts": selection.check_counts, "before_check": selection.before_check} if "check_1" in index.column_names else {}),
