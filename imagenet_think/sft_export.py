@@ -484,17 +484,9 @@ def _batches(
     """Arrow batches of ``source`` with the images as stored structs (never decoded): its first
     ``limit`` records, of those ``where`` keeps (:func:`imagenet_think.view.query.where_mask`)."""
     if where is not None:
-        from imagenet_think.view.query import where_mask
+        from imagenet_think.view.query import keep_where
 
-        kept = 0
-        for batch in _batches(source, batch_size, None):
-            if limit is not None and kept >= limit:
-                return
-            batch = batch.filter(pa.array(where_mask(batch, where, split)))
-            batch = batch if limit is None else batch.slice(0, limit - kept)
-            kept += batch.num_rows
-            if batch.num_rows:
-                yield batch
+        yield from keep_where(_batches(source, batch_size, None), where, split, limit)
         return
     if isinstance(source, pa.Table):
         table = source if limit is None else source.slice(0, limit)

@@ -317,28 +317,30 @@ def corpus_batches(
     from tqdm.auto import tqdm
 
     if where is not None:
-        from imagenet_think.view.query import where_mask
+        from imagenet_think.view.query import keep_where
 
     for name, dataset in splits.items():
         total = None if isinstance(dataset, datasets.IterableDataset) else len(dataset)
         if where is None:
             total = limit if total is None else total if limit is None else min(total, limit)
-        read = rows = 0  # rows of the source read, rows kept
         with tqdm(desc=f"{desc} {name}", unit="row", total=total, disable=not progress) as bar:
-            for batch in dataset.with_format("arrow").iter(batch_size=batch_size):
-                if limit is not None and rows >= limit:
-                    break
-                if limit is not None and where is None:
-                    batch = batch.slice(0, limit - rows)  # normalise no row that is not kept
-                batch = _default_rows(batch, name, read)
-                read += batch.num_rows
-                bar.update(batch.num_rows)
-                if where is not None:
-                    batch = batch.filter(pa.array(where_mask(batch, where, name)))
-                    batch = batch if limit is None else batch.slice(0, limit - rows)
-                rows += batch.num_rows
-                if batch.num_rows:
-                    yield batch
+            batches = _normalised_batches(dataset, name, batch_size, limit if where is None else None, bar)
+            yield from batches if where is None else keep_where(batches, where, name, limit)
+
+
+def _normalised_batches(dataset: Any, split: str, batch_size: int, limit: Optional[int], bar: Any) -> Iterator[pa.Table]:
+    """``default``-config batches of ``dataset`` (its first ``limit`` rows), counted on ``bar``."""
+    read = 0
+    for batch in dataset.with_format("arrow").iter(batch_size=batch_size):
+        if limit is not None:
+            if read >= limit:
+                break
+            batch = batch.slice(0, limit - read)  # normalise no row that is not kept
+        batch = _default_rows(batch, split, read)
+        read += batch.num_rows
+        bar.update(batch.num_rows)
+        if batch.num_rows:
+            yield batch
 
 
 def _write_splits(

@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Optional
 from urllib.parse import parse_qs, urlencode
 
@@ -529,6 +529,27 @@ def hit_snippet(texts: Mapping[str, Optional[str]], text: str, columns: Sequence
 def _spaced(text: str) -> str:
     """Runs of whitespace as single spaces (ends kept as a space)."""
     return re.sub(r"\s+", " ", text)
+
+
+def keep_where(batches: Iterable[pa.Table], query: Query, split: str, limit: Optional[int] = None) -> Iterator[pa.Table]:
+    """The rows of ``batches`` (``default``-config records of the split ``split``) that the
+    viewer lists under ``query`` (:func:`where_mask`), the first ``limit`` of them at most;
+    batches left empty are dropped, and none is read once ``limit`` rows are kept.
+
+    >>> table = pa.table({"wnid": ["n1", "n2", "n3"], "status_1": ["ok", "malformed", "malformed"], "status_2": ["ok"] * 3,
+    ...     "think_1": [""] * 3, "answer_1": [""] * 3, "think_2": [""] * 3, "answer_2": [""] * 3})
+    >>> [b["wnid"].to_pylist() for b in keep_where([table, table], parse_where("status=malformed"), "train", limit=3)]
+    [['n2', 'n3'], ['n2']]
+    """
+    kept = 0
+    for batch in batches:
+        batch = batch.filter(pa.array(where_mask(batch, query, split)))
+        batch = batch if limit is None else batch.slice(0, limit - kept)
+        kept += batch.num_rows
+        if batch.num_rows:
+            yield batch
+        if limit is not None and kept >= limit:
+            return
 
 
 def where_mask(table: pa.Table, query: Query, split: str) -> np.ndarray:
