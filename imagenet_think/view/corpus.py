@@ -222,6 +222,11 @@ class Snapshot:
     def splits(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(f.split for f in self.files))
 
+    @functools.cached_property
+    def keys(self) -> tuple:
+        """The files' keys: what anything computed from this snapshot's records is kept under."""
+        return tuple(f.key for f in self.files)
+
     def position_of(self, record_id: str) -> Optional[int]:
         """Index position of the first record with ``id`` ``record_id``, ``None`` when absent."""
         position = pc.index(self.index["id"], record_id).as_py() if self.index.num_rows else -1
@@ -417,7 +422,7 @@ class Corpus:
         ``wait`` seconds for the tasks still running.  A file whose task fails has no signals
         (null; logged).
         """
-        keys = tuple(f.key for f in snapshot.files)
+        keys = snapshot.keys
         with self._signal_lock:
             if self._joined_signals is not None and self._joined_signals[0] == keys:
                 return self._joined_signals[1]
@@ -447,7 +452,7 @@ class Corpus:
     def ready_signals(self, snapshot: Snapshot) -> Optional[pa.Table]:
         """The signals of ``snapshot`` when :meth:`signals` has them all, else ``None`` (starts nothing)."""
         joined = self._joined_signals
-        return joined[1] if joined is not None and joined[0] == tuple(f.key for f in snapshot.files) else None
+        return joined[1] if joined is not None and joined[0] == snapshot.keys else None
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._signal_pool is None:

@@ -241,7 +241,7 @@ class Viewer:
     def _per_snapshot(self, name: str, snapshot: Snapshot, make: Callable[[], Any]) -> Any:
         """``make()``, kept under ``name`` and the corpus' files (made once however many
         requests ask for it together; the least recently used of :data:`FACTS_KEPT` go)."""
-        return self._facts.get_or_make((name, tuple(f.key for f in snapshot.files)), make)
+        return self._facts.get_or_make((name, snapshot.keys), make)
 
     def present_classes(self, snapshot: Snapshot) -> dict[str, tuple[str, int]]:
         """The corpus' classes (:func:`classes.corpus_classes`)."""
@@ -274,7 +274,7 @@ class Viewer:
         found = classes.suggest(text, self.present_classes(self.corpus.refresh()), int(limit))
         return _json(200, {"q": text, "classes": [{**dataclasses.asdict(m), "option": m.option, "kind_of": m.kind_of} for m in found]})
 
-    def _pick_class(self, params: dict[str, list[str]], api: bool) -> Optional[Response]:
+    def _pick_class(self, params: dict[str, list[str]], api: bool, snapshot: Snapshot) -> Optional[Response]:
         """``class=NAME`` (the class box) stands for ``wnid=``: the page redirects to the list of
         that class, or, when the name stands for several classes or none, offers them to pick
         from; the API uses the class, or says which ones the name stands for."""
@@ -283,7 +283,7 @@ class Viewer:
         text = " ".join(params.pop("class")).strip()
         params.pop("wnid", None)
         query = Query.from_params(params)
-        found = classes.resolve(text, self.present_classes(self.corpus.refresh())) if text else []
+        found = classes.resolve(text, self.present_classes(snapshot)) if text else []
         if api and len(found) <= 1:
             params["wnid"] = [found[0].wnid] if found else []
             return None
@@ -296,11 +296,11 @@ class Viewer:
         return Response(200, html.encode(), "text/html; charset=utf-8")
 
     def _list(self, params: dict[str, list[str]], api: bool) -> Response:
-        picked = self._pick_class(params, api)
+        snapshot = self.corpus.refresh()
+        picked = self._pick_class(params, api, snapshot)
         if picked is not None:
             return picked
         query = Query.from_params(params)
-        snapshot = self.corpus.refresh()
         selection, index = self._selection(snapshot, query)
         if isinstance(selection, SignalProgress):
             return self._computing(query, selection, snapshot, api)
@@ -434,10 +434,13 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self._send(self.server.viewer.handle(self.path, self.headers.get("Host")), send_body=True)
+        self._answer(send_body=True)
 
     def do_HEAD(self) -> None:  # noqa: N802
-        self._send(self.server.viewer.handle(self.path, self.headers.get("Host")), send_body=False)
+        self._answer(send_body=False)
+
+    def _answer(self, send_body: bool) -> None:
+        self._send(self.server.viewer.handle(self.path, self.headers.get("Host")), send_body)
 
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         """The standard library's own errors (501 for other methods, 414, 431, 400 for broken
