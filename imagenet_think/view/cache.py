@@ -6,11 +6,12 @@ long browsing session never grows without bound (nothing is cached on disk).
 at the same time (the others wait for that result: a "single flight").
 
 >>> cache = BoundedCache(max_bytes=10)
->>> cache.put("a", b"12345"); cache.put("b", b"123456")
->>> cache.get("a") is None, cache.get("b")
-(True, b'123456')
->>> cache.get_or_make("c", lambda: b"789"), cache.get_or_make("c", lambda: b"never made")
-(b'789', b'789')
+>>> cache.get_or_make("a", lambda: b"12345"), cache.get_or_make("b", lambda: b"123456")
+(b'12345', b'123456')
+>>> cache.get_or_make("a", lambda: b"made again")  # "a" went to make room for "b"
+b'made again'
+>>> cache.get_or_make("a", lambda: b"never made"), cache.nbytes
+(b'made again', 10)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
-from typing import Any, Callable, Hashable, Optional
+from typing import Any, Callable, Hashable
 
 
 def size_of(value: Any) -> int:
@@ -27,7 +28,7 @@ def size_of(value: Any) -> int:
 
 
 class BoundedCache:
-    """``get``/``put`` by key; the least recently used values go once ``max_bytes`` is passed.
+    """Values by key (:meth:`get_or_make`); the least recently used go once ``max_bytes`` is passed.
 
     A value larger than ``max_bytes`` is not kept at all.
     """
@@ -39,31 +40,6 @@ class BoundedCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self._making: dict[Hashable, Future] = {}
-
-    def get(self, key: Hashable) -> Optional[Any]:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            self._items.move_to_end(key)
-            return item[0]
-
-    def put(self, key: Hashable, value: Any) -> None:
-        size = self._size(value)
-        with self._lock:
-            self._put(key, value, size)
-
-    def _put(self, key: Hashable, value: Any, size: int) -> None:
-        old = self._items.pop(key, None)
-        if old is not None:
-            self._bytes -= old[1]
-        if size > self.max_bytes:
-            return
-        self._items[key] = (value, size)
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            _, (_, dropped) = self._items.popitem(last=False)
-            self._bytes -= dropped
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """The value of ``key``; when missing, ``make()`` is called and its value kept.
@@ -92,7 +68,12 @@ class BoundedCache:
             making.set_exception(err)
             raise
         with self._lock:
-            self._put(key, value, size)
+            if size <= self.max_bytes:  # a larger value is not kept at all
+                self._items[key] = (value, size)
+                self._bytes += size
+                while self._bytes > self.max_bytes:
+                    _, (_, dropped) = self._items.popitem(last=False)
+                    self._bytes -= dropped
             del self._making[key]
         making.set_result(value)
         return value
