@@ -59,9 +59,11 @@ def over_limit(size: tuple[int, int], max_pixels: int = MAX_IMAGE_PIXELS) -> str
     >>> over_limit((4000, 3000))
     ''
     """
-    if size[0] * size[1] <= max_pixels:
-        return ""
-    return str(ImageTooLarge(f"{size[0]}×{size[1]} pixels", f"over the limit of {max_pixels:,}"))
+    return "" if size[0] * size[1] <= max_pixels else str(_over_the_limit(size, max_pixels))
+
+
+def _over_the_limit(size: tuple[int, int], max_pixels: int) -> ImageTooLarge:
+    return ImageTooLarge(f"{size[0]}×{size[1]} pixels", f"over the limit of {max_pixels:,}")
 
 
 def _over_pillows_limit() -> ImageTooLarge:
@@ -107,10 +109,10 @@ def make_thumbnail(data: bytes, size: int = THUMBNAIL_SIZE, max_pixels: int = MA
     except Image.DecompressionBombError as err:
         raise _over_pillows_limit() from err
     with image:
-        width, height = image.size
+        stored = image.size
         image.draft("RGB", (size, size))  # JPEG only: decode at 1/2, 1/4 or 1/8 scale; the size follows
         if over_limit(image.size, max_pixels):
-            raise ImageTooLarge(f"{width}×{height} pixels", f"over the limit of {max_pixels:,}")
+            raise _over_the_limit(stored, max_pixels)
         image.thumbnail((size, size))
         thumb = ImageOps.exif_transpose(image)  # turned once small: the turn copies the image
         if thumb.mode not in ("RGB", "L"):
