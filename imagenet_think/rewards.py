@@ -211,7 +211,7 @@ def _index() -> _Index:
     found: dict[tuple[str, ...], set[str]] = {}
     for wnid, (_, joined) in table.items():
         for lemma in joined.split(", "):
-            for form in _forms(tuple(_words(lemma))):
+            for form in _forms(tuple(re_word_tokens(lemma))):
                 if form and not _names_nothing(form):
                     found.setdefault(form, set()).add(wnid)
     shared: dict[frozenset[str], _Named] = {}
@@ -225,22 +225,6 @@ def _index() -> _Index:
         phrases,
         {start: tuple(sorted(found, reverse=True)) for start, found in lengths.items()},
     )
-
-
-_ASCII_WORDS = str.maketrans({chr(c): " " if not chr(c).isalnum() else chr(c).lower() for c in range(128)})
-"""ASCII text to lower-case words separated by spaces, in one ``str.translate``."""
-
-
-def _words(text: str) -> list[str]:
-    """``text`` lower-cased and cut into words as the lexical metrics cut it
-    (:func:`imagenet_think.text.word_tokens`: runs of letters and digits, each CJK ideograph a word).
-
-    >>> _words("A hot-dog, Cassin's kingbird; Ærø-ferry"), _words("一只orange")
-    (['a', 'hot', 'dog', 'cassin', 's', 'kingbird', 'ærø', 'ferry'], ['一', '只', 'orange'])
-    """
-    if text.isascii():  # the same words, several times faster
-        return text.translate(_ASCII_WORDS).split()
-    return re_word_tokens(text)
 
 
 _INSIDE = _Named(frozenset())
@@ -265,7 +249,7 @@ def _occurrences(text: str) -> tuple[list[str], list[Optional[_Named]]]:
     [None, 'hotdog, hot dog, red hot', <_INSIDE>]
     """
     words_index, phrases, lengths = _index()
-    words = _words(text)
+    words = re_word_tokens(text)
     found = list(map(words_index.get, words))
     covered_to = 0
     for position in compress(count(), map(lengths.__contains__, pairwise(words))):

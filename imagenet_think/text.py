@@ -99,13 +99,22 @@ def word_tokens(text: str) -> list[str]:
     return word_lists([text])[0].as_py()
 
 
+_ASCII_WORDS = str.maketrans({chr(c): " " if not chr(c).isalnum() else chr(c).lower() for c in range(128)})
+"""ASCII text to lower-case words separated by spaces, in one ``str.translate``."""
+
+
 def re_word_tokens(text: str) -> list[str]:
-    """:func:`word_tokens` of one text with Python's ``re`` instead of Arrow (faster on one short text).
+    """:func:`word_tokens` of one text with Python's ``re`` instead of Arrow (faster on one short
+    text; ASCII text, in one ``str.translate``, several times faster still).
 
     >>> re_word_tokens("一只猫, GLM-4.1V") == word_tokens("一只猫, GLM-4.1V")
     True
+    >>> re_word_tokens("A hot-dog, Cassin's kingbird; Ærø-ferry, cafe\u0301")
+    ['a', 'hot', 'dog', 'cassin', 's', 'kingbird', 'ærø', 'ferry', 'café']
     """
-    return _SPAN.findall(text.lower())
+    if text.isascii():
+        return text.translate(_ASCII_WORDS).split()
+    return _SPAN.findall(unicodedata.normalize("NFC", text).lower())
 
 
 def word_spans(text: str) -> Iterator[tuple[int, int]]:
