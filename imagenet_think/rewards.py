@@ -433,6 +433,11 @@ def label_reward(
     if len(wnids) != len(completions):
         raise ValueError(f"got {len(completions)} completions but {len(wnids)} wnids")
     answers = split_batch([completion_text(completion) for completion in completions])["answer"]
+    return _label_scores(answers, wnids, decay, max_depth, exclusive)
+
+
+def _label_scores(answers: Sequence[str], wnids: Sequence[str], decay: float, max_depth: int, exclusive: bool) -> list[float]:
+    """:func:`label_reward` of answers already split from their reasoning (one warning for an unknown wnid)."""
     hits = [label_hit(answer, str(label), max_depth=max_depth, exclusive=exclusive) for answer, label in zip(answers, wnids, strict=True)]
     for hit, label in zip(hits, wnids, strict=True):
         if hit.kind == "unknown":
@@ -455,7 +460,11 @@ def format_reward(completions: Sequence[Completion], **kwargs: Any) -> list[floa
         >>> format_reward(["<think>Fur.</think><answer>A dog.</answer>", "<think>Fur, whiskers and", "A dog."])
         [1.0, 0.0, 0.0]
     """
-    statuses = split_batch([completion_text(completion) for completion in completions])["status"]
+    return _format_scores(split_batch([completion_text(completion) for completion in completions])["status"])
+
+
+def _format_scores(statuses: Sequence[str]) -> list[float]:
+    """:func:`format_reward` of completions already split (their ``split_batch`` statuses)."""
     return [1.0 if status == "ok" else 0.0 for status in statuses]
 
 
@@ -490,12 +499,11 @@ def easyr1_score(
         >>> easyr1_score([{"response": "<think>Fur.</think>A dog.", "response_length": 9, "ground_truth": "n02084071"}])
         [{'overall': 1.0, 'format': 1.0, 'accuracy': 1.0}]
     """
-    responses = [reward_input["response"] for reward_input in reward_inputs]
-    formats = format_reward(responses)
-    accuracies = label_reward(
-        responses, [reward_input["ground_truth"] for reward_input in reward_inputs],
-        decay=decay, max_depth=max_depth, exclusive=exclusive,
-    )  # fmt: skip
+    _check(decay, max_depth)
+    split = split_batch([reward_input["response"] for reward_input in reward_inputs])  # once for both scores
+    formats = _format_scores(split["status"])
+    wnids = [reward_input["ground_truth"] for reward_input in reward_inputs]
+    accuracies = _label_scores(split["answer"], wnids, decay, max_depth, exclusive)
     return [
         {"overall": (1.0 - format_weight) * accuracy + format_weight * fmt, "format": fmt, "accuracy": accuracy}
         for fmt, accuracy in zip(formats, accuracies, strict=True)
