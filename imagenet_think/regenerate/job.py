@@ -190,8 +190,10 @@ def open_engines(args: argparse.Namespace, plan: Any) -> Iterator[dict[int, Any]
             engine.close()
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """Reject contradictory options, and check the Hub when pushing, before any work."""
+def check_options(args: argparse.Namespace) -> Optional[dict[int, Any]]:
+    """Reject contradictory options, and check the Hub when pushing, before any work; the
+    teachers (:func:`resolve_teachers`), whose engine options are checked too, unless
+    ``--card-only``, which needs none."""
     from imagenet_think.regenerate import runner, scheduler, sources
     from imagenet_think.writer import check_hub_access
 
@@ -215,6 +217,7 @@ def check_options(args: argparse.Namespace) -> None:
         ray_engine.check_options(args)
     elif args.replicas or args.replica_cpus or args.replica_gpus or args.ray_data:
         raise ValueError("--replicas, --replica-cpus, --replica-gpus and --ray-data place Ray actors: add --ray [ADDRESS]")
+    teachers = None
     if not args.card_only:  # the teachers and engine options, before the lock and the selection
         from imagenet_think.regenerate import engines
 
@@ -223,21 +226,21 @@ def check_options(args: argparse.Namespace) -> None:
             engine_settings(args, teachers, engines.default_engine() if args.engine == "auto" else args.engine)
     if args.push_to_hub:
         check_hub_access(args.push_to_hub)
+    return teachers
 
 
-def make_plan(args: argparse.Namespace, out_dir: Path, writer: Any = None) -> tuple[Any, Any]:
-    """The teachers, the selection of images and this process's plan: ``(plan, selection)``;
-    from the files an open :class:`~imagenet_think.regenerate.runner.ShardWriter` read, when
-    given, else read now.  Images already written are not checked again."""
+def make_plan(args: argparse.Namespace, out_dir: Path, teachers: Mapping[int, Any], writer: Any = None) -> tuple[Any, Any]:
+    """The selection of images and this process's plan for ``teachers`` (:func:`check_options`):
+    ``(plan, selection)``; from the files an open
+    :class:`~imagenet_think.regenerate.runner.ShardWriter` read, when given, else read now.
+    Images already written are not checked again."""
     from imagenet_think.regenerate import runner, sources
 
-    teachers = resolve_teachers(args.teachers, args.pair_1, args.pair_2, args.registry, key_values(args.sampling, "--sampling"))
     footers: dict[Path, Any] = {} if writer is None else writer.footers
     written = runner.ids_by_file(out_dir, footers) if writer is None else writer.written
+    done = runner.completed_ids(written)
     source = sources.open_source(args.source, args.layout, args.follow_symlinks)
-    selection = sources.select_items(
-        source, args.num_images, args.seed, args.min_size, args.max_pixels, known_good=runner.completed_ids(written)
-    )
+    selection = sources.select_items(source, args.num_images, args.seed, args.min_size, args.max_pixels, known_good=done)
     plan = runner.make_plan(
         selection.items,
         out_dir,
@@ -249,6 +252,7 @@ def make_plan(args: argparse.Namespace, out_dir: Path, writer: Any = None) -> tu
         skipped_sources=len(selection.skipped),
         written=written,
         footers=footers,
+        done=done,
     )
     return plan, selection
 
@@ -317,19 +321,13 @@ def failed_note(failed: int) -> Optional[str]:
     )
 
 
-def finish(
-    out_dir: Path, source: str, repo: Optional[str], files: Optional[Mapping[Path, Any]] = None, failed: int = 0
-) -> None:
+def finish(out_dir: Path, source: str, repo: Optional[str], files: Mapping[Path, Any], failed: int = 0) -> None:
     """Write the dataset card from the shards present (saying how many ``failed`` images were
     left out), then push if asked (with :func:`imagenet_think.writer.upload`); ``files`` are the
-    footers of shards already read (by a run that checked their ids), else every file's ids are
-    read and checked first: an id written twice is an error naming it and its files."""
-    from imagenet_think.regenerate import runner
+    footers of the shards, read by a run that checked their ids (an id written twice is an error
+    naming it and its files: :func:`~imagenet_think.regenerate.runner.completed_ids`)."""
     from imagenet_think.writer import upload, write_card
 
-    if files is None:
-        files = {}
-        runner.completed_ids(runner.ids_by_file(out_dir, files))
     readme = write_card(out_dir, source=f"regenerate {source}", footers=files, note=failed_note(failed))
     logger.info("wrote %s", readme)
     if repo:
@@ -366,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
     from imagenet_think.regenerate import runner
 
     out_dir = Path(args.out_dir)
-    check_options(args)
+    teachers = check_options(args)
     if args.card_only:
         footers: dict[Path, Any] = {}
         written = runner.completed_ids(runner.ids_by_file(out_dir, footers))  # an id written twice is an error
@@ -375,14 +373,14 @@ def run(args: argparse.Namespace) -> int:
         finish(out_dir, args.source, args.push_to_hub, footers, failed)
         return 0
     if args.dry_run:  # reads only
-        plan, _ = make_plan(args, out_dir)
+        plan, _ = make_plan(args, out_dir, teachers)
         runner.check_sharding(out_dir, args.num_shards, plan.written)
         print(plan.describe())
         return 0
     # the shard's lock before anything is written: a process refused writes nothing
     stats = runner.RunStats()
     with runner.ShardWriter(out_dir, args.shard_index, args.rows_per_file, num_shards=args.num_shards) as writer:
-        plan, selection = make_plan(args, out_dir, writer)
+        plan, selection = make_plan(args, out_dir, teachers, writer)
         print(plan.describe(), file=sys.stderr)
         runner.record_rejected(out_dir, selection.skipped)
         if plan.todo:

@@ -547,15 +547,18 @@ def make_plan(
     skipped_sources: int = 0,
     written: Optional[Mapping[Path, list[str]]] = None,
     footers: Optional[Mapping[Path, Any]] = None,
+    done: Optional[set[str]] = None,
 ) -> Plan:
     """The :class:`Plan` for this process; reads (never writes) ``out_dir``.  ``written`` and
     ``footers``: the id columns and Parquet metadata of the files present, when already read
-    (:attr:`ShardWriter.written`), else read now."""
+    (:attr:`ShardWriter.written`), else read now; ``done``: :func:`completed_ids` of
+    ``written``, when already made."""
     mine = partition(items, num_shards, shard_index)
     if written is None:
         footers = {}
         written = ids_by_file(out_dir, footers)
-    done = completed_ids(written)
+    if done is None:
+        done = completed_ids(written)
     failed = set() if retry_failed else failed_ids(out_dir) - done
     todo = [item for item in mine if item.id not in done and item.id not in failed]
     if max_items is not None:
