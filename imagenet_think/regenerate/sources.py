@@ -548,13 +548,20 @@ def image_size(data: bytes) -> tuple[int, int]:
 def header_size(item: ImageItem) -> tuple[int, int]:
     """``(width, height)`` of ``item`` from its first :data:`HEADER_BYTES` bytes, or from the
     whole image when its header is longer (large metadata, a TIFF directory at the end)."""
+    return _header(item)[0]
+
+
+def _header(item: ImageItem) -> tuple[tuple[int, int], Optional[bytes]]:
+    """:func:`header_size`, and the whole image when that read it all (``None`` otherwise)."""
     head = item.read_bytes(HEADER_BYTES)
+    whole = head if len(head) < HEADER_BYTES else None
     try:
-        return image_size(head)
+        return image_size(head), whole
     except UnusableImage:
-        if len(head) < HEADER_BYTES:  # that was the whole image
+        if whole is not None:
             raise
-        return image_size(item.read_bytes())
+        whole = item.read_bytes()
+        return image_size(whole), whole
 
 
 def decoded(data: bytes, draft: bool = False) -> "PIL.Image.Image":
@@ -624,12 +631,12 @@ def rejection(
     if item.id in known_good or (min_size <= 0 and max_pixels <= 0):
         return None
     try:
-        width, height = header_size(item)
+        (width, height), whole = _header(item)
         if width < min_size or height < min_size:
             return f"too small: {width}x{height} < {min_size}x{min_size}"
         if max_pixels and width * height > max_pixels:
             return f"too large: {width}x{height} = {width * height:,} pixels > --max-pixels {max_pixels:,}"
-        check_decodes(item.read_bytes())
+        check_decodes(item.read_bytes() if whole is None else whole)  # read once when the header read it all
     except UnusableImage as error:
         return str(error)
     except (OSError, ValueError) as error:
