@@ -215,6 +215,12 @@ def check_settings(
             raise ValueError(message)
 
 
+def _read_image(item: ImageItem) -> tuple[bytes, bytes]:
+    """The image's bytes and what its requests carry (:func:`request_image`), in one trip to the reader pool."""
+    data = item.read_bytes()
+    return data, request_image(data)
+
+
 class Scheduler:
     """Streams items through ``engines`` (pair number -> open engine) into ``writer``.
 
@@ -394,8 +400,7 @@ class Scheduler:
         """The image's bytes (for its row) and what its requests carry, both made in the reader pool."""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                data = await self._loop.run_in_executor(self._read_pool, item.read_bytes)
-                return data, await self._loop.run_in_executor(self._read_pool, request_image, data)
+                return await self._loop.run_in_executor(self._read_pool, _read_image, item)
             except (OSError, ValueError) as error:
                 reason = f"cannot read image: {type(error).__name__}: {error}"
         raise _Failed(reason, attempt)
