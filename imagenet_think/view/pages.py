@@ -27,7 +27,7 @@ from typing import Any, Optional
 from urllib.parse import quote
 
 from imagenet_think import schema
-from imagenet_think.view.query import SIGNAL_SORTS, SORTS, UNKNOWN_STATUS, Query, Selection
+from imagenet_think.view.query import SORTS, UNKNOWN_STATUS, Query, Selection
 from imagenet_think.view.render import MAX_SHOWN_CHARS, Marks, attribute, inline, plain, shared_words, text_html
 from imagenet_think.view.signals import LABEL_KINDS
 from imagenet_think.view.thumbnail import MAX_IMAGE_PIXELS
@@ -325,7 +325,7 @@ def computing_page(
     body = f"""{_filters(query, splits, finish_reasons, class_value)}
 <p class="computing" role="status">Computing the answer agreement and label checks of {progress.total:,} records
 (once, then kept): {progress.done:,} done ({share:.0%}). This page reloads by itself;
-<a href="{e(query.to_url("/", check=(), agree_min=None, agree_max=None, sort="" if query.sort in SIGNAL_SORTS else query.sort, page=1))}">without these filters</a>
+<a href="{e(query.without_signals().to_url("/"))}">without these filters</a>
 the records show now.</p>"""
     return document("computing", body, source, problems, page="computing")
 

@@ -180,6 +180,15 @@ class Query:
         """
         return bool(self.check) or self.agree_min is not None or self.agree_max is not None or self.sort in SIGNAL_SORTS
 
+    def without_signals(self) -> "Query":
+        """This query less what :attr:`needs_signals`, from its first page.
+
+        >>> Query(check=("missed",), sort="-agree", q="dog", page=3).without_signals().where()
+        'q=dog'
+        """
+        sort = "" if self.sort in SIGNAL_SORTS else self.sort
+        return dataclasses.replace(self, check=(), agree_min=None, agree_max=None, sort=sort, page=1)
+
     def page_count(self, total: int) -> int:
         """Pages of :attr:`per_page` records that ``total`` records fill (the last one partly; at least one).
 
