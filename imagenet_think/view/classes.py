@@ -113,8 +113,9 @@ def _rank(name: str, lemmas: Iterable[str]) -> Optional[tuple[int, int]]:
     return min(ranks, default=None)
 
 
-def _lemmas(wnid: str, label: str) -> set[str]:
-    return {lemma.lower() for lemma in (*label.split(", "), *labels.lemmas(wnid)) if lemma}
+@functools.lru_cache(maxsize=None)  # one per class of the corpus: asked again at every keystroke of the class box
+def _lemmas(wnid: str, label: str) -> frozenset[str]:
+    return frozenset(lemma.lower() for lemma in (*label.split(", "), *labels.lemmas(wnid)) if lemma)
 
 
 def suggest(text: str, present: Mapping[str, tuple[str, int]], limit: int = SUGGESTIONS) -> list[ClassMatch]:
