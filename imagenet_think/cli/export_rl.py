@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from imagenet_think.cli import add_shard_size_argument, add_source_argument, add_where_argument, check_where
-from imagenet_think.rl_export import DEFAULT_PROMPT, FORMATS, check_prompt, export_rl
-from imagenet_think.sft_export import check_replaceable
-from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction
+from imagenet_think.rl_export import DEFAULT_PROMPT, FORMATS, export_rl
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION
 from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES
 
 
@@ -35,10 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``imagenet-think export-rl``; bad input prints a one-line error and returns 2."""
-    check_where(args.where)
-    check_prompt(args.prompt)
-    check_fraction(args.validation_fraction)
-    check_replaceable(args.out, args.overwrite)
+    check_where(args.where)  # the library checks the rest before reading the source
     summary = export_rl(
         args.source,
         args.out,
