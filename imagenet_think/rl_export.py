@@ -72,7 +72,7 @@ import pyarrow.compute as pc
 
 from imagenet_think.fileio import atomic_write, staging_dir
 from imagenet_think.sft_export import IMAGE_TOKEN, check_replaceable, move_into_place
-from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, validation_mask
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, split_parts
 from imagenet_think.writer import DEFAULT_MAX_SHARD_BYTES, ShardWriter, corpus_batches, corpus_splits, split_sizes
 
 if TYPE_CHECKING:
@@ -283,8 +283,7 @@ def export_rl(
         ) as validation:
             writers = {"train": train, "validation": validation}
             for batch in corpus_batches(splits, limit, batch_size, f"export-rl {format}", progress, query):
-                mask = validation_mask(batch["id"].to_pylist(), validation_fraction)
-                for split, part in (("train", batch.filter(pc.invert(mask))), ("validation", batch.filter(mask))):
+                for split, part in split_parts(batch, validation_fraction):
                     writer = writers[split]
                     writer.write(rl_table(part, format, prompt, split, writer.num_rows))
         counts = {split: writer.num_rows for split, writer in writers.items()}

@@ -42,6 +42,21 @@ def validation_mask(ids: Iterable[str], fraction: float = DEFAULT_VALIDATION_FRA
     return pa.array([crc32(i.encode("utf-8")) < limit for i in ids], type=pa.bool_())
 
 
+def split_parts(table: pa.Table, fraction: float = DEFAULT_VALIDATION_FRACTION) -> tuple[tuple[str, pa.Table], ...]:
+    """``(("train", rows), ("validation", rows))``: the rows of ``table`` by the split their
+    ``id`` hashes to at ``fraction`` (:func:`validation_mask`), each in table order.
+
+    >>> [round(hash_unit(i), 2) for i in "abc"]
+    [0.91, 0.44, 0.03]
+    >>> [(split, rows["id"].to_pylist()) for split, rows in split_parts(pa.table({"id": ["a", "b", "c"]}), 0.5)]
+    [('train', ['a']), ('validation', ['b', 'c'])]
+    """
+    import pyarrow.compute as pc
+
+    mask = validation_mask(table["id"].to_pylist(), fraction)
+    return ("train", table.filter(pc.invert(mask))), ("validation", table.filter(mask))
+
+
 def split_of(row_id: str, fraction: float = DEFAULT_VALIDATION_FRACTION) -> str:
     """``"validation"`` or ``"train"``: the split ``row_id`` hashes to at ``fraction``.
 

@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from imagenet_think import schema
 from imagenet_think.fileio import atomic_write, check_replaceable, staging_dir
-from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, check_split_label, validation_mask
+from imagenet_think.split import DEFAULT_VALIDATION_FRACTION, check_fraction, check_split_label, split_parts
 
 if TYPE_CHECKING:
     import datasets
@@ -194,9 +193,8 @@ def write_split_shards(
     (:mod:`imagenet_think.split`), each file labelled with its split; a split with no rows in
     ``table`` gets no file.  Returns the paths written, train first.
     """
-    mask = validation_mask(table["id"].to_pylist(), check_fraction(validation_fraction))
     paths = []
-    for split, rows in (("train", table.filter(pc.invert(mask))), ("validation", table.filter(mask))):
+    for split, rows in split_parts(table, check_fraction(validation_fraction)):
         if rows.num_rows:
             paths.append(write_shard(rows, Path(data_dir) / shard_name(split, index, total), split, validation_fraction))
     return paths
@@ -369,8 +367,7 @@ def _write_splits(
         pending[split] = []
 
     for batch in corpus_batches(splits, limit, where=where):
-        mask = validation_mask(batch["id"].to_pylist(), validation_fraction)
-        for split, part in (("train", batch.filter(pc.invert(mask))), ("validation", batch.filter(mask))):
+        for split, part in split_parts(batch, validation_fraction):
             row_bytes = max(1, part.nbytes // max(1, part.num_rows))
             while part.num_rows:
                 room = max_shard_bytes - sum(table.nbytes for table in pending[split])
