@@ -90,6 +90,12 @@ def bootstrap_ci(values: np.ndarray, num_resamples: int = 1000, seed: int = 0, l
     return float(low), float(high)
 
 
+def _estimate(values: np.ndarray, num_resamples: int, seed: int) -> dict[str, Any]:
+    """``mean``, its bootstrap interval ``ci_low``/``ci_high`` (:func:`bootstrap_ci`) and ``n`` of ``values``."""
+    low, high = bootstrap_ci(values, num_resamples, seed)
+    return {"mean": float(values.mean()) if values.size else math.nan, "ci_low": low, "ci_high": high, "n": int(values.size)}
+
+
 def summarize(
     scores: pa.Table,
     model: str,
@@ -110,9 +116,7 @@ def summarize(
         part, metric, reference = name.split(".")
         values = scores[name].to_numpy(zero_copy_only=False).astype(float)
         values = values[~np.isnan(values)]
-        low, high = bootstrap_ci(values, num_resamples, seed)
-        mean = float(values.mean()) if values.size else math.nan
-        row = dict(model=model, part=part, metric=metric, reference=reference, mean=mean, ci_low=low, ci_high=high, n=int(values.size))
+        row = dict(model=model, part=part, metric=metric, reference=reference, **_estimate(values, num_resamples, seed))
         if metric == "bertscore_f1":
             row.update(bertscore_model=(settings or {}).get("bertscore_model"), bertscore_fallback=_fell_back(settings or {}))
         rows.append(row)
@@ -120,9 +124,7 @@ def summarize(
     for name in (n for n in scores.column_names if n.startswith(COLUMN_PREFIX)):
         figures = label_figures(scores[name].to_numpy(zero_copy_only=False).astype(float))
         for figure, values in figures.items():
-            low, high = bootstrap_ci(values, num_resamples, seed)
-            mean = float(values.mean()) if values.size else math.nan
-            label_rows.append(dict(model=model, answers=name[len(COLUMN_PREFIX) :], figure=figure, mean=mean, ci_low=low, ci_high=high, n=int(values.size)))
+            label_rows.append(dict(model=model, answers=name[len(COLUMN_PREFIX) :], figure=figure, **_estimate(values, num_resamples, seed)))
     statuses = scores["status"].value_counts().to_pylist() if "status" in scores.column_names else []
     run = {
         "model": model,
